@@ -1,0 +1,20 @@
+# Distillery: knowledge distillation for robot perception, as one workflow DAG.
+# Wiring only: stages live in workflow/rules/, logic in src/distillery/.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/synth.smk"
+include: "workflow/rules/ingest.smk"
+include: "workflow/rules/manifest.smk"
+
+
+rule all:
+    input:
+        rules.merge_manifest.output,
+    default_target: True

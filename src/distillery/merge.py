@@ -1,0 +1,151 @@
+"""Merge shard HDF5 files into manifest.h5 and manifest.jsonl.
+
+Image fields are merged by copying compressed chunks (read_direct_chunk /
+write_direct_chunk): no decode and re-encode, so the merge runs near the
+speed of a file copy. Shards and the manifest share one chunk layout and
+filter pipeline, which `create_layout` guarantees.
+
+The merge is also where quarantine reports meet: every reject of the
+index and pack stages lands in one report, and the run fails when the share
+of bad frames of any dataset passes the configured threshold.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections import Counter
+from pathlib import Path
+
+import h5py
+import numpy as np
+from tqdm import tqdm
+
+from distillery.manifest import (IMAGE_FIELDS, ROW_FIELDS, STRING_FIELDS, atomic_target, check_schema, create_layout,
+                                 manifest_record, read_jsonl, write_jsonl_atomic, write_text_atomic)
+
+log = logging.getLogger(__name__)
+
+
+class TooManyBadFrames(RuntimeError):
+    """The share of quarantined frames passed the configured threshold."""
+
+
+def _copy_chunks(src: h5py.Dataset, dst: h5py.Dataset, offset: int) -> None:
+    if src.chunks != dst.chunks or src.compression_opts != dst.compression_opts:
+        # Layouts differ (e.g. another compression level): fall back to decoding.
+        dst[offset:offset + src.shape[0]] = src[:]
+        return
+    tail = (0,) * (src.ndim - 1)
+    for i in range(src.shape[0]):
+        if src.id.get_chunk_info_by_coord((i, *tail)).byte_offset is None:
+            continue  # never written: the destination keeps its fill value
+        mask, data = src.id.read_direct_chunk((i, *tail))
+        dst.id.write_direct_chunk((offset + i, *tail), data, mask)
+
+
+def _copy_shard(src: h5py.File, dst: h5py.File, offset: int, box_offset: int) -> int:
+    n = int(src.attrs["frame_count"])
+    for name in IMAGE_FIELDS:
+        _copy_chunks(src[name], dst[name], offset)
+    for name in (*ROW_FIELDS, *STRING_FIELDS):
+        dst[name][offset:offset + n] = src[name][:]
+    boxes = src["boxes"][:]
+    if len(boxes):
+        dst["boxes"].resize(box_offset + len(boxes), axis=0)
+        dst["boxes"][box_offset:] = boxes
+    dst["box_offsets"][offset + 1:offset + n + 1] = src["box_offsets"][1:] + box_offset
+    return box_offset + len(boxes)
+
+
+def _shard_geometry(paths: list[str]) -> tuple[int, int, int]:
+    total, size = 0, None
+    for path in paths:
+        with h5py.File(path, "r") as f:
+            check_schema(f, path)
+            total += int(f.attrs["frame_count"])
+            this = (int(f.attrs["height"]), int(f.attrs["width"]))
+            if size not in (None, this):
+                raise ValueError(f"{path}: frames are {this[0]}x{this[1]}, other shards {size[0]}x{size[1]}")
+            size = this
+    if size is None:
+        raise ValueError("no shard files to merge")
+    return total, *size
+
+
+def merge_shards(shard_paths: list[str], out_h5: str, level: int = 3, progress: bool = True) -> int:
+    """Concatenate shard files, in the given order, into `out_h5`; return the frame count."""
+    total, height, width = _shard_geometry(shard_paths)
+    tmp = atomic_target(out_h5)
+    try:
+        with h5py.File(tmp, "w") as dst:
+            create_layout(dst, total, height, width, level)
+            offset = box_offset = 0
+            for path in tqdm(shard_paths, desc="merge", unit="shard", disable=not progress):
+                with h5py.File(path, "r") as src:
+                    box_offset = _copy_shard(src, dst, offset, box_offset)
+                    offset += int(src.attrs["frame_count"])
+            keys = dst["key"][:]
+            if len(set(keys)) != len(keys):
+                dup = [k for k, c in Counter(keys).items() if c > 1][:3]
+                raise ValueError(f"frames appear in more than one shard, e.g. {[k.decode() for k in dup]}")
+        os.replace(tmp, out_h5)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return total
+
+
+def write_manifest_jsonl(h5_path: str, out_jsonl: str) -> None:
+    with h5py.File(h5_path, "r") as f:
+        write_jsonl_atomic(out_jsonl, (manifest_record(f, i) for i in range(int(f.attrs["frame_count"]))))
+
+
+def bad_share_report(rejects: list[dict], packed_per_dataset: Counter, max_bad_share: float) -> dict:
+    """Per dataset: frames seen, quarantined, share, and whether it passes."""
+    bad = Counter(r["frame"].split("/", 1)[0] for r in rejects)
+    report = {}
+    for dataset in sorted(set(bad) | set(packed_per_dataset)):
+        seen = bad[dataset] + packed_per_dataset[dataset]
+        share = bad[dataset] / seen if seen else 0.0
+        reasons = Counter(r["reason"].split(":")[0] for r in rejects if r["frame"].startswith(dataset + "/"))
+        report[dataset] = {"frames": seen, "quarantined": bad[dataset], "bad_share": round(share, 6),
+                           "ok": share <= max_bad_share, "reasons": dict(reasons.most_common())}
+    return report
+
+
+def merge_manifest(shard_paths: list[str], quarantine_paths: list[str], out_h5: str, out_jsonl: str,
+                   out_quarantine: str, out_summary: str, max_bad_share: float, level: int = 3,
+                   progress: bool = True) -> dict:
+    """Merge shards and quarantine reports; raise TooManyBadFrames past the threshold.
+
+    The quarantine report and summary are written in both cases, so a failed
+    run leaves the evidence; the manifest only when the data passes.
+    """
+    rejects = [r for path in quarantine_paths for r in read_jsonl(path)]
+    write_jsonl_atomic(out_quarantine, rejects)
+    packed = Counter()
+    for path in shard_paths:
+        with h5py.File(path, "r") as f:
+            packed.update(d.decode() if isinstance(d, bytes) else d for d in f["dataset"][:])
+    report = bad_share_report(rejects, packed, max_bad_share)
+    summary = {"frames": sum(packed.values()), "quarantined": len(rejects), "max_bad_share": max_bad_share,
+               "datasets": report, "manifest": str(out_h5), "quarantine_report": str(out_quarantine)}
+    write_text_atomic(out_summary, json.dumps(summary, indent=1) + "\n")
+    failing = {d: r for d, r in report.items() if not r["ok"]}
+    if failing:
+        lines = [f"  {d}: {r['quarantined']} of {r['frames']} frames quarantined ({r['bad_share']:.1%}), "
+                 f"reasons {r['reasons']}" for d, r in failing.items()]
+        examples = [f"  {r['frame']}: {r['field']} {r['file']}: {r['reason']}" for r in rejects[:5]]
+        sources = [p for p in quarantine_paths if Path(p).stat().st_size]
+        raise TooManyBadFrames(f"bad-frame share above max_bad_share={max_bad_share:.1%}:\n" + "\n".join(lines)
+                               + "\nfirst quarantined frames:\n" + "\n".join(examples)
+                               + "\nquarantine reports: " + " ".join(sources))
+    merge_shards(shard_paths, out_h5, level=level, progress=progress)
+    write_manifest_jsonl(out_h5, out_jsonl)
+    return summary
+
+
+def frames_equal(a: h5py.File, row_a: int, b: h5py.File, row_b: int) -> bool:
+    """Whether two rows hold identical image fields (used by tests and checks)."""
+    return all(np.array_equal(a[name][row_a], b[name][row_b], equal_nan=True) for name in IMAGE_FIELDS)

@@ -1,0 +1,71 @@
+# Ingest: index each dataset, plan shards, then decode/validate/resize each shard.
+
+
+rule index_dataset:
+    input:
+        folder=dataset_folder,
+    output:
+        index="results/index/{dataset}.jsonl",
+        quarantine="results/index/{dataset}.quarantine.jsonl",
+    params:
+        reader=reader_args,
+    log:
+        "logs/index_dataset/{dataset}.log",
+    benchmark:
+        "results/benchmarks/index_dataset/{dataset}.tsv"
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    conda:
+        "../../envs/ingest.yaml"
+    shell:
+        "distillery index --dataset {input.folder} --name {wildcards.dataset} "
+        "{params.reader} --out {output.index} --quarantine {output.quarantine} "
+        "> {log} 2>&1"
+
+
+checkpoint plan_shards:
+    input:
+        indexes=expand("results/index/{dataset}.jsonl", dataset=list(DATASETS)),
+    output:
+        plan=directory("results/shards/plan"),
+    params:
+        frames_per_shard=config["sharding"]["frames_per_shard"],
+        seed=config["sharding"]["seed"],
+        splits=shlex.quote(json.dumps(config["sharding"]["splits"])),
+        overrides=shlex.quote(json.dumps(split_overrides())),
+    log:
+        "logs/plan_shards/plan_shards.log",
+    benchmark:
+        "results/benchmarks/plan_shards/plan_shards.tsv"
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    conda:
+        "../../envs/ingest.yaml"
+    shell:
+        "distillery plan-shards {input.indexes} --out {output.plan} "
+        "--frames-per-shard {params.frames_per_shard} --seed {params.seed} "
+        "--splits {params.splits} --split-overrides {params.overrides} > {log} 2>&1"
+
+
+rule pack_shard:
+    input:
+        frames="results/shards/plan/{shard}.jsonl",
+    output:
+        h5="results/shards/{shard}.h5",
+        quarantine="results/shards/{shard}.quarantine.jsonl",
+    params:
+        settings=pack_args(),
+    log:
+        "logs/pack_shard/{shard}.log",
+    benchmark:
+        "results/benchmarks/pack_shard/{shard}.tsv"
+    resources:
+        mem_mb=2000,
+        runtime=60,
+    conda:
+        "../../envs/ingest.yaml"
+    shell:
+        "distillery pack-shard --frames {input.frames} --out {output.h5} "
+        "--quarantine {output.quarantine} {params.settings} > {log} 2>&1"

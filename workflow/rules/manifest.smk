@@ -1,0 +1,30 @@
+# Merge: every shard and quarantine report into manifest.h5 / manifest.jsonl.
+
+
+rule merge_manifest:
+    input:
+        shards=shard_files,
+        quarantines=quarantine_files,
+    output:
+        h5="results/manifest/manifest.h5",
+        jsonl="results/manifest/manifest.jsonl",
+        quarantine="results/manifest/quarantine.jsonl",
+        summary="results/manifest/summary.json",
+    params:
+        max_bad_share=config["ingest"]["max_bad_share"],
+        compression_level=config["manifest"]["compression_level"],
+    log:
+        "logs/merge_manifest/merge_manifest.log",
+    benchmark:
+        "results/benchmarks/merge_manifest/merge_manifest.tsv"
+    resources:
+        mem_mb=4000,
+        runtime=120,
+    conda:
+        "../../envs/ingest.yaml"
+    shell:
+        "distillery merge --shards {input.shards} --quarantines {input.quarantines} "
+        "--out-h5 {output.h5} --out-jsonl {output.jsonl} "
+        "--out-quarantine {output.quarantine} --out-summary {output.summary} "
+        "--max-bad-share {params.max_bad_share} "
+        "--compression-level {params.compression_level} > {log} 2>&1"

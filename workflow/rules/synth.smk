@@ -1,0 +1,19 @@
+# Generated RGB-D worlds: the embedded demo data and the test data.
+
+
+rule synthesize_world:
+    output:
+        world=directory("results/synth/{dataset}"),
+    params:
+        settings=synth_params,
+    log:
+        "logs/synthesize_world/{dataset}.log",
+    benchmark:
+        "results/benchmarks/synthesize_world/{dataset}.tsv"
+    resources:
+        mem_mb=2000,
+        runtime=60,
+    conda:
+        "../../envs/ingest.yaml"
+    shell:
+        "distillery synth --out {output.world} {params.settings} > {log} 2>&1"
