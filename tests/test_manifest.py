@@ -1,0 +1,119 @@
+import h5py
+import numpy as np
+import pytest
+from frames_util import truncate, write_frames, write_shard_list
+
+from distillery.manifest import Manifest, read_jsonl
+from distillery.merge import TooManyBadFrames, merge_manifest
+from distillery.pack import PackSettings, pack_shard
+
+SMALL = PackSettings(height=24, width=32)
+
+
+def _pack(tmp_path, shards):
+    paths, quarantines = [], []
+    for i, rows in enumerate(shards):
+        frames = write_shard_list(tmp_path / f"s{i}.jsonl", rows)
+        h5, q = str(tmp_path / f"s{i}.h5"), str(tmp_path / f"s{i}.q.jsonl")
+        pack_shard(frames, h5, q, SMALL, progress=False)
+        paths.append(h5)
+        quarantines.append(q)
+    return paths, quarantines
+
+
+def _merge(tmp_path, paths, quarantines, max_bad_share=0.5):
+    out = tmp_path / "manifest"
+    return merge_manifest(paths, quarantines, str(out / "manifest.h5"), str(out / "manifest.jsonl"),
+                          str(out / "quarantine.jsonl"), str(out / "summary.json"), max_bad_share, progress=False)
+
+
+def test_merge_round_trip_every_frame_once_and_arrays_equal(tmp_path):
+    rows = write_frames(tmp_path / "raw", 10)
+    paths, qs = _pack(tmp_path, [rows[:4], rows[4:7], rows[7:]])
+    _merge(tmp_path, paths, qs)
+    keys = []
+    with h5py.File(tmp_path / "manifest" / "manifest.h5") as m:
+        for path in paths:
+            with h5py.File(path) as s:
+                for i in range(s.attrs["frame_count"]):
+                    row = len(keys)
+                    keys.append(m["key"][row].decode())
+                    assert s["key"][i] == m["key"][row]
+                    for name in ("rgb", "tof_depth", "tof_confidence", "intrinsics"):
+                        np.testing.assert_array_equal(s[name][i], m[name][row])
+    assert keys == [r["dataset"] + "/" + r["sequence"] + "/" + r["frame_id"] for r in rows]
+    lines = read_jsonl(tmp_path / "manifest" / "manifest.jsonl")
+    assert [line["row"] for line in lines] == list(range(10))
+    assert not any(line["has_teacher_depth"] or line["has_seg"] for line in lines)  # ToF-only manifest is valid
+    assert all(0.7 < line["tof_valid_share"] < 0.8 for line in lines)
+
+
+def test_bad_frames_are_quarantined_and_the_rest_of_the_shard_kept(tmp_path):
+    rows = write_frames(tmp_path / "raw", 6)
+    truncate(rows[1]["rgb"])
+    np.save(rows[3]["depth"], np.ones((10, 10), np.float32))  # size mismatch
+    paths, qs = _pack(tmp_path, [rows])
+    summary = _merge(tmp_path, paths, qs)
+    report = read_jsonl(tmp_path / "manifest" / "quarantine.jsonl")
+    reasons = {r["frame"]: (r["field"], r["reason"], r["file"]) for r in report}
+    assert reasons["ds/seq/0001"][0] == "rgb" and "truncated" in reasons["ds/seq/0001"][1]
+    assert reasons["ds/seq/0001"][2] == rows[1]["rgb"]
+    assert reasons["ds/seq/0003"][0] == "depth" and "size mismatch" in reasons["ds/seq/0003"][1]
+    assert summary["frames"] == 4 and summary["quarantined"] == 2
+    with Manifest(tmp_path / "manifest" / "manifest.h5") as m:
+        assert [r["key"] for r in m.records] == ["ds/seq/0000", "ds/seq/0002", "ds/seq/0004", "ds/seq/0005"]
+
+
+@pytest.mark.parametrize("bad_value, reason", [(np.nan, "non-finite"), (-1.0, "negative"), (500.0, "absurd")])
+def test_depth_value_checks(tmp_path, bad_value, reason):
+    rows = write_frames(tmp_path / "raw", 2)
+    d = np.load(rows[0]["depth"])
+    d[5, 5] = bad_value
+    np.save(rows[0]["depth"], d)
+    _, qs = _pack(tmp_path, [rows])
+    (line,) = read_jsonl(qs[0])
+    assert line["frame"] == "ds/seq/0000" and reason in line["reason"] and line["field"] == "depth"
+
+
+def test_run_fails_past_the_bad_share_and_says_why(tmp_path):
+    rows = write_frames(tmp_path / "raw", 4)
+    truncate(rows[0]["rgb"])
+    paths, qs = _pack(tmp_path, [rows])
+    with pytest.raises(TooManyBadFrames, match=r"ds: 1 of 4 frames quarantined \(25.0%\)"):
+        _merge(tmp_path, paths, qs, max_bad_share=0.1)
+    assert not (tmp_path / "manifest" / "manifest.h5").exists()
+    assert (tmp_path / "manifest" / "summary.json").exists()
+
+
+def test_reader_api_splits_slots_and_pickling(tmp_path):
+    import pickle
+
+    rows = write_frames(tmp_path / "raw", 3, split="train") + write_frames(tmp_path / "raw2", 2, sequence="b", split="val")
+    paths, qs = _pack(tmp_path, [rows])
+    _merge(tmp_path, paths, qs)
+    m = Manifest(tmp_path / "manifest" / "manifest.h5")
+    assert len(m) == 5 and m.size == (24, 32)
+    assert m.indices(split="val").tolist() == [3, 4]
+    assert m.indices(require=("has_teacher_depth",)).size == 0
+    sample = m.read(0)
+    assert sample["rgb"].dtype == np.uint8 and sample["rgb"].shape == (24, 32, 3)
+    assert sample["tof_depth"].dtype == np.float32 and sample["teacher_depth"] is None
+    assert m.boxes(0).shape == (0, 6)
+    clone = pickle.loads(pickle.dumps(m))
+    np.testing.assert_array_equal(clone.read(4)["rgb"], m.read(4)["rgb"])
+
+
+def test_rerun_overwrites_atomically_without_duplicates(tmp_path):
+    rows = write_frames(tmp_path / "raw", 3)
+    paths, qs = _pack(tmp_path, [rows])
+    _merge(tmp_path, paths, qs)
+    _merge(tmp_path, paths, qs)
+    assert len(Manifest(tmp_path / "manifest" / "manifest.h5")) == 3
+    assert not list((tmp_path / "manifest").glob(".*tmp"))
+
+
+def test_same_frame_in_two_shards_is_refused(tmp_path):
+    rows = write_frames(tmp_path / "raw", 2)
+    paths, qs = _pack(tmp_path, [rows, rows])
+    with pytest.raises(ValueError, match="more than one shard"):
+        _merge(tmp_path, paths, qs)
