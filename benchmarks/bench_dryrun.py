@@ -1,0 +1,87 @@
+"""Wall time of `snakemake -n` over a 1,000,000-frame index cut into 500 shards.
+
+Builds a scratch working directory holding a frame index and a shard plan as
+the ingest stage would have written them, then times a dry run of the real
+workflow over it (goal <= 20 s): the DAG must stay cheap when data is large.
+
+    python benchmarks/bench_dryrun.py [--frames 1000000] [--shards 500]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+from common import report, timer
+
+from distillery.shards import plan_shards
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def write_index(path: Path, frames: int, sequences: int) -> None:
+    per_seq = frames // sequences
+    with open(path, "w") as fh:
+        for i in range(frames):
+            seq, j = divmod(i, per_seq)
+            fh.write(json.dumps({"dataset": "big", "sequence": f"seq{seq:04d}", "frame_id": f"{j:06d}",
+                                 "rgb": f"/data/big/seq{seq:04d}/rgb/{j:06d}.png",
+                                 "depth": f"/data/big/seq{seq:04d}/depth/{j:06d}.png",
+                                 "depth_encoding": "png", "depth_scale": 1000.0}) + "\n")
+
+
+def prepare(workdir: Path, frames: int, shards: int, t: dict) -> Path:
+    data = workdir / "data"
+    data.mkdir()
+    config = {"datasets": [{"name": "big", "path": str(data)}],
+              "ingest": {}, "sharding": {"frames_per_shard": frames // shards}, "manifest": {}}
+    cfg = workdir / "config.yaml"
+    cfg.write_text(yaml.safe_dump(config))
+    index = workdir / "results" / "index" / "big.jsonl"
+    index.parent.mkdir(parents=True)
+    with timer(t, "write_index_s"):
+        write_index(index, frames, max(1, frames // 2000))
+    (index.parent / "big.quarantine.jsonl").write_text("")
+    with timer(t, "plan_shards_s"):
+        plan_shards([str(index)], str(workdir / "results" / "shards" / "plan"), frames // shards,
+                    {"train": 0.8, "val": 0.1, "test": 0.1})
+    return cfg
+
+
+def dry_run(workdir: Path, cfg: Path) -> tuple[float, str]:
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    cmd = [str(Path(sys.executable).parent / "snakemake"), "-s", str(ROOT / "Snakefile"), "-d", str(workdir),
+           "--configfile", str(cfg), "-n", "--cores", "2", "--quiet", "rules"]
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise SystemExit(f"dry run failed:\n{proc.stdout}\n{proc.stderr}")
+    return wall, proc.stdout + proc.stderr
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--frames", type=int, default=1_000_000, help="frames in the index")
+    parser.add_argument("--shards", type=int, default=500, help="shards to cut them into")
+    args = parser.parse_args()
+    t: dict = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        cfg = prepare(workdir, args.frames, args.shards, t)
+        wall, out = dry_run(workdir, cfg)
+    pack_jobs = next((line.split()[-1] for line in out.splitlines() if line.strip().startswith("pack_shard")), "?")
+    report("dryrun", {"frames": args.frames, "shards": args.shards, "pack_shard_jobs": pack_jobs,
+                      "dry_run_s": round(wall, 2), "goal_s": 20,
+                      "plan_shards_s": round(t["plan_shards_s"], 2), "write_index_s": round(t["write_index_s"], 2)})
+
+
+if __name__ == "__main__":
+    main()
