@@ -117,3 +117,45 @@ def test_same_frame_in_two_shards_is_refused(tmp_path):
     paths, qs = _pack(tmp_path, [rows, rows])
     with pytest.raises(ValueError, match="more than one shard"):
         _merge(tmp_path, paths, qs)
+
+
+def test_layers_fill_teacher_slots_of_their_shard_rows(tmp_path):
+    from distillery.manifest import create_layer
+
+    rows = write_frames(tmp_path / "raw", 5)
+    paths, qs = _pack(tmp_path, [rows[:2], rows[2:]])
+    with h5py.File(paths[1]) as s:
+        keys = [k.decode() for k in s["key"][:]]
+    layer_path = tmp_path / "s1.teachers.h5"
+    with h5py.File(layer_path, "w") as f:
+        create_layer(f, "s1", keys, 24, 32, ("teacher_depth", "teacher_label"), boxes=True)
+        f["teacher_depth"][1] = np.full((24, 32), 2.5, np.float16)
+        f["has_teacher_depth"][1] = True
+        f["teacher_label"][:] = 3
+        f["has_teacher_label"][:] = True
+        f["boxes"].resize(2, axis=0)
+        f["boxes"][:] = [[1, 2, 3, 4, 0.9, 0], [5, 6, 7, 8, 0.5, 56]]
+        f["box_offsets"][:] = [0, 0, 2, 2]
+        f["has_boxes"][:] = True
+    out = tmp_path / "manifest"
+    merge_manifest(paths, qs, str(out / "m.h5"), str(out / "m.jsonl"), str(out / "q.jsonl"), str(out / "s.json"),
+                   0.5, progress=False, layer_paths=[str(layer_path)])
+    m = Manifest(out / "m.h5")
+    assert [r["has_teacher_depth"] for r in m.records] == [False, False, False, True, False]
+    assert [r["has_seg"] for r in m.records] == [False, False, True, True, True]
+    assert m.read(3)["teacher_depth"].mean() == pytest.approx(2.5)
+    assert m.read(0)["teacher_label"] is None and (m.read(2)["teacher_label"] == 3).all()
+    assert m.boxes(3)[:, 5].tolist() == [0, 56] and m.boxes(2).shape == (0, 6) and m.boxes(4).shape == (0, 6)
+
+
+def test_layer_of_a_repacked_shard_is_refused(tmp_path):
+    from distillery.manifest import create_layer
+
+    rows = write_frames(tmp_path / "raw", 3)
+    paths, qs = _pack(tmp_path, [rows])
+    with h5py.File(tmp_path / "l.h5", "w") as f:
+        create_layer(f, "s0", ["ds/seq/x", "ds/seq/y", "ds/seq/z"], 24, 32, ("teacher_depth",))
+    out = tmp_path / "manifest"
+    with pytest.raises(ValueError, match="differ"):
+        merge_manifest(paths, qs, str(out / "m.h5"), str(out / "m.jsonl"), str(out / "q.jsonl"),
+                       str(out / "s.json"), 0.5, progress=False, layer_paths=[str(tmp_path / "l.h5")])

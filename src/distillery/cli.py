@@ -102,6 +102,7 @@ def _add_merge(sub) -> None:
                                    "fail when a dataset's bad-frame share passes --max-bad-share.")
     p.add_argument("--shards", nargs="+", required=True, help="shard HDF5 files, in order")
     p.add_argument("--quarantines", nargs="*", default=[], help="quarantine reports of index and pack stages")
+    p.add_argument("--layers", nargs="*", default=[], help="layer files (teacher outputs per shard) to merge in")
     p.add_argument("--out-h5", required=True, help="manifest.h5 to write")
     p.add_argument("--out-jsonl", required=True, help="manifest.jsonl to write")
     p.add_argument("--out-quarantine", required=True, help="combined quarantine report to write")
@@ -116,7 +117,8 @@ def _run_merge(args) -> int:
     from distillery.merge import merge_manifest
 
     summary = merge_manifest(args.shards, args.quarantines, args.out_h5, args.out_jsonl, args.out_quarantine,
-                             args.out_summary, args.max_bad_share, args.compression_level, not args.quiet)
+                             args.out_summary, args.max_bad_share, args.compression_level, not args.quiet,
+                             args.layers)
     print(f"manifest: {args.out_h5} ({summary['frames']} frames, {summary['quarantined']} quarantined)")
     return 0
 

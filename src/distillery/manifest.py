@@ -21,6 +21,7 @@ import hdf5plugin
 import numpy as np
 
 SCHEMA_NAME = "distillery-manifest"
+LAYER_SCHEMA_NAME = "distillery-layer"
 SCHEMA_VERSION = 1
 IGNORE_LABEL = 255
 
@@ -80,10 +81,39 @@ def create_layout(f: h5py.File, n: int, height: int, width: int, level: int = 3)
     str_dt = h5py.string_dtype()
     for name in STRING_FIELDS:
         f.create_dataset(name, shape=(n,), dtype=str_dt)
+    create_boxes(f, n)
+
+
+def create_boxes(f: h5py.File, n: int) -> None:
     f.create_dataset("box_offsets", data=np.zeros(n + 1, dtype=np.int64))
     f.create_dataset("boxes", shape=(0, len(BOX_COLUMNS)), maxshape=(None, len(BOX_COLUMNS)),
                      dtype="float32", chunks=(4096, len(BOX_COLUMNS)))
     f["boxes"].attrs["columns"] = list(BOX_COLUMNS)
+
+
+def create_layer(f: h5py.File, shard: str, keys: list[str], height: int, width: int, fields: tuple[str, ...],
+                 boxes: bool = False, level: int = 3) -> None:
+    """Create a layer file: some image fields (+ their present flags) for the frames of one shard.
+
+    Teachers write layers instead of touching shard files; the merge copies
+    every layer's fields into the manifest rows of its shard. `keys` must be
+    the shard's keys in shard order; the merge checks it.
+    """
+    n = len(keys)
+    f.attrs.update(schema=LAYER_SCHEMA_NAME, schema_version=SCHEMA_VERSION, shard=shard, height=height,
+                   width=width, frame_count=n)
+    f.create_dataset("key", data=np.asarray(keys, dtype=object), dtype=h5py.string_dtype())
+    for name in fields:
+        spec = IMAGE_FIELDS[name]
+        if spec.flag is None:
+            raise ValueError(f"{name} is a sensor field, not a slot a layer can fill")
+        shape = (n, height, width, *spec.channels)
+        f.create_dataset(name, shape=shape, dtype=spec.dtype, chunks=(1, *shape[1:]) if n else None,
+                         fillvalue=spec.fill, **(zstd(level) if n else {}))
+        f.create_dataset(spec.flag, shape=(n,), dtype=bool, fillvalue=False)
+    if boxes:
+        create_boxes(f, n)
+        f.create_dataset("has_boxes", shape=(n,), dtype=bool, fillvalue=False)
 
 
 def atomic_target(path: str | os.PathLike) -> Path:
@@ -108,8 +138,8 @@ def read_jsonl(path: str | os.PathLike) -> list[dict]:
         return [json.loads(line) for line in fh if line.strip()]
 
 
-def check_schema(f: h5py.File, path: str | os.PathLike) -> None:
-    if f.attrs.get("schema") != SCHEMA_NAME:
+def check_schema(f: h5py.File, path: str | os.PathLike, schema: str = SCHEMA_NAME) -> None:
+    if f.attrs.get("schema") != schema:
         raise ValueError(f"{path}: not a Distillery manifest (schema attribute {f.attrs.get('schema')!r})")
     version = int(f.attrs.get("schema_version", -1))
     if version != SCHEMA_VERSION:

@@ -16,13 +16,17 @@ import json
 import logging
 import os
 from collections import Counter
+from contextlib import ExitStack
 from pathlib import Path
 
 import h5py
 from tqdm import tqdm
 
-from distillery.manifest import (IMAGE_FIELDS, ROW_FIELDS, STRING_FIELDS, atomic_target, check_schema, create_layout,
-                                 manifest_record, read_jsonl, write_jsonl_atomic, write_text_atomic)
+import numpy as np
+
+from distillery.manifest import (IMAGE_FIELDS, LAYER_SCHEMA_NAME, ROW_FIELDS, STRING_FIELDS, atomic_target,
+                                 check_schema, create_layout, manifest_record, read_jsonl, write_jsonl_atomic,
+                                 write_text_atomic)
 
 log = logging.getLogger(__name__)
 
@@ -49,18 +53,50 @@ def _copy_chunks(src: h5py.Dataset, dst: h5py.Dataset, offset: int) -> None:
         dst.id.write_direct_chunk((offset + i, *tail), data, mask)
 
 
-def _copy_shard(src: h5py.File, dst: h5py.File, offset: int, box_offset: int) -> int:
+def _copy_boxes(src: h5py.File, dst: h5py.File, offset: int, box_offset: int) -> int:
     n = int(src.attrs["frame_count"])
-    for name in IMAGE_FIELDS:
-        _copy_chunks(src[name], dst[name], offset)
-    for name in (*ROW_FIELDS, *STRING_FIELDS):
-        dst[name][offset:offset + n] = src[name][:]
     boxes = src["boxes"][:]
     if len(boxes):
         dst["boxes"].resize(box_offset + len(boxes), axis=0)
         dst["boxes"][box_offset:] = boxes
     dst["box_offsets"][offset + 1:offset + n + 1] = src["box_offsets"][1:] + box_offset
     return box_offset + len(boxes)
+
+
+def _copy_shard(src: h5py.File, dst: h5py.File, offset: int) -> None:
+    n = int(src.attrs["frame_count"])
+    for name in IMAGE_FIELDS:
+        _copy_chunks(src[name], dst[name], offset)
+    for name in (*ROW_FIELDS, *STRING_FIELDS):
+        dst[name][offset:offset + n] = src[name][:]
+
+
+def _copy_layer(layer: h5py.File, path: str, shard: h5py.File, dst: h5py.File, offset: int) -> None:
+    """Copy a layer's slots (and present flags) onto its shard's rows."""
+    check_schema(layer, path, LAYER_SCHEMA_NAME)
+    if not np.array_equal(layer["key"][:], shard["key"][:]):
+        raise ValueError(f"{path}: its frames differ from those of shard {layer.attrs['shard']} "
+                         "(was the shard re-packed after this layer was written?)")
+    n = int(layer.attrs["frame_count"])
+    for name, spec in IMAGE_FIELDS.items():
+        if name in layer:
+            _copy_chunks(layer[name], dst[name], offset)
+            dst[spec.flag][offset:offset + n] = layer[spec.flag][:]
+    if "has_boxes" in layer:
+        dst["has_boxes"][offset:offset + n] = layer["has_boxes"][:]
+
+
+def _group_layers(shard_paths: list[str], layer_paths: list[str]) -> dict[str, list[str]]:
+    """Layer files per shard path, matched by the layer's `shard` attribute and the shard's file stem."""
+    by_name = {Path(p).name.split(".")[0]: p for p in shard_paths}
+    groups: dict[str, list[str]] = {p: [] for p in shard_paths}
+    for path in layer_paths:
+        with h5py.File(path, "r") as f:
+            shard = str(f.attrs.get("shard", ""))
+        if shard not in by_name:
+            raise ValueError(f"{path}: layer of shard {shard!r}, which is not among the merged shards")
+        groups[by_name[shard]].append(path)
+    return groups
 
 
 def _shard_geometry(paths: list[str]) -> tuple[int, int, int]:
@@ -78,17 +114,31 @@ def _shard_geometry(paths: list[str]) -> tuple[int, int, int]:
     return total, *size
 
 
-def merge_shards(shard_paths: list[str], out_h5: str, level: int = 3, progress: bool = True) -> int:
-    """Concatenate shard files, in the given order, into `out_h5`; return the frame count."""
+def merge_shards(shard_paths: list[str], out_h5: str, level: int = 3, progress: bool = True,
+                 layer_paths: list[str] = ()) -> int:
+    """Concatenate shard files, in the given order, into `out_h5`; return the frame count.
+
+    Each layer file (teacher outputs of one shard) fills its slots on the
+    rows of its shard; boxes come from the last layer that has them.
+    """
     total, height, width = _shard_geometry(shard_paths)
+    layers = _group_layers(shard_paths, list(layer_paths))
     tmp = atomic_target(out_h5)
     try:
         with h5py.File(tmp, "w") as dst:
             create_layout(dst, total, height, width, level)
             offset = box_offset = 0
             for path in tqdm(shard_paths, desc="merge", unit="shard", disable=not progress):
-                with h5py.File(path, "r") as src:
-                    box_offset = _copy_shard(src, dst, offset, box_offset)
+                with ExitStack() as stack:
+                    src = stack.enter_context(h5py.File(path, "r"))
+                    _copy_shard(src, dst, offset)
+                    box_source = src
+                    for layer_path in layers[path]:
+                        layer = stack.enter_context(h5py.File(layer_path, "r"))
+                        _copy_layer(layer, layer_path, src, dst, offset)
+                        if "boxes" in layer:
+                            box_source = layer
+                    box_offset = _copy_boxes(box_source, dst, offset, box_offset)
                     offset += int(src.attrs["frame_count"])
             keys = dst["key"][:]
             if len(set(keys)) != len(keys):
@@ -120,7 +170,7 @@ def bad_share_report(rejects: list[dict], packed_per_dataset: Counter, max_bad_s
 
 def merge_manifest(shard_paths: list[str], quarantine_paths: list[str], out_h5: str, out_jsonl: str,
                    out_quarantine: str, out_summary: str, max_bad_share: float, level: int = 3,
-                   progress: bool = True) -> dict:
+                   progress: bool = True, layer_paths: list[str] = ()) -> dict:
     """Merge shards and quarantine reports; raise TooManyBadFrames past the threshold.
 
     The quarantine report and summary are written in both cases, so a failed
@@ -145,7 +195,7 @@ def merge_manifest(shard_paths: list[str], quarantine_paths: list[str], out_h5: 
         raise TooManyBadFrames(f"bad-frame share above max_bad_share={max_bad_share:.1%}:\n" + "\n".join(lines)
                                + "\nfirst quarantined frames:\n" + "\n".join(examples)
                                + "\nquarantine reports: " + " ".join(sources))
-    merge_shards(shard_paths, out_h5, level=level, progress=progress)
+    merge_shards(shard_paths, out_h5, level=level, progress=progress, layer_paths=layer_paths)
     write_manifest_jsonl(out_h5, out_jsonl)
     return summary
 
