@@ -7,13 +7,18 @@ BIN := $(CURDIR)/$(VENV)/bin
 export PATH := $(BIN):$(PATH)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup demo test lint dag clean
+.PHONY: setup demo test lint dag clean slurm-profile slurm-deps
 
-setup: $(VENV)/.installed
+setup: $(VENV)/.installed slurm-profile
 
+# Teachers: sam2 builds against the installed torch (no CUDA kernels), depth-anything-3 installs
+# without its declared dependencies (numpy<2, app extras); see the teachers extra in pyproject.toml.
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/pip install --quiet -e ".[dev,teachers]"
+	$(BIN)/pip install --quiet setuptools==84.2.1
+	SAM2_BUILD_CUDA=0 $(BIN)/pip install --quiet --no-build-isolation sam2==1.1.0
+	$(BIN)/pip install --quiet --no-deps depth-anything-3==0.1.1
 	touch $@
 
 demo: setup
@@ -25,7 +30,7 @@ demo: setup
 	@echo "quarantine: $(CURDIR)/results/manifest/quarantine.jsonl"
 	@echo "logs:       $(CURDIR)/logs/"
 
-test: setup
+test: setup slurm-deps
 	$(BIN)/python -m pytest
 
 lint: setup
@@ -36,3 +41,22 @@ dag: setup
 
 clean:
 	rm -rf results logs .snakemake
+
+# `snakemake --profile slurm` looks for a profile named slurm in the working directory and in
+# the user's config directory: link this project's profile there (a folder of your own is kept).
+SNAKEMAKE_CONFIG := $(or $(XDG_CONFIG_HOME),$(HOME)/.config)/snakemake
+slurm-profile:
+	@mkdir -p $(SNAKEMAKE_CONFIG)
+	@if [ -L $(SNAKEMAKE_CONFIG)/slurm ] || [ ! -e $(SNAKEMAKE_CONFIG)/slurm ]; then \
+	  ln -sfn $(CURDIR)/profiles/slurm $(SNAKEMAKE_CONFIG)/slurm; \
+	else echo "note: $(SNAKEMAKE_CONFIG)/slurm is a profile of your own; use --profile profiles/slurm"; fi
+
+# The local Slurm cluster of the tests (as root): Debian's slurm-wlm, slurmdbd, munge, MariaDB.
+# Without root the Slurm tests are skipped, saying why. policy-rc.d keeps the packages from
+# starting daemons; the tests start and stop their own.
+SLURM_PACKAGES := slurm-wlm slurmdbd munge mariadb-server
+slurm-deps:
+	@if [ "$$(id -u)" = 0 ] && ! dpkg -s $(SLURM_PACKAGES) >/dev/null 2>&1; then \
+	  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SLURM_PACKAGES) >/dev/null; \
+	  rm -f /usr/sbin/policy-rc.d; fi
