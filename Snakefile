@@ -11,10 +11,13 @@ configfile: f"{workflow.basedir}/config/config.yaml"
 include: "workflow/rules/common.smk"
 include: "workflow/rules/synth.smk"
 include: "workflow/rules/ingest.smk"
+include: "workflow/rules/teachers.smk"
 include: "workflow/rules/manifest.smk"
+include: "workflow/rules/train.smk"
 
 
 rule all:
     input:
         rules.merge_manifest.output,
+        training_targets(),
     default_target: True

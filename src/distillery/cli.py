@@ -173,7 +173,9 @@ def _run_info(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from distillery.student import cli as student_cli
     from distillery.synth import cli as synth_cli
+    from distillery.teachers import cli as teachers_cli
 
     parser = argparse.ArgumentParser(prog="distillery", description="Distil foundation-model teachers into a "
                                      "robot perception student: one subcommand per pipeline stage.")
@@ -181,6 +183,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="<stage>")
     synth_cli.register(sub)
+    student_cli.register(sub)
+    teachers_cli.register(sub)
     for add in (_add_index, _add_plan, _add_pack, _add_merge, _add_ingest, _add_info):
         add(sub)
     return parser

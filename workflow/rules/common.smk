@@ -82,3 +82,185 @@ def quarantine_files(wildcards):
     ) + expand(
         "results/shards/{shard}.quarantine.jsonl", shard=shard_names(wildcards)
     )
+
+
+def training_targets():
+    """best.pt of every version that config["training"]["build"] lists (none without a training section)."""
+    return expand(
+        "results/train/{version}/best.pt",
+        version=config.get("training", {}).get("build", []),
+    )
+
+
+def train_version(wildcards):
+    """The settings of one training version, as the config writes them."""
+    versions = config.get("training", {}).get("versions", {})
+    if wildcards.version not in versions:
+        raise ValueError(
+            f"config: training.versions has no {wildcards.version!r} (has {sorted(versions)})"
+        )
+    return versions[wildcards.version]
+
+
+def train_inputs(wildcards):
+    """The manifest a version trains on, and its parent's best.pt when it fine-tunes one."""
+    inputs = {"manifest": "results/manifest/manifest.h5"}
+    parent = train_version(wildcards).get("parent")
+    if parent:
+        inputs["parent"] = f"results/train/{parent}/best.pt"
+    return inputs
+
+
+def train_settings(wildcards):
+    """A version's `distillery train` settings (all but `parent`, `gpus`) as one shell-quoted JSON object."""
+    workflow_keys = ("parent", "gpus")
+    settings = {k: v for k, v in train_version(wildcards).items() if k not in workflow_keys}
+    return shlex.quote(json.dumps(settings, sort_keys=True))
+
+
+def train_gpus(wildcards):
+    """GPUs a version's job asks for (the generic `gpu` resource); 0 trains on CPU."""
+    return int(train_version(wildcards).get("gpus", 0))
+
+
+def train_launcher(wildcards):
+    """`distillery`, or torchrun with one DDP process per GPU when a version asks for several."""
+    gpus = train_gpus(wildcards)
+    if gpus > 1:
+        return f"torchrun --standalone --nproc_per_node {gpus} -m distillery.cli"
+    return "distillery"
+
+
+def init_from_arg(wildcards):
+    """`--init-from <parent best.pt>` for a fine-tune, nothing for a run from scratch."""
+    parent = train_version(wildcards).get("parent")
+    return f"--init-from results/train/{parent}/best.pt" if parent else ""
+
+
+# Teachers (docs/teachers.md). Checked at DAG build: backends fit their tasks and settings their
+# backends, and a weights file given as a local path exists (hub weights are download_weights outputs).
+import re
+
+from distillery.teachers import registry as teacher_registry
+from distillery.teachers import weights as teacher_weights
+
+TEACHERS = config.get("teachers")
+TEACHER_TASKS = ("depth", "detect", "segment")
+WEIGHTS_CACHE = TEACHERS["weights_cache"] if TEACHERS else "weights"
+if TEACHERS:
+    teacher_registry.check_config(TEACHERS)
+    for _task in TEACHER_TASKS:
+        _cfg = TEACHERS[_task]
+        teacher_weights.check_present(
+            _cfg["backend"], _cfg.get("weights"), WEIGHTS_CACHE, include_hub=False
+        )
+
+
+def _teacher_weight_files(task):
+    if not TEACHERS:
+        return []
+    cfg = TEACHERS[task]
+    return teacher_weights.weight_files(cfg["backend"], cfg.get("weights"), WEIGHTS_CACHE)
+
+
+HUB_WEIGHTS = {
+    str(f.path): f for task in TEACHER_TASKS for f in _teacher_weight_files(task) if f.repo
+}
+
+
+def teacher_weights_input(task):
+    """The weight files a task's teacher loads (ancient: a re-download does not re-label)."""
+    return [ancient(str(f.path)) for f in _teacher_weight_files(task)]
+
+
+def all_teacher_weights():
+    """Every teacher's weights: the sanity gate needs them all, so downloads precede any GPU job."""
+    return [w for task in TEACHER_TASKS for w in teacher_weights_input(task)]
+
+
+def hub_weights_pattern():
+    """Wildcard constraint of download_weights: exactly the configured hub files."""
+    prefix = f"{WEIGHTS_CACHE}/"
+    names = [re.escape(p[len(prefix) :]) for p in HUB_WEIGHTS]
+    return "|".join(names) if names else "(?!)"
+
+
+def download_args(wildcards):
+    f = HUB_WEIGHTS[f"{WEIGHTS_CACHE}/{wildcards.weights_file}"]
+    return f"--repo {f.repo} --file {shlex.quote(f.filename)} --cache {shlex.quote(WEIGHTS_CACHE)}"
+
+
+def _teacher_real(task):
+    return not teacher_registry.backend_info(TEACHERS[task]["backend"]).simulated
+
+
+def teacher_spec(task):
+    """A task's teacher entry as one shell-quoted JSON object (`distillery teach --teacher`)."""
+    if not TEACHERS:
+        return "{}"
+    cfg = {k: v for k, v in TEACHERS[task].items() if k != "batch_size"}
+    return shlex.quote(json.dumps(cfg, sort_keys=True))
+
+
+def teacher_runtime_args(task):
+    """Device, precision and weights cache; simulated teachers always run on the CPU."""
+    if not TEACHERS:
+        return ""
+    device = TEACHERS["device"] if _teacher_real(task) else "cpu"
+    return (
+        f"--device {device} --precision {TEACHERS['precision']} "
+        f"--weights-cache {shlex.quote(WEIGHTS_CACHE)}"
+    )
+
+
+def teacher_batch_size(task):
+    if not TEACHERS:
+        return 1
+    return TEACHERS[task].get("batch_size", TEACHERS["batch_size"])
+
+
+def teacher_gpus(task):
+    """gpu=1 for a real backend on CUDA, 0 otherwise."""
+    return int(bool(TEACHERS) and _teacher_real(task) and TEACHERS["device"] == "cuda")
+
+
+def teacher_threads(task):
+    """Threads of a teacher job: the main process plus DataLoader workers that decode frames while
+    the GPU works; simulated teachers are cheap enough for the main process alone."""
+    return 4 if TEACHERS and _teacher_real(task) else 1
+
+
+def teacher_mem_mb(task):
+    base = 32000 if TEACHERS and _teacher_real(task) else 2000
+
+    def mem_mb(wildcards, attempt):
+        return base * attempt
+
+    return mem_mb
+
+
+def teacher_runtime(task):
+    """Minutes per shard job, growing with each retry."""
+    base = 240 if TEACHERS and _teacher_real(task) else 30
+
+    def runtime(wildcards, attempt):
+        return base * attempt
+
+    return runtime
+
+
+def teacher_labeller_args():
+    return shlex.quote(json.dumps(TEACHERS.get("labeller", {}) if TEACHERS else {}, sort_keys=True))
+
+
+def teacher_sanity_args():
+    return shlex.quote(json.dumps(TEACHERS.get("sanity", {}) if TEACHERS else {}, sort_keys=True))
+
+
+def teacher_layers(wildcards):
+    """Layer files the merge copies into the manifest: every task for every shard (none without teachers)."""
+    if not TEACHERS:
+        return []
+    return expand(
+        "results/teachers/{task}/{shard}.h5", task=TEACHER_TASKS, shard=shard_names(wildcards)
+    )

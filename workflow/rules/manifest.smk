@@ -5,6 +5,7 @@ rule merge_manifest:
     input:
         shards=shard_files,
         quarantines=quarantine_files,
+        layers=teacher_layers,
     output:
         h5="results/manifest/manifest.h5",
         jsonl="results/manifest/manifest.jsonl",
@@ -24,6 +25,7 @@ rule merge_manifest:
         "../../envs/ingest.yaml"
     shell:
         "distillery merge --shards {input.shards} --quarantines {input.quarantines} "
+        "--layers {input.layers} "
         "--out-h5 {output.h5} --out-jsonl {output.jsonl} "
         "--out-quarantine {output.quarantine} --out-summary {output.summary} "
         "--max-bad-share {params.max_bad_share} "

@@ -1,0 +1,175 @@
+"""The student: a timm encoder, a 1x1 neck and two U-Net decoders (depth, segmentation).
+
+Input is RGB in [0, 1], [B, 3, H, W]; ImageNet normalisation happens inside
+the model so that the exported ONNX graph takes camera pixels as they are.
+The encoder returns four feature maps at strides 4/8/16/32; the neck squeezes
+the deepest to 128 channels; each decoder climbs back with three up-blocks
+(128 -> 64 -> 32 -> 16), each fusing the encoder feature of its stride, and
+its 1x1 head is upsampled to the input size.
+
+Depth is made non-negative with softplus rather than ReLU: a ReLU head outputs
+exactly 0 (the manifest's "invalid" value) and passes no gradient wherever its
+pre-activation is negative, so pixels can die early in training; softplus is
+positive and smooth everywhere and exports to ONNX as one Softplus node. Its
+bias starts at the inverse softplus of `depth_init_m`, so a fresh student
+predicts a plausible indoor depth instead of ~0.7 m.
+
+forward() has no data-dependent control flow: the only shape logic (resizing
+an upsampled map onto its skip feature, e.g. 16 -> 15 rows for 240-pixel
+inputs) is a Resize to the skip's size, which traces into ONNX opset 17.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+
+import timm
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+log = logging.getLogger(__name__)
+
+NUM_CLASSES = 6
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+# Backbone name in the config -> (timm model name, feature indices at strides 4/8/16/32).
+BACKBONES: dict[str, tuple[str, tuple[int, ...]]] = {
+    "efficientvit_b1": ("efficientvit_b1", (0, 1, 2, 3)),
+    "mobilenetv3_small": ("mobilenetv3_small_100", (1, 2, 3, 4)),
+}
+DECODER_CHANNELS = (64, 32, 16)
+NECK_CHANNELS = 128
+
+
+def conv_bn_relu(in_ch: int, out_ch: int, kernel: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(in_ch, out_ch, kernel, padding=kernel // 2, bias=False),
+                         nn.BatchNorm2d(out_ch), nn.ReLU(inplace=True))
+
+
+class UpBlock(nn.Module):
+    """x2 learned upsampling, then a 3x3 fusion with the encoder feature of the next stride."""
+
+    def __init__(self, in_ch: int, skip_ch: int, out_ch: int):
+        super().__init__()
+        self.up = nn.Sequential(nn.ConvTranspose2d(in_ch, out_ch, 4, stride=2, padding=1, bias=False),
+                                nn.BatchNorm2d(out_ch), nn.ReLU(inplace=True))
+        self.fuse = conv_bn_relu(out_ch + skip_ch, out_ch, 3)
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        # Odd feature sizes (240 / 32 = 7.5 -> 8 rows, doubled to 16 vs. 15) need a resize; for equal
+        # sizes a half-pixel bilinear resize is the identity, so it is applied unconditionally.
+        x = F.interpolate(self.up(x), size=skip.shape[-2:], mode="bilinear", align_corners=False)
+        return self.fuse(torch.cat([x, skip], dim=1))
+
+
+class Decoder(nn.Module):
+    """Three up-blocks from the neck to stride 4, then a 1x1 head to `out_ch` channels."""
+
+    def __init__(self, skip_channels: tuple[int, int, int], out_ch: int):
+        super().__init__()
+        ins = (NECK_CHANNELS, *DECODER_CHANNELS[:-1])
+        skips = tuple(reversed(skip_channels))  # deepest skip first: stride 16, 8, 4
+        self.blocks = nn.ModuleList(UpBlock(i, s, o) for i, s, o in zip(ins, skips, DECODER_CHANNELS))
+        self.head = nn.Conv2d(DECODER_CHANNELS[-1], out_ch, 1)
+
+    def forward(self, neck: torch.Tensor, skips: list[torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
+        x = neck
+        for block, skip in zip(self.blocks, reversed(skips)):
+            x = block(x, skip)
+        # The 1x1 head and bilinear resizing are both linear, so applying the head at stride 4 and
+        # resizing its few channels equals the reverse order at a fraction of the memory.
+        return F.interpolate(self.head(x), size=size, mode="bilinear", align_corners=False)
+
+
+class Student(nn.Module):
+    """Multi-task student; forward(rgb) -> {"depth": [B,1,H,W] metres, "segmentation": [B,C,H,W] logits}."""
+
+    def __init__(self, encoder: nn.Module, num_classes: int = NUM_CLASSES, depth_init_m: float = 2.0):
+        super().__init__()
+        channels = encoder.feature_info.channels()
+        self.encoder = encoder
+        self.neck = conv_bn_relu(channels[-1], NECK_CHANNELS, 1)
+        self.depth_decoder = Decoder(tuple(channels[:3]), 1)
+        self.seg_decoder = Decoder(tuple(channels[:3]), num_classes)
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        with torch.no_grad():
+            self.depth_decoder.head.bias.fill_(math.log(math.expm1(depth_init_m)))
+        self.encoder_weights = "random"  # what the encoder was initialised from, for logs
+
+    def forward(self, rgb: torch.Tensor) -> dict[str, torch.Tensor]:
+        size = (rgb.shape[-2], rgb.shape[-1])
+        features = self.encoder((rgb - self.mean) / self.std)
+        neck = self.neck(features[-1])
+        skips = list(features[:3])
+        depth = F.softplus(self.depth_decoder(neck, skips, size))
+        return {"depth": depth, "segmentation": self.seg_decoder(neck, skips, size)}
+
+    def decoder_parameters(self) -> list[nn.Parameter]:
+        """Everything trained at the full learning rate: neck, both decoders and heads."""
+        return [p for name, p in self.named_parameters() if not name.startswith("encoder.")]
+
+
+def cached_imagenet_file(timm_name: str) -> Path | None:
+    """The timm ImageNet weights of `timm_name` if they are in the local Hugging Face cache, else None."""
+    from huggingface_hub import try_to_load_from_cache
+
+    hub_id = timm.models.get_pretrained_cfg(timm_name).hf_hub_id
+    for filename in ("model.safetensors", "pytorch_model.bin"):
+        found = try_to_load_from_cache(hub_id, filename)
+        if isinstance(found, str):
+            return Path(found)
+    return None
+
+
+def resolve_encoder_weights(timm_name: str, weights: str) -> Path | None:
+    """The weight file to load for `weights` ("random", "imagenet", "auto" or a path); None = random init.
+
+    No download is ever attempted: "imagenet" needs the file in the local cache and fails
+    otherwise; "auto" falls back to random init with a warning.
+    """
+    if weights == "random":
+        return None
+    if weights in ("imagenet", "auto"):
+        found = cached_imagenet_file(timm_name)
+        if found is None and weights == "imagenet":
+            raise FileNotFoundError(f"ImageNet weights of {timm_name} are not in the local Hugging Face cache; "
+                                    "give a weight file path as encoder_weights, or use 'auto' or 'random'")
+        if found is None:
+            log.warning("no cached ImageNet weights for %s: encoder starts from random init", timm_name)
+        return found
+    path = Path(weights)
+    if not path.is_file():
+        raise FileNotFoundError(f"encoder weight file not found: {path}")
+    return path
+
+
+def build_encoder(backbone: str, weights: str = "auto") -> tuple[nn.Module, str]:
+    """The timm feature extractor of `backbone` and a description of its initial weights."""
+    if backbone not in BACKBONES:
+        raise ValueError(f"unknown backbone {backbone!r}; choose one of {sorted(BACKBONES)}")
+    timm_name, out_indices = BACKBONES[backbone]
+    weight_file = resolve_encoder_weights(timm_name, weights)
+    kwargs = dict(features_only=True, out_indices=out_indices)
+    if weight_file is None:
+        return timm.create_model(timm_name, pretrained=False, **kwargs), "random"
+    encoder = timm.create_model(timm_name, pretrained=True, pretrained_cfg_overlay=dict(file=str(weight_file)),
+                                **kwargs)
+    return encoder, str(weight_file)
+
+
+def build_student(cfg) -> Student:
+    """The student of a training config (any object with backbone, encoder_weights, num_classes,
+    depth_init_m attributes, e.g. TrainConfig)."""
+    encoder, source = build_encoder(cfg.backbone, cfg.encoder_weights)
+    model = Student(encoder, cfg.num_classes, cfg.depth_init_m)
+    model.encoder_weights = source
+    return model
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())

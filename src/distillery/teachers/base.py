@@ -1,0 +1,134 @@
+"""The contract every teacher backend keeps: what it reads, what it returns, on which device.
+
+A backend labels a batch of frames of one shard. The runner hands it a dict:
+`rgb` (torch uint8 [B, H, W, 3], pinned when the device is CUDA),
+`intrinsics` (torch float32 [B, 4]: fx, fy, cx, cy at the stored size),
+`index` and `key`, and, as lists with one numpy array (or None) per frame,
+every other field named in the backend's `reads` (`tof_depth`,
+`truth_label`, `teacher_depth` from the depth layer, `boxes` from the detect
+layer, ...). It returns one entry per frame: a dict of results, or a
+`FrameFailure` when that frame could not be labelled (recorded, not fatal).
+
+Results per task, all at the stored frame size H x W:
+- depth:   {"teacher_depth": float32 [H, W]}, metres (or relative, see `depth_kind`), 0 = no value
+- detect:  {"boxes": float32 [k, 6] x1, y1, x2, y2, score, class_id (ours: 2 person, 3 furniture),
+            "source_class": int32 [k] the detector's own class id (COCO), -1 when it has none}
+- masks:   {"masks": bool [k, H, W], "scores": float32 [k], "classes": uint8 [k]} (segment backends)
+- segment: {"teacher_label": uint8 [H, W]}, 6 classes, 255 = ignore
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+TASKS = ("depth", "detect", "segment")
+PERSON, FURNITURE = 2, 3
+PRECISIONS = ("bf16", "fp16", "fp32")
+
+
+class TeacherError(RuntimeError):
+    """A teacher cannot run as configured (missing truth, missing weights, bad settings)."""
+
+
+@dataclass(frozen=True)
+class FrameFailure:
+    """One frame a teacher could not label, and why."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """Where and how a model runs: explicit device and autocast precision (CUDA only)."""
+
+    device: str = "cpu"
+    precision: str = "bf16"
+
+    def __post_init__(self):
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, not {self.precision!r}")
+        if not (self.device == "cpu" or self.device.startswith("cuda")):
+            raise ValueError(f"device must be cpu or cuda[:N], not {self.device!r}")
+
+    @property
+    def cuda(self) -> bool:
+        return self.device.startswith("cuda")
+
+    def torch_device(self):
+        import torch
+
+        if self.cuda and not torch.cuda.is_available():
+            raise TeacherError(f"device {self.device} requested but CUDA is not available on this machine")
+        return torch.device(self.device)
+
+    def autocast(self):
+        """bf16/fp16 autocast on CUDA; a no-op on CPU, where reduced precision is slower, not faster."""
+        import torch
+
+        if not self.cuda or self.precision == "fp32":
+            return contextlib.nullcontext()
+        dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
+        return torch.autocast(device_type="cuda", dtype=dtype)
+
+
+def make_settings(cls, values: dict, backend: str):
+    """Build a backend's settings dataclass, naming unknown keys instead of ignoring them."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise ValueError(f"teacher backend {backend!r} has no setting(s) {unknown}; it takes {sorted(names)}")
+    return cls(**values)
+
+
+class Teacher:
+    """A backend of one task. Subclasses set the class attributes and implement `predict`."""
+
+    task: str = ""
+    backend: str = ""
+    reads: tuple[str, ...] = ("rgb",)
+    simulated: bool = False
+    depth_kind: str | None = None  # depth teachers: "metric" or "relative_inverse"
+
+    @dataclass(frozen=True)
+    class Settings:
+        pass
+
+    def __init__(self, settings, runtime: Runtime, weights: str | None = None):
+        self.settings = settings
+        self.runtime = runtime
+        self.weights = weights
+
+    def predict(self, batch: dict) -> list[dict | FrameFailure]:
+        raise NotImplementedError
+
+    def describe(self) -> dict:
+        """Provenance written into the layer file's attributes."""
+        out = {"task": self.task, "backend": self.backend, "weights": self.weights or "",
+               "simulated": self.simulated, "settings": dataclasses.asdict(self.settings)}
+        if self.depth_kind:
+            out["depth_kind"] = self.depth_kind
+        return out
+
+
+def require_truth(batch: dict, field: str, backend: str) -> list[np.ndarray]:
+    """The truth arrays of a batch; a frame without truth is a configuration error, not a frame failure."""
+    arrays = batch[field]
+    for key, arr in zip(batch["key"], arrays):
+        if arr is None:
+            raise TeacherError(f"simulated teacher {backend!r} needs {field} (ground truth of a synthetic world), "
+                               f"but frame {key} has none: configure a real backend for real data")
+    return arrays
+
+
+def frame_seed(seed: int, key: str, salt: int) -> np.random.Generator:
+    """A Generator fixed by (seed, frame key, salt): simulated errors are reproducible per frame."""
+    import zlib
+
+    return np.random.default_rng([int(seed), zlib.crc32(key.encode()), salt])

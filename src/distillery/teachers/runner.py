@@ -1,0 +1,208 @@
+"""Run a teacher stage over one shard: batched, resumable, writing a layer file.
+
+Frames are read from the packed shard file (and, for the segment stage,
+from the depth and detect layers) by a DataLoader whose worker processes
+decode the compressed chunks while the device works; batches are pinned
+when the device is CUDA.
+
+Resuming: results go into a partial layer file beside the output
+(`<out>.partial`, a stable name outside the workflow's declared outputs,
+which Snakemake deletes when a job fails) with a status per frame, flushed
+after every batch. A re-run continues with the frames still pending, as long
+as the partial file was made by the same settings from the same inputs (a
+signature in its attributes); otherwise it starts over and says why. When
+every frame is done the partial file is finalised and renamed onto the
+output, so a finished-looking layer is always complete.
+
+A frame that a teacher fails on (an exception, non-finite output) is
+recorded in the failures report with its reason and left without a value
+(present flag false); the shard carries on. Configuration errors
+(`TeacherError`) stop the run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from distillery.manifest import LAYER_SCHEMA_NAME, check_schema
+from distillery.teachers.base import FrameFailure, TeacherError
+from distillery.teachers.partial import PENDING, PartialLayer
+from distillery.teachers.stages import LAYER_BOXES, LAYER_FIELDS, check_result
+
+log = logging.getLogger(__name__)
+
+SHARD_FIELDS = ("rgb", "tof_depth", "tof_confidence", "truth_depth", "truth_label")
+
+
+def shard_name(path: str | os.PathLike) -> str:
+    return Path(path).name.split(".")[0]
+
+
+def partial_path(out: str | os.PathLike) -> Path:
+    out = Path(out)
+    return out.with_name(out.name + ".partial")
+
+
+class ShardFrames(torch.utils.data.Dataset):
+    """Frames of one shard as dicts of numpy arrays; files are opened lazily, once per process."""
+
+    def __init__(self, shard: str, fields: tuple[str, ...], depth_layer: str | None = None,
+                 detect_layer: str | None = None):
+        self.paths = {"shard": shard, "depth": depth_layer, "detect": detect_layer}
+        self.fields = fields
+        self._files, self._pid = {}, None
+        with h5py.File(shard, "r") as f:
+            self.keys = [k.decode() if isinstance(k, bytes) else str(k) for k in f["key"][:]]
+
+    def _file(self, name: str) -> h5py.File:
+        if self._pid != os.getpid():
+            self._files, self._pid = {}, os.getpid()
+        if name not in self._files:
+            if not self.paths[name]:
+                raise TeacherError(f"this stage reads the {name} layer, but none was given")
+            self._files[name] = h5py.File(self.paths[name], "r")
+        return self._files[name]
+
+    def __getstate__(self):
+        return dict(self.__dict__, _files={}, _pid=None)
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def _slot(self, f: h5py.File, name: str, i: int):
+        flag = {"truth_depth": "has_truth_depth", "truth_label": "has_truth_label",
+                "teacher_depth": "has_teacher_depth"}.get(name)
+        return f[name][i] if flag is None or f[flag][i] else None
+
+    def __getitem__(self, i: int) -> dict:
+        shard = self._file("shard")
+        item = {"index": i, "key": self.keys[i], "rgb": shard["rgb"][i], "intrinsics": shard["intrinsics"][i]}
+        for name in self.fields:
+            if name in SHARD_FIELDS:
+                value = self._slot(shard, name, i)
+                item[name] = value.astype(np.float32) if name == "tof_confidence" else value
+            elif name == "teacher_depth":
+                value = self._slot(self._file("depth"), name, i)
+                item[name] = None if value is None else value.astype(np.float32)
+            elif name == "boxes":
+                f = self._file("detect")
+                lo, hi = f["box_offsets"][i:i + 2]
+                item[name] = f["boxes"][lo:hi] if f["has_boxes"][i] else None
+        return item
+
+
+def collate(items: list[dict]) -> dict:
+    """Stack rgb and intrinsics into tensors (pinnable); keep every other field as a per-frame list."""
+    batch = {"index": np.array([it["index"] for it in items]), "key": [it["key"] for it in items],
+             "rgb": torch.from_numpy(np.stack([it["rgb"] for it in items])),
+             "intrinsics": torch.from_numpy(np.stack([it["intrinsics"] for it in items]).astype(np.float32))}
+    for name in items[0]:
+        if name not in batch:
+            batch[name] = [it[name] for it in items]
+    return batch
+
+
+def split_batch(batch: dict) -> list[dict]:
+    return [{k: v[i:i + 1] for k, v in batch.items()} for i in range(len(batch["key"]))]
+
+
+def predict_batch(stage, batch: dict, shape: tuple[int, int]) -> list:
+    """Per-frame results; a batch that raises is retried frame by frame, so one bad frame fails alone."""
+    try:
+        results = stage.predict(batch)
+    except TeacherError:
+        raise
+    except Exception as err:  # any model error: isolate the frame(s) that cause it
+        if len(batch["key"]) == 1:
+            log.warning("frame %s failed: %s: %s", batch["key"][0], type(err).__name__, err)
+            return [FrameFailure(f"{type(err).__name__}: {err}")]
+        log.warning("batch failed (%s: %s); retrying its frames one by one", type(err).__name__, err)
+        return [r for sub in split_batch(batch) for r in predict_batch(stage, sub, shape)]
+    checked = []
+    for r in results:
+        reason = None if isinstance(r, FrameFailure) else check_result(stage.task, r, shape)
+        checked.append(FrameFailure(reason) if reason else r)
+    return checked
+
+
+def _fingerprint(path: str | None) -> list | None:
+    if not path:
+        return None
+    st = Path(path).stat()
+    return [str(Path(path).resolve()), st.st_size, st.st_mtime_ns]
+
+
+def _check_layer(path: str, keys: list[str], what: str) -> h5py.File:
+    f = h5py.File(path, "r")
+    check_schema(f, path, LAYER_SCHEMA_NAME)
+    if [k.decode() if isinstance(k, bytes) else str(k) for k in f["key"][:]] != keys:
+        f.close()
+        raise TeacherError(f"{path}: the {what} layer holds other frames than the shard (re-packed since?)")
+    return f
+
+
+def check_inputs(stage, shard: str, keys: list[str], depth_layer: str | None, detect_layer: str | None) -> None:
+    """Fail before any inference when the inputs cannot serve this stage."""
+    with h5py.File(shard, "r") as f:
+        for name in ("truth_depth", "truth_label"):
+            if name in stage.reads and stage.simulated:
+                have = f["has_" + name][:]
+                if not have.all():
+                    raise TeacherError(
+                        f"simulated teacher needs {name} (ground truth of a synthetic world), but shard {shard} "
+                        f"has it for {int(have.sum())} of {len(have)} frames (e.g. {keys[int(np.argmin(have))]}): "
+                        "configure a real backend for real data")
+    if stage.task == "segment":
+        with _check_layer(depth_layer, keys, "depth") as f:
+            kind = str(f.attrs.get("depth_kind", ""))
+        if kind != "metric":
+            raise TeacherError(f"{depth_layer}: the labeller needs metric depth, this layer holds {kind or 'unknown'} "
+                               "depth (a relative teacher such as da2 cannot drive the geometric labeller)")
+        _check_layer(detect_layer, keys, "detect").close()
+
+
+def stage_runtime(stage):
+    return stage.masker.runtime if hasattr(stage, "masker") else stage.runtime
+
+
+def make_loader(dataset, pending: np.ndarray, batch_size: int, workers: int, pin: bool):
+    batches = [pending[i:i + batch_size].tolist() for i in range(0, len(pending), batch_size)]
+    return torch.utils.data.DataLoader(dataset, batch_sampler=batches, num_workers=workers, collate_fn=collate,
+                                       pin_memory=pin, prefetch_factor=2 if workers else None)
+
+
+def run_shard(stage, shard: str, out: str, failures_out: str, batch_size: int = 8, workers: int = 0,
+              depth_layer: str | None = None, detect_layer: str | None = None, progress: bool = True) -> dict:
+    """Label every frame of `shard` with `stage` into the layer file `out`; resumes a killed run."""
+    dataset = ShardFrames(shard, stage.reads, depth_layer, detect_layer)
+    with h5py.File(shard, "r") as f:
+        size = int(f.attrs["height"]), int(f.attrs["width"])
+    check_inputs(stage, shard, dataset.keys, depth_layer, detect_layer)
+    provenance = stage.describe()
+    inputs = (shard, depth_layer, detect_layer) if stage.task == "segment" else (shard,)
+    signature = json.dumps({"teacher": provenance, "inputs": [_fingerprint(p) for p in inputs]}, sort_keys=True)
+    partial = PartialLayer.open(partial_path(out), shard_name(shard), dataset.keys, size, stage.task,
+                                LAYER_FIELDS[stage.task], LAYER_BOXES[stage.task], signature)
+    try:
+        pending = np.flatnonzero(partial.status == PENDING)
+        loader = make_loader(dataset, pending, batch_size, workers, stage_runtime(stage).cuda)
+        bar = tqdm(total=len(dataset), initial=len(dataset) - len(pending), unit="frame",
+                   desc=f"{stage.task} {shard_name(shard)}", disable=not progress)
+        for batch in loader:
+            partial.write(batch["index"], predict_batch(stage, batch, size))
+            log.debug("wrote frames %s", batch["index"].tolist())
+            bar.update(len(batch["index"]))
+        bar.close()
+        failures = partial.finalise(out, failures_out, provenance)
+    finally:
+        partial.close()
+    return {"shard": shard_name(shard), "frames": len(dataset), "computed": int(len(pending)),
+            "resumed": int(len(dataset) - len(pending)), "failed": len(failures)}

@@ -1,0 +1,125 @@
+"""The sanity gate: run the depth teacher on a few frames and stop the workflow on absurd depth.
+
+Before any shard is labelled, the depth teacher sees `frames` frames spread
+evenly over all shards. Per frame, the gate rejects all-zero depth, a
+maximum above `max_depth_m` (50 m) or a mean above `max_mean_m` (20 m). Over
+the frames together, depth is correlated with the valid ToF pixels: Pearson
+r below `fail_r` (0.5) fails the run, below `warn_r` (0.7) warns. A
+relative teacher (DA2: inverse depth, no scale) skips the metre checks and is
+correlated with inverse ToF depth instead. A wrong focal, wrong units or
+garbage weights all show up here, minutes into the run instead of hours.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass
+
+import h5py
+import numpy as np
+
+from distillery.manifest import write_text_atomic
+from distillery.teachers.base import FrameFailure
+from distillery.teachers.runner import ShardFrames, collate
+
+log = logging.getLogger(__name__)
+
+
+class SanityError(RuntimeError):
+    """The depth teacher's output is absurd; the workflow must stop."""
+
+
+@dataclass(frozen=True)
+class SanityLimits:
+    frames: int = 8
+    max_depth_m: float = 50.0
+    max_mean_m: float = 20.0
+    fail_r: float = 0.5
+    warn_r: float = 0.7
+    min_tof_pixels: int = 200
+
+
+def sample_frames(shards: list[str], count: int) -> list[tuple[str, int]]:
+    """`count` (shard, row) pairs spread evenly over the frames of all shards, in order."""
+    sizes = []
+    for path in shards:
+        with h5py.File(path, "r") as f:
+            sizes.append(int(f.attrs["frame_count"]))
+    total = sum(sizes)
+    picks = np.unique(np.linspace(0, total - 1, min(count, total)).round().astype(int)) if total else []
+    starts = np.cumsum([0, *sizes])
+    owners = np.searchsorted(starts, picks, side="right") - 1
+    return [(shards[o], int(g - starts[o])) for g, o in zip(picks, owners)]
+
+
+def frame_problems(depth: np.ndarray, limits: SanityLimits, kind: str) -> list[str]:
+    """Why one frame's depth is absurd (empty when it is plausible)."""
+    if not (depth > 0).any():
+        return ["depth is zero everywhere"]
+    if kind != "metric":
+        return []
+    problems = []
+    if float(depth.max()) > limits.max_depth_m:
+        problems.append(f"max depth {float(depth.max()):.1f} m > {limits.max_depth_m} m")
+    if float(depth.mean()) > limits.max_mean_m:
+        problems.append(f"mean depth {float(depth.mean()):.1f} m > {limits.max_mean_m} m")
+    return problems
+
+
+def tof_correlation(depths: list[np.ndarray], tofs: list[np.ndarray], kind: str) -> tuple[float | None, int]:
+    """Pearson r of teacher depth against valid ToF (inverse ToF for relative teachers), and the pixel count."""
+    pairs = [(d[m], t[m]) for d, t in zip(depths, tofs) for m in [(t > 0) & np.isfinite(t) & (d > 0)]]
+    teacher = np.concatenate([p[0] for p in pairs]) if pairs else np.zeros(0)
+    sensor = np.concatenate([p[1] for p in pairs]) if pairs else np.zeros(0)
+    if kind != "metric":
+        sensor = 1.0 / sensor
+    if len(teacher) < 2 or teacher.std() == 0 or sensor.std() == 0:
+        return None, len(teacher)
+    return float(np.corrcoef(teacher, sensor)[0, 1]), len(teacher)
+
+
+def _predict_frames(stage, picks: list[tuple[str, int]]) -> list[tuple[str, dict | FrameFailure, np.ndarray]]:
+    out = []
+    for shard in dict.fromkeys(s for s, _ in picks):
+        data = ShardFrames(shard, tuple(dict.fromkeys((*stage.reads, "tof_depth"))))
+        batch = collate([data[i] for s, i in picks if s == shard])
+        for key, result, tof in zip(batch["key"], stage.predict(batch), batch["tof_depth"]):
+            out.append((key, result, tof))
+    return out
+
+
+def run_sanity(stage, shards: list[str], limits: SanityLimits, out: str | None = None) -> dict:
+    """Check the depth teacher on a few frames; raise SanityError on absurd depth, else write the report."""
+    kind = stage.depth_kind
+    frames, problems, depths, tofs = [], [], [], []
+    for key, result, tof in _predict_frames(stage, sample_frames(shards, limits.frames)):
+        if isinstance(result, FrameFailure):
+            problems.append(f"{key}: teacher failed: {result.reason}")
+            continue
+        depth = result["teacher_depth"]
+        issues = frame_problems(depth, limits, kind)
+        problems += [f"{key}: {p}" for p in issues]
+        frames.append({"frame": key, "max": round(float(depth.max()), 3), "mean": round(float(depth.mean()), 3),
+                       "problems": issues})
+        depths.append(depth)
+        tofs.append(tof)
+    r, pixels = tof_correlation(depths, tofs, kind)
+    warnings = []
+    if r is None or pixels < limits.min_tof_pixels:
+        warnings.append(f"only {pixels} valid ToF pixels on the checked frames: correlation not checked")
+        r = None
+    elif r < limits.fail_r:
+        problems.append(f"correlation with valid ToF r = {r:.3f} < {limits.fail_r}")
+    elif r < limits.warn_r:
+        warnings.append(f"correlation with valid ToF r = {r:.3f} < {limits.warn_r}")
+    for w in warnings:
+        log.warning("sanity: %s", w)
+    report = {"teacher": stage.describe(), "depth_kind": kind, "limits": asdict(limits), "frames": frames,
+              "tof_r": r, "tof_pixels": pixels, "warnings": warnings, "problems": problems, "passed": not problems}
+    if problems:
+        raise SanityError("depth teacher failed the sanity gate:\n  " + "\n  ".join(problems)
+                          + f"\nreport: {json.dumps(report)}")
+    if out:
+        write_text_atomic(out, json.dumps(report, indent=1) + "\n")
+    return report

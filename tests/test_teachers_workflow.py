@@ -1,0 +1,88 @@
+"""The teacher stage in the workflow: sim teachers end to end, resume, the sanity gate, absent weights."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+from test_teachers_runner import Recording
+from workflow_util import snakemake, tiny_config
+
+from distillery.manifest import Manifest, read_jsonl
+from distillery.teachers import Runtime
+from distillery.teachers.runner import partial_path, run_shard
+from distillery.teachers.stages import build_stage
+
+SIM_TEACHERS = {"device": "cpu", "precision": "fp32", "weights_cache": "weights", "batch_size": 2,
+                "depth": {"backend": "sim_da3"}, "detect": {"backend": "sim_yolo"}, "segment": {"backend": "sim_sam2"}}
+
+
+def teacher_config(**teachers):
+    """Corridors only (12 frames, 3 shards) with simulated teachers."""
+    cfg = tiny_config(teachers=dict(SIM_TEACHERS, **teachers))
+    cfg["datasets"] = [{"name": "corridors", "synth": {"family": "corridor", "seed": 1, "sequences": 3,
+                                                        "frames": 4, "height": 60, "width": 80}}]
+    cfg["training"] = {"build": []}  # the default config's demo training is not this test's business
+    return cfg
+
+
+@pytest.mark.slow
+def test_sim_teachers_fill_every_frame_resume_a_killed_shard_and_the_gate_stops_absurd_depth(tmp_path):
+    cfg = teacher_config()
+    snakemake(tmp_path, "--cores", "2", "results/teachers/sanity.json", config=cfg)  # ends --configfile's list
+    shard = tmp_path / "results/shards/shard-00000.h5"
+    layer = tmp_path / "results/teachers/depth/shard-00000.h5"
+    killed = Recording(build_stage("depth", {"backend": "sim_da3"}, Runtime()), die_on_batch=2)
+    with pytest.raises(KeyboardInterrupt):  # the job dies after its first batch of 2 frames
+        run_shard(killed, str(shard), str(layer), str(layer.with_suffix(".failures.jsonl")), 2, progress=False)
+    assert partial_path(layer).exists() and not layer.exists()
+
+    snakemake(tmp_path, config=cfg)
+    log = (tmp_path / "logs/teacher_depth/shard-00000.log").read_text()
+    assert "resuming" in log and json.loads(log.strip().splitlines()[-1])["resumed"] == 2
+    assert json.loads(log.strip().splitlines()[-1])["computed"] == 2
+    m = Manifest(tmp_path / "results/manifest/manifest.h5")
+    assert len(m) == 12
+    assert all(r["has_teacher_depth"] and r["has_seg"] and r["has_boxes"] for r in m.records)
+    for row in range(len(m)):
+        frame = m.read(row)
+        assert np.abs(frame["teacher_depth"] / frame["truth_depth"] - 1).mean() < 0.2
+        assert set(np.unique(frame["teacher_label"])) <= {0, 1, 2, 3, 4, 5, 255}
+        assert (frame["teacher_label"] == frame["truth_label"]).mean() > 0.6
+    for task in ("depth", "detect", "segment"):
+        assert read_jsonl(tmp_path / f"results/teachers/{task}/shard-00002.failures.jsonl") == []
+        assert (tmp_path / f"results/benchmarks/teacher_{task}/shard-00002.tsv").exists()
+    assert "Nothing to be done" in snakemake(tmp_path, "-n", config=cfg).stdout
+
+    real = teacher_config(depth={"backend": "da3", "weights": "random"}, device="cuda")
+    sanity_job = snakemake(tmp_path, "-n", config=real).stdout.split("rule teacher_sanity:")[1].split("\n\n")[0]
+    assert "gpu=1" in sanity_job and "--device cuda" in sanity_job  # real backends ask for a GPU, sim ones not
+
+    depth_log = tmp_path / "logs/teacher_depth/shard-00000.log"
+    before = depth_log.stat().st_mtime_ns
+    absurd = teacher_config(depth={"backend": "sim_da3", "scale_sigma": 3.0})
+    proc = snakemake(tmp_path, config=absurd, check=False)
+    assert proc.returncode != 0 and "failed the sanity gate" in proc.stdout + proc.stderr
+    assert depth_log.stat().st_mtime_ns == before  # no teacher job ran after the gate failed
+
+
+def test_a_missing_local_weights_file_stops_the_dag_before_any_job(tmp_path):
+    cfg = teacher_config(detect={"backend": "yolo", "weights": str(tmp_path / "models/yolov8l.pt")})
+    proc = snakemake(tmp_path, "-n", config=cfg, check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and str(tmp_path / "models/yolov8l.pt") in out and "copy the file there" in out
+    assert not (tmp_path / "results").exists()
+
+
+def test_hub_weights_are_downloaded_by_a_local_rule_before_any_teacher_job(tmp_path):
+    cfg = teacher_config(segment={"backend": "sam2", "weights": "hf://facebook/sam2.1-hiera-large/sam2.1_hiera_large.pt"})
+    plan = snakemake(tmp_path, "-n", "--cores", "1", "download_weights_all", config=cfg).stdout
+    assert "rule download_weights:" in plan and "weights/facebook/sam2.1-hiera-large/sam2.1_hiera_large.pt" in plan
+    os.environ["HF_HUB_OFFLINE"] = "1"  # no network here: the download must fail, naming the file
+    try:
+        proc = snakemake(tmp_path, "--cores", "1", "download_weights_all", config=cfg, check=False)
+    finally:
+        del os.environ["HF_HUB_OFFLINE"]
+    log = (tmp_path / "logs/download_weights/facebook/sam2.1-hiera-large/sam2.1_hiera_large.pt.log").read_text()
+    assert proc.returncode != 0 and "sam2.1_hiera_large.pt" in log and "machine with internet" in log
+    assert not (tmp_path / "logs/teacher_segment").exists()
