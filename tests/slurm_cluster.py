@@ -58,7 +58,7 @@ AccountingStorageTRES=gres/gpu
 JobAcctGatherType=jobacct_gather/none
 GresTypes=gpu
 MinJobAge=600
-KillWait=5
+KillWait=30
 SlurmdParameters=config_overrides
 NodeName=localhost CPUs={cpus} RealMemory={memory} Gres=gpu:l40s:{gpus} State=UNKNOWN
 PartitionName={partition} Nodes=localhost Default=YES MaxTime=INFINITE State=UP

@@ -188,6 +188,9 @@ def setup_run(cfg: TrainConfig, manifests: list[str], out_dir: str | Path, resum
               train_loader, val_loader, Progress(), log=None, total_steps=total_steps)
     if ckpt is not None:
         restore(run, ckpt)
+        if env.is_main:
+            log.info("resuming from %s at step %d (epoch %d)", out_dir / "last.pt", run.progress.global_step,
+                     run.progress.epoch)
     run.log = RunLog(out_dir, env.is_main, run.progress.global_step)
     return run
 
