@@ -10,24 +10,21 @@ distilled student wins there.
     python benchmarks/bench_distill_vs_tof.py --manifest results/manifest/manifest.h5
 
 The manifest needs truth depth on its validation frames and teacher depth on
-its training frames. Until the teachers exist, --simulate-teacher-from-truth
-makes a copy whose teacher depth is the truth with a simulated teacher's error
-(per-frame scale error, smooth low-frequency error, blurred edges, pixel
-noise). That is a rehearsal of the comparison, not evidence for it, and the
-output says so.
+its training frames: the demo's manifest (`make demo`), whose teacher depth
+comes from the simulated Depth Anything 3 of the workflow (the sample world's
+truth with a metric teacher's errors), qualifies.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import shutil
+import json
 import tempfile
 from pathlib import Path
 
-import numpy as np
+import h5py
 import torch
-import torch.nn.functional as F
 from common import report
 
 from distillery.manifest import Manifest
@@ -37,53 +34,24 @@ from distillery.student.data import build_val_dataset, make_loader
 from distillery.student.metrics import Evaluator
 from distillery.student.train import setup_run, train
 
-SIMULATED_BANNER = ("!" * 78 + "\n!! SIMULATED TEACHER: teacher_depth was made from truth_depth plus simulated "
-                    "error.\n!! This rehearses the comparison; it is NOT evidence that distillation beats ToF.\n"
-                    + "!" * 78)
 METRICS = ("rmse", "mae", "absrel", "delta1")
 
 
-def simulated_teacher(truth: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Truth depth with the errors of a metric monocular teacher: a per-frame scale error (~5 %), a
-    smooth low-frequency error field (~5 %), over-smoothed depth edges and 1 % pixel noise."""
-    h, w = truth.shape
-    depth = torch.from_numpy(truth.astype(np.float32))[None, None]
-    blurred = F.avg_pool2d(F.pad(depth, (2, 2, 2, 2), mode="replicate"), 5, stride=1)
-    field = F.interpolate(torch.from_numpy(rng.normal(0, 0.05, (1, 1, 4, 5)).astype(np.float32)), size=(h, w),
-                          mode="bicubic", align_corners=False)
-    scale = float(np.exp(rng.normal(0, 0.05)))
-    noise = torch.from_numpy(rng.normal(0, 0.01, (h, w)).astype(np.float32))
-    teacher = blurred[0, 0] * scale * (1 + field[0, 0]) * (1 + noise)
-    return np.where(truth > 0, teacher.clamp_min(0).numpy(), 0).astype(np.float16)
+def teacher_backend(path: str) -> str:
+    """Which depth teacher labelled the manifest, from the layer provenance in its folder, if recorded."""
+    layer_dir = Path(path).resolve().parents[1] / "teachers" / "depth"
+    for layer in sorted(layer_dir.glob("shard-*.h5")):
+        with h5py.File(layer, "r") as f:
+            return json.loads(f.attrs.get("teacher", "{}")).get("backend", "unknown")
+    return "unknown"
 
 
-def with_simulated_teacher(manifest: str, folder: Path, seed: int = 0) -> str:
-    """A copy of the manifest (and its jsonl) whose frames with truth get a simulated teacher depth."""
-    import h5py
-
-    src = Path(manifest)
-    dst = folder / src.name
-    shutil.copyfile(src, dst)
-    if src.with_suffix(".jsonl").exists():
-        shutil.copyfile(src.with_suffix(".jsonl"), dst.with_suffix(".jsonl"))
-    rng = np.random.default_rng(seed)
-    with h5py.File(dst, "r+") as f:
-        for row in np.flatnonzero(f["has_truth_depth"][:]):
-            f["teacher_depth"][row] = simulated_teacher(f["truth_depth"][row], rng)
-            f["has_teacher_depth"][row] = True
-    jsonl = dst.with_suffix(".jsonl")
-    if jsonl.exists():  # keep the jsonl's flags in step with the HDF5 file
-        jsonl.unlink()
-    return str(dst)
-
-
-def check_manifest(path: str, simulate: bool) -> None:
+def check_manifest(path: str) -> None:
     m = Manifest(path)
     if not len(m.indices(split="val", require=("has_truth_depth",))):
         raise SystemExit(f"{path}: no validation frames with truth_depth; use a synthetic world's manifest")
-    if not simulate and not len(m.indices(split="train", require=("has_teacher_depth",))):
-        raise SystemExit(f"{path}: no training frames with teacher depth. Run the teachers first, or pass "
-                         "--simulate-teacher-from-truth for a rehearsal with a simulated teacher.")
+    if not len(m.indices(split="train", require=("has_teacher_depth",))):
+        raise SystemExit(f"{path}: no training frames with teacher depth; run the teachers first (make demo)")
 
 
 @torch.no_grad()
@@ -120,8 +88,6 @@ def compare(results: dict) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--manifest", required=True, help="manifest.h5 with truth depth (a synthetic world)")
-    parser.add_argument("--simulate-teacher-from-truth", action="store_true",
-                        help="fill teacher depth from truth + simulated error (rehearsal only)")
     parser.add_argument("--backbone", default="efficientvit_b1", choices=("efficientvit_b1", "mobilenetv3_small"))
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--samples-per-epoch", type=int, default=128)
@@ -129,15 +95,12 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    check_manifest(args.manifest, args.simulate_teacher_from_truth)
-    if args.simulate_teacher_from_truth:
-        print(SIMULATED_BANNER)
+    check_manifest(args.manifest)
     cfg = TrainConfig(backbone=args.backbone, encoder_weights="auto", epochs=args.epochs, freeze_encoder_epochs=1,
                       samples_per_epoch=args.samples_per_epoch, batch_size=args.batch_size, num_workers=args.workers,
                       augment=True, seed=args.seed, progress=True)
     with tempfile.TemporaryDirectory() as tmp:
-        manifest = (with_simulated_teacher(args.manifest, Path(tmp), args.seed) if args.simulate_teacher_from_truth
-                    else args.manifest)
+        manifest = args.manifest
         results, runs = {}, {}
         for name, target in (("teacher", "hybrid"), ("tof_only", "tof_only")):
             out = Path(tmp) / name
@@ -147,13 +110,11 @@ def main() -> None:
     for key, row in table.items():
         print(f"{key:36s} teacher {row['teacher']:8.4f}  tof_only {row['tof_only']:8.4f}  -> {row['winner']}")
     report("bench_distill_vs_tof", {
-        "manifest": args.manifest, "simulated_teacher": args.simulate_teacher_from_truth,
+        "manifest": args.manifest, "teacher": teacher_backend(args.manifest),
         "backbone": args.backbone, "epochs": args.epochs, "samples_per_epoch": args.samples_per_epoch,
         "runs": runs, "comparison": table,
         "teacher_wins_on_tof_invalid_rmse": table.get("depth/truth_tof_invalid/rmse", {}).get("winner") == "teacher",
     })
-    if args.simulate_teacher_from_truth:
-        print(SIMULATED_BANNER)
 
 
 if __name__ == "__main__":

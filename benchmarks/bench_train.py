@@ -50,16 +50,38 @@ def random_manifest(path: Path, frames: int, size=(240, 320), seed: int = 0) -> 
     return str(path)
 
 
-def training_samples_per_s(cfg: TrainConfig, manifest: str, out: Path, steps: int) -> float:
+def training_samples_per_s(cfg: TrainConfig, manifest: str, out: Path, steps: int, compile_model: bool = False,
+                           warmup: int = 1) -> float:
     """Optimiser steps per second x batch size, data loading excluded (batches are prepared first)."""
     run = setup_run(cfg, [manifest], out, resume="never")
     batches = [next(iter(run.train_loader)) for _ in range(2)]
     run.model.train()
-    train_step(run, run.model, batches[0])  # warm-up: allocator and kernels
+    model = torch.compile(run.model) if compile_model else run.model
+    for i in range(warmup):  # allocator, kernels, and compilation
+        train_step(run, model, batches[i % 2])
+    synchronize(run.device)
     start = time.perf_counter()
     for i in range(steps):
-        train_step(run, run.model, batches[i % 2])
+        train_step(run, model, batches[i % 2])
+    synchronize(run.device)
     return steps * cfg.batch_size / (time.perf_counter() - start)
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def gpu_training(cfg: TrainConfig, manifest: str, tmp: Path, steps: int) -> dict:
+    """Training samples/s on CUDA per AMP mode, eager and with torch.compile."""
+    rates = {}
+    for amp in ("bf16", "off"):
+        for compiled in (False, True):
+            run_cfg = dataclasses.replace(cfg, device="cuda", amp=amp, num_workers=0)
+            key = f"{amp}{'_compiled' if compiled else '_eager'}"
+            rates[key] = round(training_samples_per_s(run_cfg, manifest, tmp / key, steps, compiled, warmup=5), 1)
+    return {"device": torch.cuda.get_device_name(), "torch": torch.__version__,
+            "batch_size": cfg.batch_size, "train_samples_per_s": rates}
 
 
 def loader_samples_per_s(cfg: TrainConfig, manifest: str, batches: int) -> float:
@@ -106,11 +128,16 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1, help="DataLoader workers (default 1)")
     parser.add_argument("--steps", type=int, default=10, help="timed training steps")
     parser.add_argument("--latency-runs", type=int, default=200)
+    parser.add_argument("--gpu", action="store_true",
+                        help="CUDA mode: training samples/s per AMP mode, eager and torch.compile (e.g. --batch-size 64)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        manifest = args.manifest or random_manifest(Path(tmp) / "bench.h5", 64)
+        manifest = args.manifest or random_manifest(Path(tmp) / "bench.h5", max(64, 2 * args.batch_size))
         cfg = TrainConfig(backbone=args.backbone, encoder_weights="random", batch_size=args.batch_size,
                           num_workers=args.workers, augment=True, progress=False, freeze_encoder_epochs=0)
+        if args.gpu:
+            report("bench_train_gpu", {"backbone": args.backbone, **gpu_training(cfg, manifest, Path(tmp), args.steps)})
+            return
         train_rate = training_samples_per_s(dataclasses.replace(cfg, num_workers=0), manifest, Path(tmp) / "run",
                                             args.steps)
         loader_rate = loader_samples_per_s(cfg, manifest, batches=max(8, args.steps))
