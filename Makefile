@@ -28,6 +28,7 @@ demo: setup
 	@echo "manifest:   $(CURDIR)/results/manifest/manifest.h5"
 	@echo "index:      $(CURDIR)/results/manifest/manifest.jsonl"
 	@echo "quarantine: $(CURDIR)/results/manifest/quarantine.jsonl"
+	@echo "student:    $(CURDIR)/results/train/ (best.pt, metrics.jsonl, tensorboard/)"
 	@echo "logs:       $(CURDIR)/logs/"
 
 test: setup slurm-deps

@@ -146,26 +146,33 @@ def check_schema(f: h5py.File, path: str | os.PathLike, schema: str = SCHEMA_NAM
         raise ValueError(f"{path}: manifest schema version {version}, this Distillery reads version {SCHEMA_VERSION}")
 
 
-def manifest_record(f: h5py.File, row: int) -> dict:
-    """The manifest.jsonl line of one row of an open manifest."""
-    text = lambda name: f[name][row].decode() if isinstance(f[name][row], bytes) else str(f[name][row])  # noqa: E731
-    ts = float(f["timestamp"][row])
-    return {
+def manifest_records(f: h5py.File) -> list[dict]:
+    """The manifest.jsonl lines of an open manifest, one per row.
+
+    Every column is read once, whole: per-row reads of a dozen datasets
+    would cost more than the merge itself.
+    """
+    n = int(f.attrs["frame_count"])
+    text = {name: f[name].asstr()[:] for name in STRING_FIELDS}
+    flag = {name: f[name][:] for name in ("has_teacher_depth", "has_teacher_label", "has_boxes",
+                                          "has_truth_depth", "confidence_derived")}
+    timestamps, shares, intrinsics = f["timestamp"][:], f["tof_valid_share"][:], f["intrinsics"][:]
+    return [{
         "row": row,
-        "key": text("key"),
-        "rgb": text("rgb_source"),
-        "dataset": text("dataset"),
-        "sequence": text("sequence"),
-        "split": text("split"),
-        "timestamp": None if np.isnan(ts) else ts,
-        "has_teacher_depth": bool(f["has_teacher_depth"][row]),
-        "has_seg": bool(f["has_teacher_label"][row]),
-        "has_boxes": bool(f["has_boxes"][row]),
-        "has_truth": bool(f["has_truth_depth"][row]),
-        "tof_valid_share": round(float(f["tof_valid_share"][row]), 6),
-        "confidence_derived": bool(f["confidence_derived"][row]),
-        "intrinsics": [round(float(v), 4) for v in f["intrinsics"][row]],
-    }
+        "key": text["key"][row],
+        "rgb": text["rgb_source"][row],
+        "dataset": text["dataset"][row],
+        "sequence": text["sequence"][row],
+        "split": text["split"][row],
+        "timestamp": None if np.isnan(timestamps[row]) else float(timestamps[row]),
+        "has_teacher_depth": bool(flag["has_teacher_depth"][row]),
+        "has_seg": bool(flag["has_teacher_label"][row]),
+        "has_boxes": bool(flag["has_boxes"][row]),
+        "has_truth": bool(flag["has_truth_depth"][row]),
+        "tof_valid_share": round(float(shares[row]), 6),
+        "confidence_derived": bool(flag["confidence_derived"][row]),
+        "intrinsics": [round(float(v), 4) for v in intrinsics[row]],
+    } for row in range(n)]
 
 
 class Manifest:
@@ -187,7 +194,7 @@ class Manifest:
         self._file: h5py.File | None = None
         self._pid = None
         check_schema(self.file, self.h5_path)
-        self.records = read_jsonl(jsonl) if jsonl.is_file() else [manifest_record(self.file, i) for i in range(len(self))]
+        self.records = read_jsonl(jsonl) if jsonl.is_file() else manifest_records(self.file)
         if len(self.records) != len(self):
             raise ValueError(f"{jsonl}: {len(self.records)} lines but {self.h5_path} has {len(self)} rows")
 

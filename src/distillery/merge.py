@@ -25,7 +25,7 @@ from tqdm import tqdm
 import numpy as np
 
 from distillery.manifest import (IMAGE_FIELDS, LAYER_SCHEMA_NAME, ROW_FIELDS, STRING_FIELDS, atomic_target,
-                                 check_schema, create_layout, manifest_record, read_jsonl, write_jsonl_atomic,
+                                 check_schema, create_layout, manifest_records, read_jsonl, write_jsonl_atomic,
                                  write_text_atomic)
 
 log = logging.getLogger(__name__)
@@ -45,12 +45,11 @@ def _copy_chunks(src: h5py.Dataset, dst: h5py.Dataset, offset: int) -> None:
         # Layouts differ (e.g. another compression level): fall back to decoding.
         dst[offset:offset + src.shape[0]] = src[:]
         return
-    tail = (0,) * (src.ndim - 1)
-    for i in range(src.shape[0]):
-        if src.id.get_chunk_info_by_coord((i, *tail)).byte_offset is None:
-            continue  # never written: the destination keeps its fill value
-        mask, data = src.id.read_direct_chunk((i, *tail))
-        dst.id.write_direct_chunk((offset + i, *tail), data, mask)
+    # Only written chunks exist in the file; unwritten ones keep the destination's fill value.
+    for index in range(src.id.get_num_chunks()):
+        coord = src.id.get_chunk_info(index).chunk_offset
+        mask, data = src.id.read_direct_chunk(coord)
+        dst.id.write_direct_chunk((offset + coord[0], *coord[1:]), data, mask)
 
 
 def _copy_boxes(src: h5py.File, dst: h5py.File, offset: int, box_offset: int) -> int:
@@ -152,7 +151,7 @@ def merge_shards(shard_paths: list[str], out_h5: str, level: int = 3, progress: 
 
 def write_manifest_jsonl(h5_path: str, out_jsonl: str) -> None:
     with h5py.File(h5_path, "r") as f:
-        write_jsonl_atomic(out_jsonl, (manifest_record(f, i) for i in range(int(f.attrs["frame_count"]))))
+        write_jsonl_atomic(out_jsonl, manifest_records(f))
 
 
 def bad_share_report(rejects: list[dict], packed_per_dataset: Counter, max_bad_share: float) -> dict:
