@@ -20,10 +20,11 @@ import h5py
 import hdf5plugin
 import numpy as np
 
+from distillery.classes import IGNORE_LABEL
+
 SCHEMA_NAME = "distillery-manifest"
 LAYER_SCHEMA_NAME = "distillery-layer"
 SCHEMA_VERSION = 1
-IGNORE_LABEL = 255
 
 
 @dataclass(frozen=True)

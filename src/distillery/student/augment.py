@@ -25,12 +25,12 @@ import torch.nn.functional as F
 import torchvision.transforms.v2.functional as TF
 from PIL import Image
 
+from distillery.classes import IGNORE_LABEL
 from distillery.student.config import AugmentConfig
 
 DEPTH_FIELDS = ("tof_depth", "teacher_depth", "truth_depth")
 CONFIDENCE_FIELDS = ("tof_confidence",)
 LABEL_FIELDS = ("teacher_label", "truth_label")
-IGNORE_LABEL = 255
 
 
 def _uniform(rng: np.random.Generator, bounds) -> float:

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-IGNORE_LABEL = 255
+from distillery.classes import IGNORE_LABEL
 # Runtime fusion trusts ToF where confidence >= 0.5 and 0.05 m < depth < 10 m.
 FUSION_MIN_CONFIDENCE = 0.5
 FUSION_RANGE_M = (0.05, 10.0)

@@ -22,9 +22,8 @@ import math
 
 import torch
 
-from distillery.student.losses import IGNORE_LABEL, depth_target, tof_usable
-
-CLASS_NAMES = ("floor", "wall", "person", "furniture", "glass", "other")
+from distillery.classes import CLASS_NAMES, IGNORE_LABEL
+from distillery.student.losses import depth_target, tof_usable
 RANGE_BINS = {"near": (0.3, 1.0), "mid": (1.0, 2.0), "far": (2.0, 4.0)}
 TOF_EVAL_RANGE_M = (0.1, 5.0)
 DEPTH_SUMS = ("pixels", "squared_error", "abs_error", "abs_rel", "delta1", "delta2", "delta3")

@@ -14,11 +14,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from distillery.classes import CLASS_NAMES, FLOOR, FURNITURE, GLASS, OTHER, PERSON, WALL  # noqa: F401
 from distillery.synth.shading import Material
 
 
-FLOOR, WALL, PERSON, FURNITURE, GLASS, OTHER = range(6)
-CLASS_NAMES = ("floor", "wall", "person", "furniture", "glass", "other")
 
 
 def family_rng(family: str, seed: int, *stream: int) -> np.random.Generator:

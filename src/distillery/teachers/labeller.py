@@ -32,8 +32,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-FLOOR, WALL, PERSON, FURNITURE, GLASS, OTHER = range(6)
-IGNORE = 255
+from distillery.classes import FLOOR, FURNITURE, GLASS, OTHER, PERSON, WALL
+from distillery.classes import IGNORE_LABEL as IGNORE
 CAMERA_UP = np.array([0.0, -1.0, 0.0])
 
 
