@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from distillery.teachers.base import FrameFailure, Teacher, TeacherError
-from distillery.teachers.depth_da3 import IMAGENET_MEAN, IMAGENET_STD, PATCH
+from distillery.teachers.depth_da3 import IMAGENET_MEAN, IMAGENET_STD, PATCH, normalised_input
 
 log = logging.getLogger(__name__)
 
@@ -87,14 +87,8 @@ class DA2Depth(Teacher):
         self.std = torch.tensor(IMAGENET_STD, device=self.device).view(1, 3, 1, 1)
 
     def preprocess(self, rgb):
-        import torch.nn.functional as F
-
-        height, width = rgb.shape[1:3]
-        size = input_size(height, width, self.settings.process_res)
-        x = rgb.to(self.device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255.0)
-        x = F.interpolate(x, size=size, mode="bicubic", align_corners=False,
-                          antialias=size[0] < height).clamp_(0.0, 1.0)
-        return (x - self.mean) / self.std
+        size = input_size(*rgb.shape[1:3], self.settings.process_res)
+        return normalised_input(rgb, size, self.device, self.mean, self.std)
 
     def predict(self, batch: dict) -> list:
         import torch

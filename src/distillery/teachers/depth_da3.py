@@ -44,6 +44,17 @@ def _nearest_multiple(x: int, p: int) -> int:
     return max(p, up if abs(up - x) <= abs(x - down) else down)
 
 
+def normalised_input(rgb, size: tuple[int, int], device, mean, std):
+    """uint8 [B, H, W, 3] -> ImageNet-normalised float [B, 3, *size] on `device` (bicubic, antialiased
+    when shrinking): the input both Depth Anything teachers expect."""
+    import torch.nn.functional as F
+
+    x = rgb.to(device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255.0)
+    x = F.interpolate(x, size=size, mode="bicubic", align_corners=False,
+                      antialias=size[0] < rgb.shape[1]).clamp_(0.0, 1.0)
+    return (x - mean) / std
+
+
 def processed_size(height: int, width: int, process_res: int) -> tuple[int, int]:
     """The network's input (and output) size for a frame: long side -> process_res, sides -> multiples of 14."""
     scale = process_res / max(height, width)
@@ -122,14 +133,8 @@ class DA3Depth(Teacher):
 
     def preprocess(self, rgb):
         """uint8 [B, H, W, 3] -> normalised float [B, 3, h, w] at the processed size, on the device."""
-        import torch.nn.functional as F
-
-        height, width = rgb.shape[1:3]
-        size = processed_size(height, width, self.settings.process_res)
-        x = rgb.to(self.device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255.0)
-        x = F.interpolate(x, size=size, mode="bicubic", align_corners=False,
-                          antialias=size[0] < height).clamp_(0.0, 1.0)
-        return (x - self.mean) / self.std
+        size = processed_size(*rgb.shape[1:3], self.settings.process_res)
+        return normalised_input(rgb, size, self.device, self.mean, self.std)
 
     def forward_raw(self, x):
         """Raw network depth [B, h, w] (float32) for a preprocessed batch."""
