@@ -21,7 +21,7 @@ from pathlib import Path
 import yaml
 from common import report, timer
 
-from distillery.shards import plan_shards
+from distillery.ingest.shards import plan_shards
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -18,10 +18,10 @@ from pathlib import Path
 
 from common import report, timer
 
-from distillery.ingest import index_dataset
-from distillery.merge import merge_manifest
-from distillery.pack import PackSettings, pack_shard
-from distillery.shards import plan_shards
+from distillery.ingest.index import index_dataset
+from distillery.manifest.merge import merge_manifest
+from distillery.ingest.pack import PackSettings, pack_shard
+from distillery.ingest.shards import plan_shards
 from distillery.synth import generate_world
 
 

@@ -121,12 +121,12 @@ def throughput(args) -> dict:
 
 def quality(args) -> dict:
     """Per-class IoU of sim teachers + the real labeller against truth, over generated worlds."""
-    from distillery.ingest import ingest_folder
+    from distillery.ingest.index import ingest_folder
     from distillery.synth import generate_world
     from distillery.teachers.runner import run_shard
     from distillery.teachers.stages import build_stage
 
-    from distillery.pack import PackSettings
+    from distillery.ingest.pack import PackSettings
 
     worlds = {}
     with tempfile.TemporaryDirectory() as tmp:

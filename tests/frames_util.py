@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from distillery.frames import FrameRef, Intrinsics
+from distillery.ingest.frames import FrameRef, Intrinsics
 from distillery.manifest import write_jsonl_atomic
 
 

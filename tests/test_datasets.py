@@ -11,9 +11,9 @@ import pytest
 from layouts import (intrinsics_for, invalid_rows, make_7scenes, make_native, make_open3d, make_reference, make_tum,
                      tum_stamp, write_rgb)
 
-from distillery.datasets import LAYOUTS, detect_layout, read_dataset
-from distillery.datasets.base import ReaderOptions
-from distillery.frames import Intrinsics, load_frame
+from distillery.ingest.readers import LAYOUTS, detect_layout, read_dataset
+from distillery.ingest.readers.base import ReaderOptions
+from distillery.ingest.frames import Intrinsics, load_frame
 
 SIZE = (48, 64)
 K = Intrinsics(**intrinsics_for(SIZE))

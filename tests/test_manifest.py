@@ -4,8 +4,8 @@ import pytest
 from frames_util import truncate, write_frames, write_shard_list
 
 from distillery.manifest import Manifest, read_jsonl
-from distillery.merge import TooManyBadFrames, merge_manifest
-from distillery.pack import PackSettings, pack_shard
+from distillery.manifest.merge import TooManyBadFrames, merge_manifest
+from distillery.ingest.pack import PackSettings, pack_shard
 
 SMALL = PackSettings(height=24, width=32)
 

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from distillery.frames import DecodedFrame, Intrinsics
-from distillery.resize import crop_box, resize_frame, scale_intrinsics
+from distillery.ingest.frames import DecodedFrame, Intrinsics
+from distillery.ingest.resize import crop_box, resize_frame, scale_intrinsics
 
 
 def _frame(h, w):

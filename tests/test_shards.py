@@ -3,7 +3,7 @@ import json
 import pytest
 
 from distillery.manifest import read_jsonl, write_jsonl_atomic
-from distillery.shards import assign_splits, plan_shards
+from distillery.ingest.shards import assign_splits, plan_shards
 
 
 def _index(path, dataset, sequences, frames_each):

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from distillery.manifest import IGNORE_LABEL, Manifest, create_layout
+from distillery.classes import IGNORE_LABEL
+from distillery.manifest import Manifest, create_layout
 from distillery.student.augment import augment, flip, warp
 from distillery.student.config import AugmentConfig, TrainConfig
 from distillery.student.data import (FrameDataset, MixtureSampler, Source, allocate, build_train_data,

@@ -15,8 +15,8 @@ from test_student_data import write_manifest
 from test_student_train import tiny_config
 
 from distillery.student.checkpoint import load_checkpoint
-from distillery.student.distributed import (PreemptionGuard, SlurmOptions, executor_parameters, make_executor,
-                                            master_port, submit)
+from distillery.student.distributed import PreemptionGuard
+from distillery.student.submit import SlurmOptions, executor_parameters, make_executor, master_port, submit
 
 RANK_SCRIPT = """
 import json, sys, torch

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from distillery.frames import FrameRef, Intrinsics, load_frame
+from distillery.ingest.frames import FrameRef, Intrinsics, load_frame
 from distillery.synth import CLASS_NAMES, generate_world, synthesize_frame, tof_invalid_share
 from distillery.synth import cli as synth_cli
 from distillery.synth import world as synth_world

@@ -13,7 +13,7 @@ import pytest
 from teacher_scenes import GLASS, Corridor, iou, write_shard
 
 from distillery.manifest import Manifest, read_jsonl
-from distillery.merge import merge_shards, write_manifest_jsonl
+from distillery.manifest.merge import merge_shards, write_manifest_jsonl
 from distillery.teachers import Runtime, TeacherError
 from distillery.teachers.runner import partial_path, run_shard
 from distillery.teachers.stages import build_stage

@@ -31,7 +31,7 @@ def _add_index(sub) -> None:
 
 
 def _run_index(args) -> int:
-    from distillery.ingest import index_dataset, reader_options
+    from distillery.ingest.index import index_dataset, reader_options
 
     options = reader_options(args.depth_scale, json.loads(args.intrinsics) if args.intrinsics else None,
                              args.max_pair_dt)
@@ -54,7 +54,7 @@ def _add_plan(sub) -> None:
 
 
 def _run_plan(args) -> int:
-    from distillery.shards import plan_shards
+    from distillery.ingest.shards import plan_shards
 
     plan = plan_shards(args.indexes, args.out, args.frames_per_shard, json.loads(args.splits), args.seed,
                        json.loads(args.split_overrides))
@@ -73,7 +73,7 @@ def _add_pack_options(p) -> None:
 
 
 def _pack_settings(args):
-    from distillery.pack import PackSettings
+    from distillery.ingest.pack import PackSettings
 
     return PackSettings(args.height, args.width, args.fit, args.max_depth, args.compression_level)
 
@@ -90,7 +90,7 @@ def _add_pack(sub) -> None:
 
 
 def _run_pack(args) -> int:
-    from distillery.pack import pack_shard
+    from distillery.ingest.pack import pack_shard
 
     print(json.dumps(pack_shard(args.frames, args.out, args.quarantine, _pack_settings(args), not args.quiet)))
     return 0
@@ -114,7 +114,7 @@ def _add_merge(sub) -> None:
 
 
 def _run_merge(args) -> int:
-    from distillery.merge import merge_manifest
+    from distillery.manifest.merge import merge_manifest
 
     summary = merge_manifest(args.shards, args.quarantines, args.out_h5, args.out_jsonl, args.out_quarantine,
                              args.out_summary, args.max_bad_share, args.compression_level, not args.quiet,
@@ -140,7 +140,7 @@ def _add_ingest(sub) -> None:
 
 
 def _run_ingest(args) -> int:
-    from distillery.ingest import ingest_folder, reader_options
+    from distillery.ingest.index import ingest_folder, reader_options
 
     options = reader_options(args.depth_scale, json.loads(args.intrinsics) if args.intrinsics else None)
     summary = ingest_folder(args.dataset, args.out, args.name, args.layout, options, _pack_settings(args),
@@ -191,8 +191,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from distillery.frames import FrameError
-    from distillery.merge import TooManyBadFrames
+    from distillery.ingest.frames import FrameError
+    from distillery.manifest.merge import TooManyBadFrames
 
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,

@@ -97,7 +97,7 @@ def training_config(args):
 
 def slurm_options(args):
     """The SlurmOptions of parsed --submit arguments."""
-    from distillery.student.distributed import SlurmOptions
+    from distillery.student.submit import SlurmOptions
 
     return SlurmOptions(partition=args.partition, account=args.account, gpus=args.gpus, nodes=args.nodes,
                         cpus_per_gpu=args.cpus_per_gpu, mem_gb=args.mem_gb, timeout_min=args.time_min,
@@ -107,7 +107,8 @@ def slurm_options(args):
 def run(args) -> int:
     import torch
 
-    from distillery.student.distributed import PREEMPTED_EXIT_CODE, submit
+    from distillery.student.distributed import PREEMPTED_EXIT_CODE
+    from distillery.student.submit import submit
     from distillery.student.train import Preempted, run_training
 
     cfg = training_config(args)

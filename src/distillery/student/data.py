@@ -29,7 +29,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from distillery.manifest import IGNORE_LABEL, Manifest
+from distillery.classes import IGNORE_LABEL
+from distillery.manifest import Manifest
 from distillery.student.augment import augment
 from distillery.student.config import AugmentConfig, TrainConfig
 

@@ -33,7 +33,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from distillery.frames import Intrinsics
+from distillery.ingest.frames import Intrinsics
 from distillery.synth import tof
 from distillery.synth.render import Camera, Rendering, render
 from distillery.synth.scene import FAMILIES, Scene, build_scene, family_rng, make_style

@@ -1,4 +1,4 @@
-"""The HDF5 manifest: schema, a writer for shard files, and the reader API.
+"""The HDF5 manifest schema: fields, chunk layout and filters, shard and layer files.
 
 A manifest (and every shard file, which is a manifest of its own frames)
 holds one row per frame. Image-like fields are chunked one frame per chunk
@@ -11,10 +11,8 @@ SCHEMA_VERSION on any incompatible change.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import h5py
 import hdf5plugin
@@ -117,139 +115,9 @@ def create_layer(f: h5py.File, shard: str, keys: list[str], height: int, width: 
         f.create_dataset("has_boxes", shape=(n,), dtype=bool, fillvalue=False)
 
 
-def atomic_target(path: str | os.PathLike) -> Path:
-    """A temporary sibling of `path`; os.replace it onto `path` when complete."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
-
-
-def write_text_atomic(path: str | os.PathLike, text: str) -> None:
-    tmp = atomic_target(path)
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def write_jsonl_atomic(path: str | os.PathLike, rows) -> None:
-    write_text_atomic(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
-
-
-def read_jsonl(path: str | os.PathLike) -> list[dict]:
-    with open(path) as fh:
-        return [json.loads(line) for line in fh if line.strip()]
-
-
 def check_schema(f: h5py.File, path: str | os.PathLike, schema: str = SCHEMA_NAME) -> None:
     if f.attrs.get("schema") != schema:
         raise ValueError(f"{path}: not a Distillery manifest (schema attribute {f.attrs.get('schema')!r})")
     version = int(f.attrs.get("schema_version", -1))
     if version != SCHEMA_VERSION:
         raise ValueError(f"{path}: manifest schema version {version}, this Distillery reads version {SCHEMA_VERSION}")
-
-
-def manifest_records(f: h5py.File) -> list[dict]:
-    """The manifest.jsonl lines of an open manifest, one per row.
-
-    Every column is read once, whole: per-row reads of a dozen datasets
-    would cost more than the merge itself.
-    """
-    n = int(f.attrs["frame_count"])
-    text = {name: f[name].asstr()[:] for name in STRING_FIELDS}
-    flag = {name: f[name][:] for name in ("has_teacher_depth", "has_teacher_label", "has_boxes",
-                                          "has_truth_depth", "confidence_derived")}
-    timestamps, shares, intrinsics = f["timestamp"][:], f["tof_valid_share"][:], f["intrinsics"][:]
-    return [{
-        "row": row,
-        "key": text["key"][row],
-        "rgb": text["rgb_source"][row],
-        "dataset": text["dataset"][row],
-        "sequence": text["sequence"][row],
-        "split": text["split"][row],
-        "timestamp": None if np.isnan(timestamps[row]) else float(timestamps[row]),
-        "has_teacher_depth": bool(flag["has_teacher_depth"][row]),
-        "has_seg": bool(flag["has_teacher_label"][row]),
-        "has_boxes": bool(flag["has_boxes"][row]),
-        "has_truth": bool(flag["has_truth_depth"][row]),
-        "tof_valid_share": round(float(shares[row]), 6),
-        "confidence_derived": bool(flag["confidence_derived"][row]),
-        "intrinsics": [round(float(v), 4) for v in intrinsics[row]],
-    } for row in range(n)]
-
-
-class Manifest:
-    """Read access to manifest.h5 (+ manifest.jsonl) for training and evaluation.
-
-    The HDF5 file is opened lazily and re-opened after a fork, so one
-    instance can be handed to DataLoader worker processes.
-
-        m = Manifest("results/manifest/manifest.h5")
-        train = m.indices(split="train")
-        sample = m.read(train[0])          # dict of numpy arrays
-    """
-
-    def __init__(self, h5_path: str | os.PathLike, jsonl_path: str | os.PathLike | None = None):
-        self.h5_path = Path(h5_path)
-        if not self.h5_path.is_file():
-            raise FileNotFoundError(f"manifest not found: {self.h5_path}")
-        jsonl = Path(jsonl_path) if jsonl_path else self.h5_path.with_suffix(".jsonl")
-        self._file: h5py.File | None = None
-        self._pid = None
-        check_schema(self.file, self.h5_path)
-        self.records = read_jsonl(jsonl) if jsonl.is_file() else manifest_records(self.file)
-        if len(self.records) != len(self):
-            raise ValueError(f"{jsonl}: {len(self.records)} lines but {self.h5_path} has {len(self)} rows")
-
-    @property
-    def file(self) -> h5py.File:
-        if self._file is None or self._pid != os.getpid():
-            self._file = h5py.File(self.h5_path, "r")
-            self._pid = os.getpid()
-        return self._file
-
-    def __len__(self) -> int:
-        return int(self.file.attrs["frame_count"])
-
-    def __getstate__(self):
-        state = self.__dict__.copy()
-        state["_file"] = None
-        return state
-
-    @property
-    def size(self) -> tuple[int, int]:
-        return int(self.file.attrs["height"]), int(self.file.attrs["width"])
-
-    def indices(self, split: str | None = None, dataset: str | None = None, require: tuple[str, ...] = ()) -> np.ndarray:
-        """Rows matching a split / dataset and having every present flag in `require`."""
-        rows = [r["row"] for r in self.records
-                if (split is None or r["split"] == split) and (dataset is None or r["dataset"] == dataset)]
-        rows = np.asarray(rows, dtype=np.int64)
-        for flag in require:
-            rows = rows[self.file[flag][:][rows]]
-        return rows
-
-    def read(self, row: int, fields: tuple[str, ...] | None = None) -> dict:
-        """One frame as a dict of arrays; absent slots come back as None."""
-        f = self.file
-        out = {"row": row, "key": self.records[row]["key"]}
-        for name in fields or tuple(IMAGE_FIELDS):
-            flag = IMAGE_FIELDS[name].flag
-            out[name] = f[name][row] if flag is None or f[flag][row] else None
-        out["intrinsics"] = f["intrinsics"][row]
-        out["confidence_derived"] = bool(f["confidence_derived"][row])
-        return out
-
-    def boxes(self, row: int) -> np.ndarray:
-        """Detections of a frame, [k, 6]: x1, y1, x2, y2, score, class_id."""
-        lo, hi = self.file["box_offsets"][row:row + 2]
-        return self.file["boxes"][lo:hi]
-
-    def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()

@@ -23,10 +23,10 @@ import json
 from collections import Counter
 from pathlib import Path
 
-from distillery.datasets.base import IndexResult, ReaderOptions, frame_key, resolve_intrinsics, unpaired
-from distillery.datasets.native import (DEPTH_SUFFIXES, PNG_MM_SCALE, RGB_SUFFIXES, depth_format, first_image_size,
+from distillery.ingest.readers.base import IndexResult, ReaderOptions, frame_key, resolve_intrinsics, unpaired
+from distillery.ingest.readers.native import (DEPTH_SUFFIXES, PNG_MM_SCALE, RGB_SUFFIXES, depth_format, first_image_size,
                                         group_files, image_size, parse_intrinsics, read_intrinsics_json, suffix_key)
-from distillery.frames import FrameRef, Intrinsics, Reject
+from distillery.ingest.frames import FrameRef, Intrinsics, Reject
 
 NAME = "reference"
 EXPECTS = "rgb/ and depth/ folders with manifest.jsonl (lines with rgb and sensor_depth or depth), intrinsics.json"

@@ -10,13 +10,13 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from distillery.datasets import read_dataset
-from distillery.datasets.base import ReaderOptions
-from distillery.frames import Intrinsics
+from distillery.ingest.readers import read_dataset
+from distillery.ingest.readers.base import ReaderOptions
+from distillery.ingest.frames import Intrinsics
 from distillery.manifest import write_jsonl_atomic
-from distillery.merge import merge_manifest
-from distillery.pack import PackSettings, pack_shard
-from distillery.shards import plan_shards
+from distillery.manifest.merge import merge_manifest
+from distillery.ingest.pack import PackSettings, pack_shard
+from distillery.ingest.shards import plan_shards
 
 log = logging.getLogger(__name__)
 

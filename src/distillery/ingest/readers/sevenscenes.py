@@ -23,9 +23,9 @@ import logging
 import re
 from pathlib import Path
 
-from distillery.datasets.base import IndexResult, ReaderOptions, resolve_intrinsics
-from distillery.datasets.native import PNG_MM_SCALE, depth_format, first_image_size, group_files, pair_files
-from distillery.frames import FrameRef, Intrinsics
+from distillery.ingest.readers.base import IndexResult, ReaderOptions, resolve_intrinsics
+from distillery.ingest.readers.native import PNG_MM_SCALE, depth_format, first_image_size, group_files, pair_files
+from distillery.ingest.frames import FrameRef, Intrinsics
 
 log = logging.getLogger(__name__)
 

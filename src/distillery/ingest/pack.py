@@ -1,6 +1,6 @@
 """Pack one shard: decode, validate and resize its frames into a shard HDF5.
 
-Every frame is decoded and checked (see `distillery.frames.load_frame`). A
+Every frame is decoded and checked (see `distillery.ingest.frames.load_frame`). A
 frame that fails goes to the shard's quarantine report with its file, field
 and reason; the rest of the shard is written. The shard file is written
 under a temporary name and renamed when complete, so a killed job never
@@ -18,9 +18,9 @@ import h5py
 import numpy as np
 from tqdm import tqdm
 
-from distillery.frames import FrameError, FrameRef, Reject, load_frame
+from distillery.ingest.frames import FrameError, FrameRef, Reject, load_frame
 from distillery.manifest import atomic_target, create_layout, read_jsonl, write_jsonl_atomic
-from distillery.resize import resize_frame
+from distillery.ingest.resize import resize_frame
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from distillery.frames import DecodedFrame, Intrinsics
+from distillery.ingest.frames import DecodedFrame, Intrinsics
 
 
 @dataclass(frozen=True)

@@ -14,10 +14,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from distillery.datasets.base import IndexResult, ReaderOptions, resolve_intrinsics
-from distillery.datasets.native import (PNG_MM_SCALE, RGB_SUFFIXES, Size, depth_format, first_image_size,
+from distillery.ingest.readers.base import IndexResult, ReaderOptions, resolve_intrinsics
+from distillery.ingest.readers.native import (PNG_MM_SCALE, RGB_SUFFIXES, Size, depth_format, first_image_size,
                                         group_files, pair_files, parse_intrinsics, suffix_key)
-from distillery.frames import FrameRef, Intrinsics
+from distillery.ingest.frames import FrameRef, Intrinsics
 
 NAME = "open3d"
 EXPECTS = "color/ and depth/ folders paired by file stem, camera_intrinsic.json"

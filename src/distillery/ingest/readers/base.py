@@ -13,7 +13,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from distillery.frames import FrameRef, Intrinsics, Reject
+from distillery.ingest.frames import FrameRef, Intrinsics, Reject
 
 log = logging.getLogger(__name__)
 

@@ -26,8 +26,8 @@ from pathlib import Path
 
 from PIL import Image
 
-from distillery.datasets.base import IndexResult, ReaderOptions, frame_key, resolve_intrinsics, unpaired
-from distillery.frames import FrameRef, Intrinsics, Reject
+from distillery.ingest.readers.base import IndexResult, ReaderOptions, frame_key, resolve_intrinsics, unpaired
+from distillery.ingest.frames import FrameRef, Intrinsics, Reject
 
 NAME = "native"
 EXPECTS = "rgb/ and depth/ folders paired by file stem, intrinsics.json, and no manifest.jsonl"

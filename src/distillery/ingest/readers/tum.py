@@ -20,9 +20,9 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from distillery.datasets.base import IndexResult, ReaderOptions, frame_key, resolve_intrinsics, unpaired
-from distillery.datasets.native import depth_format
-from distillery.frames import FrameRef, Reject
+from distillery.ingest.readers.base import IndexResult, ReaderOptions, frame_key, resolve_intrinsics, unpaired
+from distillery.ingest.readers.native import depth_format
+from distillery.ingest.frames import FrameRef, Reject
 
 NAME = "tum"
 EXPECTS = "rgb.txt and depth.txt (or associations.txt) of 'timestamp filename' lines"

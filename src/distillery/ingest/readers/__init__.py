@@ -12,10 +12,10 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from distillery.datasets import native, open3d, reference, sevenscenes, tum
-from distillery.datasets.base import IndexResult, ReaderOptions, apply_index_checks
-from distillery.datasets.native import natural_key
-from distillery.frames import FrameRef
+from distillery.ingest.readers import native, open3d, reference, sevenscenes, tum
+from distillery.ingest.readers.base import IndexResult, ReaderOptions, apply_index_checks
+from distillery.ingest.readers.native import natural_key
+from distillery.ingest.frames import FrameRef
 
 log = logging.getLogger(__name__)
 

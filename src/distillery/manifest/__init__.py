@@ -1,0 +1,18 @@
+"""Stage 3, the manifest: merge per-shard files into manifest.h5 / manifest.jsonl, and read them.
+
+Modules: `schema` (fields, layout, versions), `io` (atomic writes, JSON lines),
+`merge` (the `merge_manifest` rule), `reader` (the `Manifest` API used by training
+and evaluation). The names below are the package's public API.
+"""
+
+from distillery.manifest.io import atomic_target, read_jsonl, write_jsonl_atomic, write_text_atomic
+from distillery.manifest.reader import Manifest, manifest_records
+from distillery.manifest.schema import (BOX_COLUMNS, IMAGE_FIELDS, LAYER_SCHEMA_NAME, ROW_FIELDS, SCHEMA_NAME,
+                                        SCHEMA_VERSION, STRING_FIELDS, ImageField, check_schema, create_boxes,
+                                        create_layer, create_layout, zstd)
+
+__all__ = [
+    "BOX_COLUMNS", "IMAGE_FIELDS", "LAYER_SCHEMA_NAME", "ROW_FIELDS", "SCHEMA_NAME", "SCHEMA_VERSION",
+    "STRING_FIELDS", "ImageField", "Manifest", "atomic_target", "check_schema", "create_boxes", "create_layer",
+    "create_layout", "manifest_records", "read_jsonl", "write_jsonl_atomic", "write_text_atomic", "zstd",
+]

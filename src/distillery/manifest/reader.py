@@ -1,0 +1,121 @@
+"""The reader API of manifest.h5: `Manifest`, and the manifest.jsonl records of a manifest."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from distillery.manifest.io import read_jsonl
+from distillery.manifest.schema import (BOX_COLUMNS, IMAGE_FIELDS, ROW_FIELDS, STRING_FIELDS,  # noqa: F401
+                                        check_schema)
+
+
+def manifest_records(f: h5py.File) -> list[dict]:
+    """The manifest.jsonl lines of an open manifest, one per row.
+
+    Every column is read once, whole: per-row reads of a dozen datasets
+    would cost more than the merge itself.
+    """
+    n = int(f.attrs["frame_count"])
+    text = {name: f[name].asstr()[:] for name in STRING_FIELDS}
+    flag = {name: f[name][:] for name in ("has_teacher_depth", "has_teacher_label", "has_boxes",
+                                          "has_truth_depth", "confidence_derived")}
+    timestamps, shares, intrinsics = f["timestamp"][:], f["tof_valid_share"][:], f["intrinsics"][:]
+    return [{
+        "row": row,
+        "key": text["key"][row],
+        "rgb": text["rgb_source"][row],
+        "dataset": text["dataset"][row],
+        "sequence": text["sequence"][row],
+        "split": text["split"][row],
+        "timestamp": None if np.isnan(timestamps[row]) else float(timestamps[row]),
+        "has_teacher_depth": bool(flag["has_teacher_depth"][row]),
+        "has_seg": bool(flag["has_teacher_label"][row]),
+        "has_boxes": bool(flag["has_boxes"][row]),
+        "has_truth": bool(flag["has_truth_depth"][row]),
+        "tof_valid_share": round(float(shares[row]), 6),
+        "confidence_derived": bool(flag["confidence_derived"][row]),
+        "intrinsics": [round(float(v), 4) for v in intrinsics[row]],
+    } for row in range(n)]
+
+
+class Manifest:
+    """Read access to manifest.h5 (+ manifest.jsonl) for training and evaluation.
+
+    The HDF5 file is opened lazily and re-opened after a fork, so one
+    instance can be handed to DataLoader worker processes.
+
+        m = Manifest("results/manifest/manifest.h5")
+        train = m.indices(split="train")
+        sample = m.read(train[0])          # dict of numpy arrays
+    """
+
+    def __init__(self, h5_path: str | os.PathLike, jsonl_path: str | os.PathLike | None = None):
+        self.h5_path = Path(h5_path)
+        if not self.h5_path.is_file():
+            raise FileNotFoundError(f"manifest not found: {self.h5_path}")
+        jsonl = Path(jsonl_path) if jsonl_path else self.h5_path.with_suffix(".jsonl")
+        self._file: h5py.File | None = None
+        self._pid = None
+        check_schema(self.file, self.h5_path)
+        self.records = read_jsonl(jsonl) if jsonl.is_file() else manifest_records(self.file)
+        if len(self.records) != len(self):
+            raise ValueError(f"{jsonl}: {len(self.records)} lines but {self.h5_path} has {len(self)} rows")
+
+    @property
+    def file(self) -> h5py.File:
+        if self._file is None or self._pid != os.getpid():
+            self._file = h5py.File(self.h5_path, "r")
+            self._pid = os.getpid()
+        return self._file
+
+    def __len__(self) -> int:
+        return int(self.file.attrs["frame_count"])
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_file"] = None
+        return state
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return int(self.file.attrs["height"]), int(self.file.attrs["width"])
+
+    def indices(self, split: str | None = None, dataset: str | None = None, require: tuple[str, ...] = ()) -> np.ndarray:
+        """Rows matching a split / dataset and having every present flag in `require`."""
+        rows = [r["row"] for r in self.records
+                if (split is None or r["split"] == split) and (dataset is None or r["dataset"] == dataset)]
+        rows = np.asarray(rows, dtype=np.int64)
+        for flag in require:
+            rows = rows[self.file[flag][:][rows]]
+        return rows
+
+    def read(self, row: int, fields: tuple[str, ...] | None = None) -> dict:
+        """One frame as a dict of arrays; absent slots come back as None."""
+        f = self.file
+        out = {"row": row, "key": self.records[row]["key"]}
+        for name in fields or tuple(IMAGE_FIELDS):
+            flag = IMAGE_FIELDS[name].flag
+            out[name] = f[name][row] if flag is None or f[flag][row] else None
+        out["intrinsics"] = f["intrinsics"][row]
+        out["confidence_derived"] = bool(f["confidence_derived"][row])
+        return out
+
+    def boxes(self, row: int) -> np.ndarray:
+        """Detections of a frame, [k, 6]: x1, y1, x2, y2, score, class_id."""
+        lo, hi = self.file["box_offsets"][row:row + 2]
+        return self.file["boxes"][lo:hi]
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
