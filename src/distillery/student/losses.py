@@ -13,16 +13,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from distillery.classes import IGNORE_LABEL
-# Runtime fusion trusts ToF where confidence >= 0.5 and 0.05 m < depth < 10 m.
-FUSION_MIN_CONFIDENCE = 0.5
-FUSION_RANGE_M = (0.05, 10.0)
+from distillery.fusion import trusted_tof
+
 DEPTH_TARGETS = ("hybrid", "fusion", "tof_only")
 
 
 def tof_usable(tof_depth: torch.Tensor, tof_confidence: torch.Tensor) -> torch.Tensor:
-    """Pixels whose ToF depth runtime fusion keeps; the student fills all others."""
-    lo, hi = FUSION_RANGE_M
-    return (tof_confidence >= FUSION_MIN_CONFIDENCE) & (tof_depth > lo) & (tof_depth < hi)
+    """Pixels whose ToF depth runtime fusion keeps (distillery.fusion's gate); the student fills all others."""
+    return trusted_tof(tof_depth, tof_confidence)
 
 
 def _frame_flag(flag: torch.Tensor, like: torch.Tensor) -> torch.Tensor:

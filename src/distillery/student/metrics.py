@@ -23,7 +23,9 @@ import math
 import torch
 
 from distillery.classes import CLASS_NAMES, IGNORE_LABEL
-from distillery.student.losses import depth_target, tof_usable
+from distillery.fusion import trusted_tof
+from distillery.student.losses import depth_target
+
 RANGE_BINS = {"near": (0.3, 1.0), "mid": (1.0, 2.0), "far": (2.0, 4.0)}
 TOF_EVAL_RANGE_M = (0.1, 5.0)
 DEPTH_SUMS = ("pixels", "squared_error", "abs_error", "abs_rel", "delta1", "delta2", "delta3")
@@ -90,7 +92,7 @@ def depth_references(batch: dict, target_mode: str) -> dict[str, tuple[torch.Ten
     """Every depth reference of a batch as name -> (reference depth, mask), masks already excluding 0."""
     refs = {"target": depth_target(batch, target_mode)}
     tof = batch["tof_depth"]
-    student_pixels = ~tof_usable(tof, batch["tof_confidence"])
+    student_pixels = ~trusted_tof(tof, batch["tof_confidence"])
     teacher = batch["teacher_depth"]
     has_teacher = _frames(batch["has_teacher_depth"], teacher) & (teacher > 0)
     refs["teacher"] = (teacher, has_teacher)
