@@ -7,9 +7,9 @@ BIN := $(CURDIR)/$(VENV)/bin
 export PATH := $(BIN):$(PATH)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup demo test lint dag clean slurm-profile slurm-deps
+.PHONY: setup demo test lint dag clean slurm-profile slurm-deps graphviz-deps
 
-setup: $(VENV)/.installed slurm-profile
+setup: $(VENV)/.installed slurm-profile graphviz-deps
 
 # Teachers: sam2 builds against the installed torch (no CUDA kernels), depth-anything-3 installs
 # without its declared dependencies (numpy<2, app extras); see the teachers extra in pyproject.toml.
@@ -37,8 +37,16 @@ test: setup slurm-deps
 lint: setup
 	$(BIN)/snakemake --lint
 
+# The job graph and the rule graph as SVG (DAG_SVG, RULES_SVG name the files). Snakemake writes
+# the graph first, so a failing Snakemake stops here instead of leaving an empty picture.
+DAG_SVG ?= dag.svg
+RULES_SVG ?= rules.svg
 dag: setup
-	$(BIN)/snakemake --dag | dot -Tsvg > dag.svg
+	$(BIN)/snakemake --dag > $(DAG_SVG).dot
+	dot -Tsvg $(DAG_SVG).dot -o $(DAG_SVG) && rm -f $(DAG_SVG).dot
+	$(BIN)/snakemake --rulegraph > $(RULES_SVG).dot
+	dot -Tsvg $(RULES_SVG).dot -o $(RULES_SVG) && rm -f $(RULES_SVG).dot
+	@echo "job graph: $(DAG_SVG)   rule graph: $(RULES_SVG)"
 
 clean:
 	rm -rf results logs .snakemake
@@ -61,3 +69,12 @@ slurm-deps:
 	  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SLURM_PACKAGES) >/dev/null; \
 	  rm -f /usr/sbin/policy-rc.d; fi
+
+# Graphviz's `dot` draws the job and rule graphs (`make dag`, `snakemake --dag | dot -Tsvg`). As root,
+# Debian's graphviz package; otherwise a note saying what to install.
+GRAPHVIZ_PACKAGES := graphviz
+graphviz-deps:
+	@if command -v dot >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(GRAPHVIZ_PACKAGES) >/dev/null; \
+	else echo "note: the DAG pictures need Graphviz: sudo apt-get install $(GRAPHVIZ_PACKAGES)"; fi
