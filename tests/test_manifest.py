@@ -64,11 +64,12 @@ def test_bad_frames_are_quarantined_and_the_rest_of_the_shard_kept(tmp_path):
         assert [r["key"] for r in m.records] == ["ds/seq/0000", "ds/seq/0002", "ds/seq/0004", "ds/seq/0005"]
 
 
-@pytest.mark.parametrize("bad_value, reason", [(np.nan, "non-finite"), (-1.0, "negative"), (500.0, "absurd")])
-def test_depth_value_checks(tmp_path, bad_value, reason):
+@pytest.mark.parametrize("bad_value, reason, pixels", [(np.nan, "non-finite", (5, 5)), (-1.0, "negative", (5, 5)),
+                                                      (500.0, "absurd", np.s_[:])])
+def test_depth_value_checks(tmp_path, bad_value, reason, pixels):
     rows = write_frames(tmp_path / "raw", 2)
     d = np.load(rows[0]["depth"])
-    d[5, 5] = bad_value
+    d[pixels] = bad_value
     np.save(rows[0]["depth"], d)
     _, qs = _pack(tmp_path, [rows])
     (line,) = read_jsonl(qs[0])

@@ -101,6 +101,11 @@ class Reject:
         return dataclasses.asdict(self)
 
 
+MISSING_INTRINSICS = ("missing intrinsics: the dataset has none and none were given; pass --intrinsics "
+                      "'{\"fx\": ..., \"fy\": ..., \"cx\": ..., \"cy\": ..., \"width\": ..., \"height\": ...}' "
+                      "or set the dataset's config key datasets[].intrinsics")
+
+
 class FrameError(Exception):
     """A frame cannot be used; carries the offending file and field."""
 
@@ -171,7 +176,9 @@ def load_depth(ref: FrameRef) -> np.ndarray:
     raw = _open_image(ref.depth, "depth")
     if raw.ndim != 2 or raw.dtype.kind not in "ui":
         raise FrameError(ref.depth, "depth", f"expected a single-channel integer PNG, got {raw.dtype} {raw.shape}")
-    invalid = raw == 0
+    # 0 and the integer type's largest value (65535: the saturation / "no
+    # return" code of most depth cameras) are never measurements.
+    invalid = (raw == 0) | (raw == np.iinfo(raw.dtype).max)
     for value in ref.depth_invalid:
         invalid |= raw == value
     depth = raw.astype(np.float32) / np.float32(ref.depth_scale)
@@ -197,19 +204,38 @@ def load_confidence(ref: FrameRef, depth: np.ndarray) -> tuple[np.ndarray, bool]
     return arr, False
 
 
+def drop_out_of_range(depth: np.ndarray, ref: FrameRef, max_depth_m: float) -> np.ndarray:
+    """Depth with pixels beyond `max_depth_m` marked invalid (0).
+
+    Far noise and saturated single pixels are invalid pixels, not bad frames.
+    A frame is suspect only when its depth as a whole is implausible: when
+    most of its valid pixels lie beyond the range, which is what a wrong
+    depth scale looks like.
+    """
+    valid = depth > 0
+    n_valid = int(valid.sum())
+    far = depth > max_depth_m
+    if n_valid and 2 * int(far.sum()) > n_valid:
+        median = float(np.median(depth[valid]))
+        raise FrameError(ref.depth, "depth", f"absurd depth: median {median:.1f} m of the valid pixels is beyond "
+                         f"the {max_depth_m} m range (wrong depth scale? set --depth-scale or the dataset's "
+                         "config key datasets[].depth_scale)")
+    if far.any():
+        depth = np.where(far, np.float32(0.0), depth)
+    return depth
+
+
 def load_frame(ref: FrameRef, max_depth_m: float) -> DecodedFrame:
     """Decode and validate one frame; raise FrameError on the first problem."""
     if ref.intrinsics is None:
-        raise FrameError(ref.rgb, "intrinsics", "missing intrinsics (set them in the dataset's config entry)")
+        raise FrameError(ref.rgb, "intrinsics", MISSING_INTRINSICS)
     rgb = _open_image(ref.rgb, "rgb")
     depth = load_depth(ref)
     if depth.shape != rgb.shape[:2]:
         raise FrameError(ref.depth, "depth", f"size mismatch: depth {depth.shape[1]}x{depth.shape[0]} vs rgb {rgb.shape[1]}x{rgb.shape[0]}")
     if (ref.intrinsics.width, ref.intrinsics.height) != (rgb.shape[1], rgb.shape[0]):
         raise FrameError(ref.rgb, "intrinsics", f"intrinsics are for {ref.intrinsics.width}x{ref.intrinsics.height} but rgb is {rgb.shape[1]}x{rgb.shape[0]}")
-    dmax = float(depth.max()) if depth.size else 0.0
-    if dmax > max_depth_m:
-        raise FrameError(ref.depth, "depth", f"absurd depth range: max {dmax:.1f} m > {max_depth_m} m (wrong depth scale?)")
+    depth = drop_out_of_range(depth, ref, max_depth_m)
     confidence, derived = load_confidence(ref, depth)
     if confidence.shape != depth.shape:
         raise FrameError(ref.confidence, "confidence", f"size mismatch: confidence {confidence.shape} vs depth {depth.shape}")

@@ -3,9 +3,13 @@
 Frames are stored at one size (240x320 by default). With `fit="crop"` the
 frame is centre-cropped to the target aspect ratio first, so pixels stay
 square; with `fit="stretch"` it is resized directly and fx, fy scale apart.
-RGB is resampled with an area filter; depth, confidence and labels with
-nearest neighbour, so that an invalid (0) depth never blends into a valid one
-and class ids stay ids.
+RGB is resampled with an area (box) filter. Depth and confidence use the same
+box footprints, so that stored depth sits where the stored intrinsics say:
+depth is the area mean of the footprint's valid pixels on a smooth surface,
+and one measured value (the lower median) across a depth edge, so that an
+invalid (0) depth never blends into a valid one and no flying pixels appear;
+a footprint less than half valid is invalid. Labels stay nearest-sampled so
+that class ids stay ids.
 
 Intrinsics follow the pixel-centre convention used by the resampling: a
 source pixel centre u maps to (u + 0.5) * s - 0.5, so cx' = (cx + 0.5) * s - 0.5.
@@ -68,6 +72,59 @@ def resize_nearest(arr: np.ndarray, box: CropBox, target_w: int, target_h: int) 
     return arr[rows[:, None], cols[None, :]]
 
 
+EDGE_SPREAD = 0.05  # relative depth spread within a footprint above which it straddles an edge
+
+
+def _footprints(n_src: int, n_dst: int, offset: int) -> tuple[np.ndarray, np.ndarray]:
+    """Source indices [n_dst, k] of each destination pixel's box footprint, and their area weights.
+
+    Destination pixel i covers source coordinates [i*s, (i+1)*s), s = n_src/n_dst,
+    the geometry of the RGB box filter and of `scale_intrinsics`.
+    """
+    s = n_src / n_dst
+    lo = np.arange(n_dst) * s
+    hi = lo + s
+    start = np.floor(lo + 1e-9).astype(np.int64)
+    k = int((np.ceil(hi - 1e-9).astype(np.int64) - start).max())
+    idx = start[:, None] + np.arange(max(k, 1))[None, :]
+    weights = np.clip(np.minimum(idx + 1, hi[:, None]) - np.maximum(idx, lo[:, None]), 0.0, None)
+    return offset + np.minimum(idx, n_src - 1), weights
+
+
+def _windows(arr: np.ndarray, box: CropBox, target_w: int, target_h: int) -> tuple[np.ndarray, np.ndarray]:
+    """Footprint values [H', W', kr*kc] and their area weights, same shape."""
+    rows, wr = _footprints(box.height, target_h, box.top)
+    cols, wc = _footprints(box.width, target_w, box.left)
+    values = arr[rows[:, None, :, None], cols[None, :, None, :]]
+    weights = wr[:, None, :, None] * wc[None, :, None, :]
+    shape = (target_h, target_w, -1)
+    return values.reshape(shape), np.broadcast_to(weights, values.shape).reshape(shape)
+
+
+def resize_mean(arr: np.ndarray, box: CropBox, target_w: int, target_h: int) -> np.ndarray:
+    """Area mean over box footprints (confidence)."""
+    values, weights = _windows(arr.astype(np.float32, copy=False), box, target_w, target_h)
+    return ((values * weights).sum(-1) / weights.sum(-1)).astype(np.float32)
+
+
+def resize_depth(depth: np.ndarray, box: CropBox, target_w: int, target_h: int) -> np.ndarray:
+    """Depth over the RGB box footprints: mean on smooth surfaces, a measured value at edges, 0 if mostly invalid."""
+    values, weights = _windows(depth.astype(np.float32, copy=False), box, target_w, target_h)
+    valid = (values > 0) & (weights > 0)
+    w_valid = np.where(valid, weights, 0.0)
+    covered = w_valid.sum(-1)
+    mean = (values * w_valid).sum(-1) / np.maximum(covered, 1e-12)
+    low = np.where(valid, values, np.inf).min(-1)
+    high = np.where(valid, values, -np.inf).max(-1)
+    out = mean.astype(np.float32)
+    edge = (high - low) > EDGE_SPREAD * low
+    if edge.any():
+        ordered = np.sort(np.where(valid[edge], values[edge], np.inf), axis=-1)
+        pick = np.maximum((valid[edge].sum(-1) - 1) // 2, 0)
+        out[edge] = np.take_along_axis(ordered, pick[:, None], -1)[:, 0]
+    return np.where(2 * covered >= weights.sum(-1), out, 0.0).astype(np.float32)
+
+
 def resize_rgb(rgb: np.ndarray, box: CropBox, target_w: int, target_h: int) -> np.ndarray:
     im = Image.fromarray(rgb)
     region = (box.left, box.top, box.left + box.width, box.top + box.height)
@@ -80,13 +137,19 @@ def resize_frame(frame: DecodedFrame, k: Intrinsics, target_h: int, target_w: in
     """The frame and its intrinsics at target_h x target_w."""
     h, w = frame.depth.shape
     box = crop_box(w, h, target_w, target_h, fit)
+    same = (box.width, box.height) == (target_w, target_h)
     near = lambda a: None if a is None else resize_nearest(a, box, target_w, target_h)  # noqa: E731
+    area = lambda a: None if a is None or same else resize_depth(a, box, target_w, target_h)  # noqa: E731
+    depth = near(frame.depth) if same else area(frame.depth)
+    confidence = near(frame.confidence) if same else resize_mean(frame.confidence, box, target_w, target_h)
+    if frame.confidence_derived:
+        confidence = (depth > 0).astype(np.float32)
     out = DecodedFrame(
         rgb=resize_rgb(frame.rgb, box, target_w, target_h),
-        depth=near(frame.depth),
-        confidence=near(frame.confidence),
+        depth=depth,
+        confidence=confidence,
         confidence_derived=frame.confidence_derived,
-        truth_depth=near(frame.truth_depth),
+        truth_depth=near(frame.truth_depth) if same else area(frame.truth_depth),
         truth_semantics=near(frame.truth_semantics),
     )
     return out, scale_intrinsics(k, box, target_w, target_h)

@@ -15,6 +15,7 @@ from pathlib import Path
 from distillery.ingest.readers import native, open3d, reference, sevenscenes, tum
 from distillery.ingest.readers.base import IndexResult, ReaderOptions, apply_index_checks
 from distillery.ingest.readers.native import natural_key
+from distillery.ingest.depthscale import check_depth_scale
 from distillery.ingest.frames import FrameRef
 
 log = logging.getLogger(__name__)
@@ -89,8 +90,13 @@ def read_dataset(root: str | Path, name: str, layout: str = "auto",
                  options: ReaderOptions | None = None) -> IndexResult:
     """Index every frame of a dataset folder; unusable frames come back as rejects, never dropped.
 
-    Frames are sorted by (sequence, timestamp or frame order) and then go
-    through `apply_index_checks` (missing intrinsics, duplicate timestamps).
+    Frames are sorted by (sequence, timestamp or frame order), except in
+    layouts whose reader keeps the recorder's own order (`KEEPS_ORDER`: a
+    list file is the sequence order; stamps that go backwards are reported,
+    not re-sorted). They then go through `apply_index_checks` (missing
+    intrinsics, duplicate timestamps), and a sample of depth images is read
+    to stop on a depth scale that is wrong for the dataset as a whole
+    (`distillery.ingest.depthscale`).
     """
     path = _check(root, layout)
     options = options or ReaderOptions()
@@ -101,6 +107,11 @@ def read_dataset(root: str | Path, name: str, layout: str = "auto",
                                f"layout: {', '.join(d.name for d in skipped)}")
     for folder, found in sequences:
         log.info("indexing %s as %s", folder, found)
-        result.extend(_READERS[found].read_sequence(folder, name, folder.name, options, path))
-    result.frames.sort(key=_order)
-    return apply_index_checks(result)
+        reader = _READERS[found]
+        part = reader.read_sequence(folder, name, folder.name, options, path)
+        if not getattr(reader, "KEEPS_ORDER", False):
+            part.frames.sort(key=_order)
+        result.extend(part)
+    result = apply_index_checks(result)
+    result.warnings += check_depth_scale(result.frames, name, options.depth_scale is not None)
+    return result

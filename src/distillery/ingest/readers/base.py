@@ -13,7 +13,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from distillery.ingest.frames import FrameRef, Intrinsics, Reject
+from distillery.ingest.frames import MISSING_INTRINSICS, FrameRef, Intrinsics, Reject
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ def apply_index_checks(result: IndexResult) -> IndexResult:
     kept = []
     for ref in result.frames:
         if ref.intrinsics is None:
-            result.rejects.append(Reject(ref.key, ref.rgb, "intrinsics", "missing intrinsics: the dataset has none and the config gives none"))
+            result.rejects.append(Reject(ref.key, ref.rgb, "intrinsics", MISSING_INTRINSICS))
         elif id(ref) in duplicated:
             result.rejects.append(Reject(ref.key, ref.rgb, "timestamp", f"duplicate timestamp {ref.timestamp!r} in sequence {ref.sequence}"))
         else:

@@ -6,11 +6,22 @@
         depth/1305031102.160407.png   uint16, 5000 units per metre; 0 = invalid
         associations.txt       optional: "t_rgb rgb_file t_depth depth_file" lines
 
-Colour and depth run on separate clocks, so they are associated like TUM's
+When associations.txt is present it is the recorder's own pairing and is
+used as written (each pair still held to `options.max_pair_dt`). Otherwise
+colour and depth, which run on separate clocks, are associated like TUM's
 associate.py: one-to-one, closest timestamps first, at most
-`options.max_pair_dt` seconds apart. rgb.txt + depth.txt are preferred when
-present (they list every file, so leftovers can be reported);
-associations.txt is used otherwise. TUM ships no intrinsics file.
+`options.max_pair_dt` seconds apart.
+
+The list file (associations.txt or rgb.txt) gives the sequence order.
+Stamps that go backwards are reported as warnings and the file's order is
+kept: re-sorting would scramble a recording whose clock jumped. Every image
+under rgb/ and depth/ that does not become a frame is reported with its
+reason, including files no list mentions.
+
+The layout carries neither intrinsics nor a depth unit. 5000 units per
+metre is the Freiburg Kinect's scale, the default for the TUM benchmark
+itself; recordings from other cameras saved in this layout are usually
+millimetres (`--depth-scale 1000`) and always need their own intrinsics.
 """
 
 from __future__ import annotations
@@ -25,6 +36,7 @@ from distillery.ingest.readers.native import depth_format
 from distillery.ingest.frames import FrameRef, Reject
 
 NAME = "tum"
+KEEPS_ORDER = True  # the list file is the sequence order
 EXPECTS = "rgb.txt and depth.txt (or associations.txt) of 'timestamp filename' lines"
 PNG_SCALE = 5000.0  # TUM depth PNGs: 5000 units per metre
 
@@ -36,6 +48,7 @@ class Entry:
     stamp: float
     text: str
     path: Path
+    line: int = 0
 
 
 def matches(folder: Path) -> bool:
@@ -66,7 +79,7 @@ def _entry(path: Path, n: int, stamp: str, file: str, field_name: str, dataset: 
         result.rejects.append(Reject(frame_key(dataset, sequence, stamp), str(target), field_name,
                                      f"listed in {path.name} line {n} but not found"))
         return None
-    return Entry(value, stamp, target)
+    return Entry(value, stamp, target, n)
 
 
 def read_list(path: Path, field_name: str, dataset: str, sequence: str, result: IndexResult) -> list[Entry]:
@@ -149,8 +162,8 @@ def _pair_lists(rgb: list[Entry], depth: list[Entry], dataset: str, sequence: st
 
 
 def _read_associations(path: Path, dataset: str, sequence: str, options: ReaderOptions,
-                       result: IndexResult) -> list[tuple[str, Entry, Entry]]:
-    """Pairs given by associations.txt, still held to `options.max_pair_dt`."""
+                       result: IndexResult, mentioned: list[Entry]) -> list[tuple[str, Entry, Entry]]:
+    """Pairs given by associations.txt, still held to `options.max_pair_dt`; `mentioned` gets every entry."""
     out = []
     for n, fields in _lines(path):
         if len(fields) < 4:
@@ -159,6 +172,7 @@ def _read_associations(path: Path, dataset: str, sequence: str, options: ReaderO
             continue
         rgb = _entry(path, n, fields[0], fields[1], "rgb", dataset, sequence, result)
         depth = _entry(path, n, fields[2], fields[3], "depth", dataset, sequence, result)
+        mentioned += [e for e in (rgb, depth) if e is not None]
         if rgb is None or depth is None:
             continue
         gap = abs(rgb.stamp - depth.stamp)
@@ -169,20 +183,53 @@ def _read_associations(path: Path, dataset: str, sequence: str, options: ReaderO
     return out
 
 
+def backwards(entries: list[Entry], list_name: str, where: Path) -> list[str]:
+    """Warnings for stamps earlier than the latest one before them (the order is kept, not re-sorted)."""
+    notes, latest = [], None
+    for e in entries:
+        if latest is not None and e.stamp < latest.stamp:
+            notes.append(f"{where}/{list_name} line {e.line}: timestamp {e.text} is earlier than {latest.text} "
+                         f"(line {latest.line}); frames keep the file's order")
+        if latest is None or e.stamp >= latest.stamp:
+            latest = e
+    return notes
+
+
+def orphans(folder: Path, mentioned: set[Path], lists: str, dataset: str, sequence: str) -> list[Reject]:
+    """Rejects for images under rgb/ and depth/ that no list file mentions."""
+    out = []
+    for field_name in ("rgb", "depth"):
+        sub = folder / field_name
+        files = sorted(p for p in sub.iterdir() if p.is_file() and not p.name.startswith(".")) if sub.is_dir() else []
+        for path in files:
+            if path.resolve() not in mentioned:
+                out.append(Reject(frame_key(dataset, sequence, path.stem), str(path), field_name,
+                                  f"{field_name} image not listed in {lists}, so it has no partner"))
+    return out
+
+
 def read_sequence(folder: Path, dataset: str, sequence: str, options: ReaderOptions, root: Path) -> IndexResult:
-    """Index one TUM sequence; intrinsics must come from the config."""
+    """Index one TUM-layout sequence; intrinsics must come from the config or --intrinsics."""
     result = IndexResult()
-    if (folder / "rgb.txt").is_file() and (folder / "depth.txt").is_file():
+    if (folder / "associations.txt").is_file():
+        lists, mentioned = "associations.txt", []
+        pairs = _read_associations(folder / "associations.txt", dataset, sequence, options, result, mentioned)
+        ordered = [c for _, c, _ in pairs]
+    else:
+        lists = "rgb.txt or depth.txt"
         rgb = read_list(folder / "rgb.txt", "rgb", dataset, sequence, result)
         depth = read_list(folder / "depth.txt", "depth", dataset, sequence, result)
+        mentioned, ordered = rgb + depth, rgb
         pairs = _pair_lists(rgb, depth, dataset, sequence, options, result)
-    else:
-        pairs = _read_associations(folder / "associations.txt", dataset, sequence, options, result)
+    result.warnings += backwards(ordered, "associations.txt" if lists == "associations.txt" else "rgb.txt", folder)
+    known = {e.path.resolve() for e in mentioned} | {Path(r.file).resolve() for r in result.rejects if r.file}
+    result.rejects += orphans(folder, known, lists, dataset, sequence)
     if not pairs:
         return result
     if options.intrinsics is None:
-        result.warnings.append(f"{folder}: TUM sequences carry no intrinsics; set them in the dataset's config "
-                               "entry (the published fr1/fr2/fr3 values are in docs/datasets.md)")
+        result.warnings.append(f"{folder}: the TUM layout carries no intrinsics; pass your camera's calibration "
+                               "with --intrinsics or the dataset's config key datasets[].intrinsics (the Freiburg "
+                               "values in docs/datasets.md fit only the TUM benchmark's own Kinects)")
     intrinsics = resolve_intrinsics(None, options, folder, result)
     for frame_id, colour, dep in pairs:
         encoding, scale = depth_format(dep.path, PNG_SCALE, options)
