@@ -31,16 +31,29 @@ TOF_EVAL_RANGE_M = (0.1, 5.0)
 DEPTH_SUMS = ("pixels", "squared_error", "abs_error", "abs_rel", "delta1", "delta2", "delta3")
 
 
+def frame_depth_sums(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """depth_sums of each frame of a batch [B, ...] over its mask, float64 [B, len(DEPTH_SUMS)].
+
+    Predictions are clamped to at least 1e-6 m (AbsRel and the delta ratios need a positive value);
+    the mask must exclude reference pixels <= 0.
+    """
+    b = pred.shape[0]
+    mask = mask.reshape(b, -1)
+    p = pred.detach().double().reshape(b, -1).clamp_min(1e-6)
+    t = torch.where(mask, target.detach().double().reshape(b, -1), torch.ones_like(p))
+    err = torch.where(mask, p - t, torch.zeros_like(p))
+    ratio = torch.maximum(p / t, t / p)
+
+    def count(x: torch.Tensor) -> torch.Tensor:
+        return (x & mask).sum(1).double()
+
+    return torch.stack([mask.sum(1).double(), (err * err).sum(1), err.abs().sum(1), (err.abs() / t).sum(1),
+                        count(ratio < 1.25), count(ratio < 1.25**2), count(ratio < 1.25**3)], dim=1)
+
+
 def depth_sums(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """The additive statistics of depth errors over `mask`, float64 [len(DEPTH_SUMS)]."""
-    p = pred.detach().double()[mask].clamp_min(1e-6)
-    t = target.detach().double()[mask]
-    err = p - t
-    ratio = torch.maximum(p / t, t / p)
-    return torch.stack([torch.tensor(float(t.numel()), dtype=torch.float64, device=p.device),
-                        (err * err).sum(), err.abs().sum(), (err.abs() / t).sum(),
-                        (ratio < 1.25).sum().double(), (ratio < 1.25**2).sum().double(),
-                        (ratio < 1.25**3).sum().double()])
+    return frame_depth_sums(pred.reshape(1, -1), target.reshape(1, -1), mask.reshape(1, -1))[0]
 
 
 def depth_from_sums(sums: torch.Tensor) -> dict[str, float]:

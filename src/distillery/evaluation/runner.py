@@ -1,0 +1,222 @@
+"""Evaluate one student checkpoint on the test split of one dataset of a manifest.
+
+The student runs over every test frame of the set (never train or val: those
+chose the weights), its depth is fused with the frame's ToF, and per frame the
+additive error sums of every reference x region (student and fused depth) and
+a segmentation confusion matrix are kept. Set-level numbers with bootstrap
+intervals over sequences come from those (evaluation/bootstrap.py).
+
+Outputs: the evaluation JSON, one JSON line per frame beside it
+(`<set>.frames.jsonl`), and on request `<set>.predictions.npz` with the
+predictions the numbers were computed from (docs/evaluation.md).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from distillery.classes import CLASS_NAMES
+from distillery.evaluation.bootstrap import depth_summary, per_image, segmentation_summary, sequence_weights
+from distillery.evaluation.regions import FUSED_REFERENCES, REFERENCES, REGIONS, batch_trusted, references, regions
+from distillery.fusion import fuse
+from distillery.manifest import Manifest, atomic_target, write_jsonl_atomic, write_text_atomic
+from distillery.student.checkpoint import load_student
+from distillery.student.data import FrameDataset, make_loader
+from distillery.student.metrics import DEPTH_SUMS, confusion_matrix, frame_depth_sums
+
+
+@dataclasses.dataclass
+class EvalSettings:
+    """How to run an evaluation; none of these changes a number except split, resamples and seed."""
+
+    split: str = "test"  # the split evaluated; only the test split is unseen by training and selection
+    batch_size: int = 8
+    num_workers: int = 0  # DataLoader worker processes
+    device: str = "cpu"  # cpu, cuda or auto
+    resamples: int = 1000  # bootstrap resamples (0: no intervals)
+    seed: int = 0  # bootstrap seed
+    version: str | None = None  # version name in the JSON; default: the checkpoint's folder name
+    progress: bool = True
+
+
+def test_rows(manifest: Manifest, dataset: str, split: str) -> np.ndarray:
+    """Manifest rows of one dataset's split, or a readable error saying what the manifest has."""
+    datasets = sorted({r["dataset"] for r in manifest.records})
+    if dataset not in datasets:
+        raise ValueError(f"{manifest.h5_path}: no dataset {dataset!r} (has {datasets})")
+    rows = manifest.indices(split=split, dataset=dataset)
+    if not len(rows):
+        splits = sorted({r["split"] for r in manifest.records if r["dataset"] == dataset})
+        raise ValueError(f"{manifest.h5_path}: dataset {dataset!r} has no {split!r} frames (its splits: {splits}); "
+                         "give it test sequences in the sharding splits")
+    return rows
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def provenance(manifest: Manifest) -> tuple[list, str]:
+    """The manifest's teacher provenance and content id (both set by the merge)."""
+    return manifest.teachers, manifest.content_id
+
+
+def region_sums(pred: torch.Tensor, batch: dict, names: tuple[str, ...], trusted: torch.Tensor) -> np.ndarray:
+    """Per-frame error sums [B, len(names), len(REGIONS), len(DEPTH_SUMS)] of `pred` against references."""
+    refs = references(batch)
+    out = np.zeros((pred.shape[0], len(names), len(REGIONS), len(DEPTH_SUMS)))
+    for i, name in enumerate(names):
+        if name in refs:
+            reference, valid = refs[name]
+            for j, mask in enumerate(regions(reference, valid, trusted).values()):
+                out[:, i, j] = frame_depth_sums(pred, reference, mask).cpu().numpy()
+    return out
+
+
+class Accumulator:
+    """Per-frame results of an evaluation pass, kept in memory until the end."""
+
+    def __init__(self, dump: bool):
+        self.frames: list[dict] = []
+        self.depth, self.fused, self.confusion = [], [], []
+        self.predictions = {"depth": [], "segmentation": [], "fused": []} if dump else None
+
+    def add(self, batch: dict, outputs: dict, seg_reference: str, num_classes: int) -> None:
+        depth = outputs["depth"].float()
+        trusted = batch_trusted(batch)
+        fused = fuse(depth, batch["tof_depth"], batch["tof_confidence"])
+        self.depth.append(region_sums(depth, batch, REFERENCES, trusted))
+        self.fused.append(region_sums(fused.depth, batch, FUSED_REFERENCES, trusted))
+        labels = outputs["segmentation"].argmax(1)
+        for i in range(depth.shape[0]):
+            self.confusion.append(confusion_matrix(labels[i], batch[seg_reference][i], num_classes).cpu().numpy())
+            self.frames.append({"key": batch["key"][i], "row": int(batch["row"][i]),
+                                "fusion": {"scale": float(fused.scale[i]), "no_trusted": bool(fused.no_trusted[i])}})
+        if self.predictions is not None:
+            self.predictions["depth"].append(depth[:, 0].cpu().numpy())
+            self.predictions["segmentation"].append(labels.to(torch.uint8).cpu().numpy())
+            self.predictions["fused"].append(fused.depth[:, 0].cpu().numpy())
+
+
+def frame_block(sums: np.ndarray, names: tuple[str, ...]) -> dict:
+    """One frame's metrics per reference x region (empty ones left out), for frames.jsonl."""
+    out = {}
+    for i, name in enumerate(names):
+        block = {}
+        for j, region in enumerate(REGIONS):
+            if sums[i, j, 0] > 0:
+                values = {k: float(v[0]) for k, v in per_image(sums[None, i, j]).items()}
+                block[region] = values | {"pixels": int(sums[i, j, 0])}
+        if block:
+            out[name] = block
+    return out
+
+
+def set_block(sums: np.ndarray, names: tuple[str, ...], weights: np.ndarray) -> dict:
+    """The JSON block of every reference x region; a reference or region without pixels is left out."""
+    out = {}
+    for i, name in enumerate(names):
+        block = {region: depth_summary(sums[:, i, j], weights) for j, region in enumerate(REGIONS)}
+        block = {k: v for k, v in block.items() if v is not None}
+        if block:
+            out[name] = block
+    return out
+
+
+def frames_path(out_json: str | os.PathLike) -> Path:
+    """`<set>.frames.jsonl` beside `<set>.json`."""
+    out = Path(out_json)
+    return out.with_name(f"{out.name[:-5] if out.name.endswith('.json') else out.name}.frames.jsonl")
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("evaluation device cuda requested but no CUDA device is visible; use --device cpu")
+    return torch.device(name)
+
+
+@torch.no_grad()
+def run_model(checkpoint: str, manifest: Manifest, rows: np.ndarray, seg_reference: str, settings: EvalSettings,
+              dump: bool) -> Accumulator:
+    """The student over the given rows, fused and scored frame by frame."""
+    device = resolve_device(settings.device)
+    model = load_student(checkpoint, device)
+    dataset = FrameDataset([manifest], [(0, int(r)) for r in rows], with_truth=True)
+    loader = make_loader(dataset, settings.batch_size, settings.num_workers, pin_memory=device.type == "cuda")
+    acc = Accumulator(dump)
+    with tqdm(total=len(rows), unit="frame", desc=f"evaluate {Path(checkpoint).parent.name}",
+              disable=not settings.progress) as bar:
+        for batch in loader:
+            batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
+            outputs = model(batch["rgb"])
+            acc.add(batch, outputs, seg_reference, outputs["segmentation"].shape[1])
+            bar.update(len(batch["key"]))
+    return acc
+
+
+def segmentation_reference(manifest: Manifest, rows: np.ndarray) -> str:
+    """Truth labels when any evaluated frame has them, else the teacher's labels."""
+    return "truth_label" if manifest.file["has_truth_label"][:][rows].any() else "teacher_label"
+
+
+def write_predictions(path: Path, keys: list[str], predictions: dict) -> None:
+    tmp = atomic_target(path)
+    arrays = {k: np.concatenate(v) for k, v in predictions.items()}
+    with open(tmp, "wb") as fh:
+        np.savez(fh, keys=np.asarray(keys, dtype=str), **arrays)
+    os.replace(tmp, path)
+
+
+def evaluate(checkpoint: str, manifest_path: str, dataset: str, out_json: str,
+             dump_dir: str | None = None, settings: EvalSettings | None = None) -> dict:
+    """Evaluate `checkpoint` on the test frames of `dataset`; write the JSON, frames.jsonl (and predictions)."""
+    settings = settings or EvalSettings()
+    manifest = Manifest(manifest_path)
+    rows = test_rows(manifest, dataset, settings.split)
+    seg_reference = segmentation_reference(manifest, rows)
+    acc = run_model(checkpoint, manifest, rows, seg_reference, settings, dump_dir is not None)
+    records = [manifest.records[f["row"]] for f in acc.frames]
+    sequence_ids = [f"{r['dataset']}/{r['sequence']}" for r in records]
+    weights, sequences = sequence_weights(sequence_ids, settings.resamples, settings.seed)
+    depth, fused, confusion = np.concatenate(acc.depth), np.concatenate(acc.fused), np.stack(acc.confusion)
+    names = CLASS_NAMES if confusion.shape[1] == len(CLASS_NAMES) else tuple(map(str, range(confusion.shape[1])))
+    teachers, content_id = provenance(manifest)
+    result = {"version": settings.version or Path(checkpoint).parent.name, "set": dataset,
+              "checkpoint": str(checkpoint), "checkpoint_sha256": sha256_file(checkpoint),
+              "manifest": str(manifest_path), "manifest_content_id": content_id, "split": settings.split,
+              "frames": len(acc.frames), "sequences": len(sequences), "teachers": teachers,
+              "bootstrap": {"resamples": settings.resamples, "seed": settings.seed, "unit": "sequence"},
+              "fusion": {"no_trusted_frames": sum(f["fusion"]["no_trusted"] for f in acc.frames)},
+              "depth": set_block(depth, REFERENCES, weights), "fused": set_block(fused, FUSED_REFERENCES, weights)}
+    segmentation = segmentation_summary(confusion, weights, names, seg_reference)
+    if segmentation is not None:
+        result["segmentation"] = segmentation
+    frame_rows = []
+    for i, (frame, record) in enumerate(zip(acc.frames, records)):
+        row = frame | {"dataset": record["dataset"], "sequence": record["sequence"],
+                       "depth": frame_block(depth[i], REFERENCES), "fused": frame_block(fused[i], FUSED_REFERENCES)}
+        if confusion[i].sum() > 0:
+            row["segmentation"] = {"reference": seg_reference, "confusion": confusion[i].astype(int).tolist()}
+        frame_rows.append(row)
+    write_jsonl_atomic(frames_path(out_json), frame_rows)
+    if dump_dir is not None:
+        Path(dump_dir).mkdir(parents=True, exist_ok=True)
+        write_predictions(Path(dump_dir, f"{dataset}.predictions.npz"), [f["key"] for f in acc.frames],
+                          acc.predictions)
+    write_text_atomic(out_json, json.dumps(result, indent=1, allow_nan=False) + "\n")
+    manifest.close()
+    return result
