@@ -67,7 +67,7 @@ def _add_pack_options(p) -> None:
     p.add_argument("--width", type=int, default=320, help="stored frame width (default 320)")
     p.add_argument("--fit", choices=("crop", "stretch"), default="crop",
                    help="centre-crop to the target aspect ratio (default) or stretch")
-    p.add_argument("--max-depth", type=float, default=20.0, help="depth above this (m) marks a frame absurd")
+    p.add_argument("--max-depth", type=float, default=20.0, help="depth above this (m) is an invalid pixel; a frame mostly beyond it is absurd")
     p.add_argument("--compression-level", type=int, default=3, help="Zstd level (default 3)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -175,6 +175,7 @@ def _run_info(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from distillery.student import cli as student_cli
     from distillery.evaluation import cli as evaluation_cli
+    from distillery.ingest.bags import cli as bag_cli
     from distillery.synth import cli as synth_cli
     from distillery.teachers import cli as teachers_cli
 
@@ -184,6 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="<stage>")
     synth_cli.register(sub)
+    bag_cli.register(sub)
     student_cli.register(sub)
     teachers_cli.register(sub)
     evaluation_cli.register(sub)

@@ -1,0 +1,6 @@
+"""ROS 2 bags (MCAP and sqlite3) to the native layout, without ROS (see docs/datasets.md, "ROS 2 bags")."""
+
+from distillery.ingest.bags.extract import BagSettings, extract_bag
+from distillery.ingest.bags.source import BagError, open_bag
+
+__all__ = ["BagError", "BagSettings", "extract_bag", "open_bag"]
