@@ -14,6 +14,7 @@ include: "workflow/rules/ingest.smk"
 include: "workflow/rules/teachers.smk"
 include: "workflow/rules/manifest.smk"
 include: "workflow/rules/train.smk"
+include: "workflow/rules/evaluate.smk"
 
 
 rule all:

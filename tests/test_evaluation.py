@@ -207,3 +207,14 @@ def test_fusion_cli_on_npy_files(tmp_path, capsys):
     np.testing.assert_allclose(fused["fused"][0, 2:], 3.0)
     assert json.loads(capsys.readouterr().out)["no_trusted_frames"] == 1
     assert main(["fusion", "--student", str(tmp_path / "s.npy"), "--checkpoint", "x", "--out", str(out)]) == 1
+
+
+def test_fusion_cli_on_a_manifest_split_matches_the_evaluation_dump(evaluated, tmp_path):
+    out = tmp_path / "fused.npz"
+    assert main(["fusion", "--checkpoint", str(evaluated["checkpoint"]), "--manifest", evaluated["manifest"],
+                 "--split", "test", "--set", "rooms", "--out", str(out), "--quiet"]) == 0
+    fused = np.load(out)
+    assert list(fused["keys"]) == list(evaluated["npz"]["keys"])
+    np.testing.assert_allclose(fused["student"], evaluated["npz"]["depth"], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(fused["fused"], evaluated["npz"]["fused"], rtol=1e-5, atol=1e-6)
+    assert fused["no_trusted"].sum() == 1

@@ -264,3 +264,59 @@ def teacher_layers(wildcards):
     return expand(
         "results/teachers/{task}/{shard}.h5", task=TEACHER_TASKS, shard=shard_names(wildcards)
     )
+
+
+# Evaluation (docs/evaluation.md). Sets are dataset names (or lineage roles naming one); checked at
+# DAG build so a typo stops `snakemake -n` naming the value.
+EVALUATION = config["evaluation"]
+
+
+def evaluation_sets():
+    """The datasets each version is evaluated on: evaluation.sets, else every dataset with test frames
+    (datasets whose config entry forces them into train or val have none)."""
+    roles = (config.get("lineage") or {}).get("roles") or {}
+    names = EVALUATION["sets"]
+    if names is None:
+        return [n for n, d in DATASETS.items() if d.get("split") in (None, "test")]
+    sets = []
+    for name in names:
+        dataset = roles.get(name, name)
+        if dataset not in DATASETS:
+            raise ValueError(
+                f"config: evaluation.sets names {name!r}, which is neither a dataset "
+                f"({sorted(DATASETS)}) nor a lineage role ({sorted(roles)})"
+            )
+        sets.append(dataset)
+    return list(dict.fromkeys(sets))
+
+
+EVALUATION_SETS = evaluation_sets()
+
+
+def evaluation_targets(versions):
+    """The evaluation JSON of every version x evaluation set."""
+    return expand(
+        "results/evaluation/{version}/{dataset}.json",
+        version=versions,
+        dataset=EVALUATION_SETS,
+    )
+
+
+def evaluation_set_pattern():
+    """Wildcard constraint of evaluate_version: exactly the evaluation sets."""
+    import re
+
+    return "|".join(re.escape(name) for name in EVALUATION_SETS) or "(?!)"
+
+
+def evaluation_args():
+    """Bootstrap, batch and device settings of `distillery evaluate`, as CLI options."""
+    boot = EVALUATION["bootstrap"]
+    return (
+        f"--bootstrap {boot['resamples']} --seed {boot['seed']} "
+        f"--batch-size {EVALUATION['batch_size']} --device {EVALUATION['device']}"
+    )
+
+
+def evaluation_gpus():
+    return int(EVALUATION["device"] == "cuda")
