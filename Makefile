@@ -7,7 +7,7 @@ BIN := $(CURDIR)/$(VENV)/bin
 export PATH := $(BIN):$(PATH)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup demo test lint dag clean slurm-profile slurm-deps graphviz-deps
+.PHONY: setup demo test lint dag clean slurm-profile slurm-deps graphviz-deps browser-deps
 
 setup: $(VENV)/.installed slurm-profile graphviz-deps
 
@@ -31,7 +31,7 @@ demo: setup
 	@echo "student:    $(CURDIR)/results/train/ (best.pt, metrics.jsonl, tensorboard/)"
 	@echo "logs:       $(CURDIR)/logs/"
 
-test: setup slurm-deps
+test: setup slurm-deps browser-deps
 	$(BIN)/python -m pytest
 
 lint: setup
@@ -78,3 +78,12 @@ graphviz-deps:
 	elif [ "$$(id -u)" = 0 ]; then \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(GRAPHVIZ_PACKAGES) >/dev/null; \
 	else echo "note: the DAG pictures need Graphviz: sudo apt-get install $(GRAPHVIZ_PACKAGES)"; fi
+
+# A headless browser opens the lineage report in the tests (tests/test_report.py): Debian's chromium
+# as root; otherwise that test is skipped, saying why.
+BROWSER_PACKAGES := chromium
+browser-deps:
+	@if command -v chromium >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(BROWSER_PACKAGES) >/dev/null; \
+	else echo "note: the report's browser test needs Chromium: sudo apt-get install $(BROWSER_PACKAGES)"; fi

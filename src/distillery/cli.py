@@ -175,6 +175,7 @@ def _run_info(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from distillery.student import cli as student_cli
     from distillery.evaluation import cli as evaluation_cli
+    from distillery.report import cli as report_cli
     from distillery.ingest.bags import cli as bag_cli
     from distillery.synth import cli as synth_cli
     from distillery.teachers import cli as teachers_cli
@@ -189,6 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     student_cli.register(sub)
     teachers_cli.register(sub)
     evaluation_cli.register(sub)
+    report_cli.register(sub)
     for add in (_add_index, _add_plan, _add_pack, _add_merge, _add_ingest, _add_info):
         add(sub)
     return parser
