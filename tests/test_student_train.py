@@ -126,7 +126,7 @@ def test_finished_run_rewrites_a_deleted_best_checkpoint(manifest, uninterrupted
     for name in ("last.pt", "best.pt"):
         (tmp_path / name).write_bytes((uninterrupted[0] / name).read_bytes())
     (tmp_path / "best.pt").unlink()  # as Snakemake does with the outputs of a job it re-runs
-    summary = _train(tiny_config(), manifest, tmp_path)
+    summary = _train(tiny_config(), manifest, tmp_path, resume="always")  # auto would retrain (test_rundir.py)
     assert summary["global_step"] == 6
     _assert_identical(_weights(tmp_path / "best.pt"), _weights(uninterrupted[0] / "best.pt"))
 

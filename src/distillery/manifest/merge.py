@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 import numpy as np
 
+from distillery.manifest.content import content_id
 from distillery.manifest import (IMAGE_FIELDS, LAYER_SCHEMA_NAME, ROW_FIELDS, STRING_FIELDS, atomic_target,
                                  check_schema, create_layout, manifest_records, read_jsonl, write_jsonl_atomic,
                                  write_text_atomic)
@@ -126,6 +127,7 @@ def merge_shards(shard_paths: list[str], out_h5: str, level: int = 3, progress: 
     try:
         with h5py.File(tmp, "w") as dst:
             create_layout(dst, total, height, width, level)
+            dst.attrs["content_id"] = content_id(shard_paths, layer_paths)
             offset = box_offset = 0
             for path in tqdm(shard_paths, desc="merge", unit="shard", disable=not progress):
                 with ExitStack() as stack:

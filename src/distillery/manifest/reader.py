@@ -84,6 +84,14 @@ class Manifest:
     def size(self) -> tuple[int, int]:
         return int(self.file.attrs["height"]), int(self.file.attrs["width"])
 
+    @property
+    def content_id(self) -> str:
+        """The hex digest of what this manifest holds (written by the merge; see manifest/content.py)."""
+        value = self.file.attrs.get("content_id")
+        if value is None:
+            raise ValueError(f"{self.h5_path}: no content_id (written by an older merge); re-run the merge")
+        return value.decode() if isinstance(value, bytes) else str(value)
+
     def indices(self, split: str | None = None, dataset: str | None = None, require: tuple[str, ...] = ()) -> np.ndarray:
         """Rows matching a split / dataset and having every present flag in `require`."""
         rows = [r["row"] for r in self.records

@@ -6,10 +6,15 @@
     distillery train ... --submit --partition gpu --account lab --gpus 4   # a Slurm job through submitit
     torchrun --nproc_per_node 4 -m distillery.cli train ...              # DDP on one node
 
-Resuming is automatic: when <out>/last.pt exists and was written with the
-same settings and manifests, the run continues from it (--resume insists on
-it, --no-resume starts over). A run stopped by SIGTERM or SIGUSR1 saves
-last.pt and exits with status 75, meaning "re-run me to continue".
+Resuming is automatic: when <out>/last.pt is an interrupted run with the
+same settings and inputs (manifest content ids, parent best.pt hash), the
+run continues from it (--resume insists on it). Anything else, a finished
+run included, starts fresh after moving the folder's files to
+<out>/previous/<UTC stamp>/ (--no-resume always does). A run stopped by
+SIGTERM or SIGUSR1 saves last.pt and exits with status 75, meaning
+"re-run me to continue".
+
+    distillery archive-run results/train/v5   # move a run aside: the next run starts from scratch
 """
 
 from __future__ import annotations
@@ -74,6 +79,14 @@ def register(sub) -> None:
     slurm.add_argument("--time-min", type=int, default=720, help="time limit in minutes (default 720)")
     slurm.add_argument("--cluster", default=None, choices=("slurm", "local", "debug"), help=argparse.SUPPRESS)
     p.set_defaults(func=run)
+    a = sub.add_parser("archive-run", help="move a training run's files to <out>/previous/<stamp>/",
+                       description="Move every file of a run folder (last.pt, best.pt, metrics.jsonl, "
+                       "tensorboard/) to <out>/previous/<UTC stamp>/, so that the next `distillery train` "
+                       "or Snakemake run of that version starts from scratch instead of resuming. "
+                       "Nothing is deleted.")
+    a.add_argument("out", help="run folder, e.g. results/train/v5")
+    a.add_argument("--reason", default="moved aside by distillery archive-run", help="recorded in archived.json")
+    a.set_defaults(func=archive)
 
 
 def training_config(args):
@@ -102,6 +115,14 @@ def slurm_options(args):
     return SlurmOptions(partition=args.partition, account=args.account, gpus=args.gpus, nodes=args.nodes,
                         cpus_per_gpu=args.cpus_per_gpu, mem_gb=args.mem_gb, timeout_min=args.time_min,
                         qos=args.qos, constraint=args.constraint, gres=args.gres)
+
+
+def archive(args) -> int:
+    from distillery.student.rundir import archive_run
+
+    dest = archive_run(args.out, args.reason)
+    print(json.dumps({"out": args.out, "archived_to": str(dest) if dest else None}))
+    return 0
 
 
 def run(args) -> int:

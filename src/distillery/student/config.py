@@ -148,8 +148,13 @@ def load_config(path: str | Path | None = None, version: str | None = None, over
     return config_from_dict(values, str(path or "training config"))
 
 
-def fingerprint(cfg: TrainConfig, manifests: list[str]) -> str:
-    """A hash of everything that decides a run's result; a resume must match it."""
-    values = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in RUNTIME_FIELDS}
-    values["manifests"] = [str(Path(m).resolve()) for m in manifests]
+def fingerprint(cfg: TrainConfig, inputs: dict) -> str:
+    """A hash of everything that decides a run's result; a resume must match it.
+
+    `inputs` identifies the data by content, never by path: the manifests'
+    content ids and the parent checkpoint's SHA-256 (student/rundir.py), so
+    a re-merged manifest or a retrained parent gives a new fingerprint.
+    """
+    values = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in (*RUNTIME_FIELDS, "init_from")}
+    values["inputs"] = inputs
     return hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()[:16]

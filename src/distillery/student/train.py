@@ -9,7 +9,9 @@ from a parent's weights with a fresh optimiser, schedule and epoch count.
 Resuming continues an interrupted run from <out>/last.pt: model, optimiser,
 scheduler, grad scaler, RNG states, epoch, step and sampler position, so on
 CPU it ends with weights bit-identical to an uninterrupted run. A resume
-happens only when last.pt was written by the same settings (fingerprint).
+happens only for an interrupted run of the same settings and input content
+(fingerprint); anything else starts fresh after moving the previous run's
+files to <out>/previous/<stamp>/ (student/rundir.py).
 
 A stop request (SIGTERM, SIGUSR1, or max_steps) is honoured at the next step
 boundary: last.pt is written and the run stops; a signal makes the process
@@ -21,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import time
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +33,7 @@ from tqdm import tqdm
 from distillery.manifest import Manifest
 from distillery.student.checkpoint import (FORMAT, FORMAT_VERSION, atomic_save, cpu_state_dict, load_checkpoint,
                                            rng_state, set_rng_state, snapshot, weights_file)
-from distillery.student.config import TrainConfig, fingerprint
+from distillery.student.config import TrainConfig
 from distillery.student.data import MixtureSampler, build_train_data, build_val_dataset, make_loader
 from distillery.student.distributed import (PREEMPTED_EXIT_CODE, PREEMPTION_SIGNALS, DistEnv, PreemptionGuard,
                                             all_reduce_sum, any_rank, barrier, broadcast_buffers, cleanup,
@@ -39,6 +42,7 @@ from distillery.student.losses import StudentLoss
 from distillery.student.metrics import Evaluator
 from distillery.student.model import Student, build_student
 from distillery.student.optim import build_optimizer, build_scheduler
+from distillery.student.rundir import archive_run, resume_decision, run_fingerprint
 from distillery.student.runlog import RunLog
 
 log = logging.getLogger(__name__)
@@ -81,6 +85,8 @@ class Run:
     best_state: dict | None = None  # snapshot() of the best weights so far
     best_metrics: dict | None = None
     total_steps: int = 0
+    inputs: dict | None = None  # content identity of the inputs (manifest content ids, parent SHA-256)
+    started: str = ""  # UTC start of the run (kept by a resume): each fresh run writes files of its own
 
 
 def resolve_device(cfg: TrainConfig, env: DistEnv) -> torch.device:
@@ -127,20 +133,20 @@ def load_parent_weights(model: Student, path: str) -> None:
     model.encoder_weights = f"init_from:{path}"
 
 
-def resume_point(out_dir: Path, resume: str, run_fingerprint: str) -> dict | None:
-    """The last.pt to resume from, or None for a fresh run. resume: auto, always or never."""
+def resume_point(out_dir: Path, resume: str, fingerprint: str, env: DistEnv) -> dict | None:
+    """The last.pt to resume from, or None for a fresh run (the previous run's files moved aside first).
+
+    resume: auto, always or never (student/rundir.py says when a run resumes).
+    Every rank reads the decision before rank 0 moves anything.
+    """
     path = out_dir / "last.pt"
-    if resume == "never" or not path.exists():
-        if resume == "always":
-            raise FileNotFoundError(f"--resume: no checkpoint to resume at {path}")
-        return None
-    ckpt = load_checkpoint(path)
-    if ckpt.get("fingerprint") != run_fingerprint:
-        if resume == "always":
-            raise ValueError(f"{path} was written with other settings or manifests; cannot resume it")
-        log.warning("%s was written with other settings: starting a fresh run over it", path)
-        return None
-    return ckpt
+    ckpt = load_checkpoint(path) if path.exists() else None
+    resumed, why = resume_decision(ckpt, fingerprint, resume, path)
+    barrier(env)
+    if not resumed and env.is_main:
+        archive_run(out_dir, why)
+    barrier(env)
+    return ckpt if resumed else None
 
 
 def restore(run: Run, ckpt: dict) -> None:
@@ -153,6 +159,7 @@ def restore(run: Run, ckpt: dict) -> None:
     run.scaler.load_state_dict(ckpt["scaler"])
     run.progress = Progress(**ckpt["progress"])
     run.best_state, run.best_metrics = ckpt.get("best_state"), ckpt.get("best_metrics")
+    run.started = ckpt.get("run", {}).get("started", run.started)
     set_rng_state(ckpt["rng"])
 
 
@@ -163,8 +170,8 @@ def setup_run(cfg: TrainConfig, manifests: list[str], out_dir: str | Path, resum
     out_dir = Path(out_dir)
     device = resolve_device(cfg, env)
     seed_everything(cfg.seed)
-    run_fingerprint = fingerprint(cfg, manifests)
-    ckpt = resume_point(out_dir, resume, run_fingerprint)
+    fingerprint, inputs = run_fingerprint(cfg, manifests)
+    ckpt = resume_point(out_dir, resume, fingerprint, env)
     opened = [Manifest(path) for path in manifests]
     train_set, sampler = build_train_data(opened, cfg, env.rank, env.world_size)
     val_set = build_val_dataset(opened, cfg, env.rank, env.world_size)
@@ -184,8 +191,9 @@ def setup_run(cfg: TrainConfig, manifests: list[str], out_dir: str | Path, resum
     train_loader = make_loader(train_set, cfg.batch_size, cfg.num_workers, sampler, pin)
     # A rank whose share of validation frames is empty still joins the metric reduction: no `if val_set`.
     val_loader = make_loader(val_set, cfg.batch_size, cfg.num_workers, None, pin) if val_set is not None else None
-    run = Run(cfg, env, device, out_dir, run_fingerprint, model, loss_fn, optimizer, scheduler, scaler, sampler,
-              train_loader, val_loader, Progress(), log=None, total_steps=total_steps)
+    run = Run(cfg, env, device, out_dir, fingerprint, model, loss_fn, optimizer, scheduler, scaler, sampler,
+              train_loader, val_loader, Progress(), log=None, total_steps=total_steps, inputs=inputs,
+              started=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
     if ckpt is not None:
         restore(run, ckpt)
         if env.is_main:
@@ -276,14 +284,21 @@ def save_last(run: Run) -> None:
              "loss": cpu_state_dict(run.loss_fn), "optimizer": run.optimizer.state_dict(),
              "scheduler": run.scheduler.state_dict(), "scaler": run.scaler.state_dict(), "rng": rng_state(),
              "progress": dataclasses.asdict(run.progress), "best_state": run.best_state,
-             "best_metrics": run.best_metrics, "encoder_weights": run.model.encoder_weights}
+             "best_metrics": run.best_metrics, "encoder_weights": run.model.encoder_weights,
+             "run": run_record(run)}
     atomic_save(state, run.out_dir / "last.pt")
+
+
+def run_record(run: Run) -> dict:
+    """What identifies the run a checkpoint belongs to: fingerprint, input identity, start time."""
+    return {"fingerprint": run.fingerprint, "inputs": run.inputs, "started": run.started}
 
 
 def save_best(run: Run) -> None:
     if run.env.is_main:
-        atomic_save(weights_file(run.best_state, run.cfg, run.best_metrics or {}, run.progress.best_epoch or 0,
-                                 run.progress.global_step, run.model.encoder_weights), run.out_dir / "best.pt")
+        weights = weights_file(run.best_state, run.cfg, run.best_metrics or {}, run.progress.best_epoch or 0,
+                               run.progress.global_step, run.model.encoder_weights)
+        atomic_save({**weights, "run": run_record(run)}, run.out_dir / "best.pt")
 
 
 def end_epoch(run: Run) -> dict:
