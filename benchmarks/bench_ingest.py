@@ -4,7 +4,14 @@ Merge speed is also given as a ratio to a plain copy of the same shard bytes
 measured in the same run (goal >= 0.5): merging copies compressed chunks, so
 it should run near copy speed.
 
-    python benchmarks/bench_ingest.py --frames 2000 [--workdir /tmp/bench]
+Storage and random read are measured on real frames too (the 7-Scenes kitchen
+sample by default, `--real FOLDER` for another): the compression ratio of a
+stored frame (raw bytes of rgb + ToF depth + confidence over stored bytes, goal
+>= 2), the same with the float fields written without byte-shuffle (what the
+shuffle filter gains), and random single-frame reads per second in one process
+through `Manifest.read` (goal >= 1500).
+
+    python benchmarks/bench_ingest.py --frames 2000 [--workdir /tmp/bench] [--real FOLDER]
 """
 
 from __future__ import annotations
@@ -16,7 +23,11 @@ import tempfile
 import time
 from pathlib import Path
 
+import h5py
+import numpy as np
 from common import report, timer
+
+from distillery.manifest import IMAGE_FIELDS, Manifest
 
 from distillery.ingest.index import index_dataset
 from distillery.manifest.merge import merge_manifest
@@ -27,6 +38,68 @@ from distillery.synth import generate_world
 
 def _bytes(paths) -> int:
     return sum(Path(p).stat().st_size for p in paths)
+
+
+SAMPLE = Path("/work/shared/datasets/7scenes-kitchen")
+STORED_RAW_BYTES = 3 + 4 + 2  # rgb uint8 x3, tof_depth float32, tof_confidence float16 per pixel
+
+
+def _stored_bytes(path: Path) -> tuple[int, int]:
+    """(stored bytes of the per-frame image fields, raw bytes of rgb + ToF) of a shard file."""
+    with h5py.File(path, "r") as f:
+        n, h, w = int(f.attrs["frame_count"]), int(f.attrs["height"]), int(f.attrs["width"])
+        stored = sum(f[name].id.get_storage_size() for name in IMAGE_FIELDS)
+    return stored, n * h * w * STORED_RAW_BYTES
+
+
+def _without_shuffle(src: Path, dst: Path) -> None:
+    """A copy of a shard whose image fields are Zstd-compressed without byte-shuffle (the old layout)."""
+    import hdf5plugin
+
+    with h5py.File(src, "r") as f, h5py.File(dst, "w") as g:
+        for name in IMAGE_FIELDS:
+            ds = f[name]
+            g.create_dataset(name, data=ds[:], chunks=ds.chunks, **hdf5plugin.Zstd(clevel=3))
+        g.attrs.update(f.attrs)
+
+
+TRAIN_FIELDS = ("rgb", "tof_depth", "tof_confidence", "teacher_depth", "teacher_label")
+
+
+def random_reads(manifest: Path, seconds: float = 3.0, seed: int = 0) -> float:
+    """Random single frames read per second by one process (the fields a training sample uses)."""
+    rng = np.random.default_rng(seed)
+    with Manifest(manifest) as m:
+        rows = rng.integers(0, len(m), 1_000_000)
+        m.read(int(rows[0]), TRAIN_FIELDS)  # open the file and warm its metadata cache
+        count, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            m.read(int(rows[count]), TRAIN_FIELDS)
+            count += 1
+    return count / (time.perf_counter() - start)
+
+
+def real_storage(folder: Path, workdir: Path) -> dict:
+    """Compression (with and without byte-shuffle) and random reads of real frames packed as the workflow does."""
+    workdir.mkdir()
+    index, q = workdir / "index.jsonl", workdir / "index.q.jsonl"
+    index_dataset(str(folder), "real", str(index), str(q))
+    plan = plan_shards([str(index)], str(workdir / "plan"), 10_000, {"train": 1.0})
+    name = plan["shards"][0]
+    shard, shard_q = workdir / f"{name}.h5", workdir / f"{name}.q.jsonl"
+    pack_shard(str(workdir / "plan" / f"{name}.jsonl"), str(shard), str(shard_q), PackSettings(), progress=False)
+    stored, raw = _stored_bytes(shard)
+    _without_shuffle(shard, workdir / "noshuffle.h5")
+    plain, _ = _stored_bytes(workdir / "noshuffle.h5")
+    out = workdir / "manifest"
+    merge_manifest([str(shard)], [str(q), str(shard_q)], str(out / "manifest.h5"), str(out / "manifest.jsonl"),
+                   str(out / "q.jsonl"), str(out / "summary.json"), 1.0, progress=False)
+    with h5py.File(shard, "r") as f:
+        frames = int(f.attrs["frame_count"])
+    return {"source": str(folder), "frames": frames, "stored_bytes_per_frame": round(stored / frames),
+            "compression_ratio": round(raw / stored, 2), "compression_ratio_without_shuffle": round(raw / plain, 2),
+            "compression_goal": 2.0, "random_read_frames_per_s": round(random_reads(out / "manifest.h5"), 1),
+            "random_read_goal": 1500}
 
 
 def copy_shards(shards: list[str], folder: Path) -> float:
@@ -83,7 +156,8 @@ def run(frames: int, workdir: Path, frames_per_shard: int) -> dict:
         "merge_vs_copy": round(t["copy_s"] / t["merge_s"], 3),
         "merge_vs_copy_goal": 0.5,
         "stored_bytes_per_frame": round(stored / n),
-        "compression_ratio": round(stored / raw, 3),
+        "compression_ratio": round(raw / stored, 2),
+        "random_read_frames_per_s": round(random_reads(out / "manifest.h5"), 1),
         "seconds": {k: round(v, 3) for k, v in t.items()},
     }
 
@@ -93,15 +167,23 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=2000, help="frames to generate (default 2000)")
     parser.add_argument("--frames-per-shard", type=int, default=256, help="frames per shard (default 256)")
     parser.add_argument("--workdir", default=None, help="scratch folder (default: a temporary one, removed)")
+    parser.add_argument("--real", default=str(SAMPLE), help=f"folder of real frames for storage/read (default {SAMPLE})")
     args = parser.parse_args()
+
+    def both(workdir: Path) -> dict:
+        figures = run(args.frames, workdir, args.frames_per_shard)
+        if Path(args.real).is_dir():
+            figures["real"] = real_storage(Path(args.real), workdir / "real")
+        return figures
+
     if args.workdir:
         workdir = Path(args.workdir)
         shutil.rmtree(workdir, ignore_errors=True)
         workdir.mkdir(parents=True)
-        report("ingest", run(args.frames, workdir, args.frames_per_shard))
+        report("ingest", both(workdir))
     else:
         with tempfile.TemporaryDirectory() as tmp:
-            report("ingest", run(args.frames, Path(tmp), args.frames_per_shard))
+            report("ingest", both(Path(tmp)))
 
 
 if __name__ == "__main__":

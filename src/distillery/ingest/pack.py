@@ -19,7 +19,7 @@ import numpy as np
 from tqdm import tqdm
 
 from distillery.ingest.frames import FrameError, FrameRef, Reject, load_frame
-from distillery.manifest import atomic_target, create_layout, read_jsonl, write_jsonl_atomic
+from distillery.manifest import atomic_target, create_layout, read_jsonl, replace_durable, write_jsonl_atomic
 from distillery.ingest.resize import resize_frame
 
 log = logging.getLogger(__name__)
@@ -86,7 +86,7 @@ def pack_shard(frame_list: str, out_h5: str, quarantine_out: str, settings: Pack
             create_layout(f, len(good), settings.height, settings.width, settings.compression_level)
             for row, (ref, split, frame, k_small, original) in enumerate(good):
                 _write_row(f, row, ref, split, frame, k_small, original)
-        os.replace(tmp, out_h5)
+        replace_durable(tmp, out_h5)
     finally:
         tmp.unlink(missing_ok=True)
     write_jsonl_atomic(quarantine_out, [r.to_dict() for r in rejects])

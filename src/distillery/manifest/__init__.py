@@ -5,7 +5,8 @@ Modules: `schema` (fields, layout, versions), `io` (atomic writes, JSON lines),
 and evaluation). The names below are the package's public API.
 """
 
-from distillery.manifest.io import atomic_target, read_jsonl, write_jsonl_atomic, write_text_atomic
+from distillery.manifest.io import (atomic_target, fsync_path, read_jsonl, replace_durable, write_jsonl_atomic,
+                                   write_text_atomic)
 from distillery.manifest.reader import Manifest, manifest_records
 from distillery.manifest.schema import (BOX_COLUMNS, IMAGE_FIELDS, LAYER_SCHEMA_NAME, ROW_FIELDS, SCHEMA_NAME,
                                         SCHEMA_VERSION, STRING_FIELDS, ImageField, check_schema, create_boxes,
@@ -14,5 +15,6 @@ from distillery.manifest.schema import (BOX_COLUMNS, IMAGE_FIELDS, LAYER_SCHEMA_
 __all__ = [
     "BOX_COLUMNS", "IMAGE_FIELDS", "LAYER_SCHEMA_NAME", "ROW_FIELDS", "SCHEMA_NAME", "SCHEMA_VERSION",
     "STRING_FIELDS", "ImageField", "Manifest", "atomic_target", "check_schema", "create_boxes", "create_layer",
-    "create_layout", "manifest_records", "read_jsonl", "write_jsonl_atomic", "write_text_atomic", "zstd",
+    "create_layout", "fsync_path", "manifest_records", "read_jsonl", "replace_durable", "write_jsonl_atomic",
+    "write_text_atomic", "zstd",
 ]

@@ -18,10 +18,34 @@ def atomic_target(path: str | os.PathLike) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}.tmp")
 
 
+def fsync_path(path: str | os.PathLike) -> None:
+    """Flush a file's (or a folder's) data to disk: what a rename after it may rely on."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def replace_durable(tmp: str | os.PathLike, path: str | os.PathLike) -> None:
+    """fsync `tmp`, rename it onto `path`, fsync the folder.
+
+    Without the first fsync a crash (power loss, node failure) after the rename
+    can leave `path` pointing at a file whose data never reached the disk: a
+    complete-looking file of zeros. The folder fsync makes the rename itself last.
+    """
+    fsync_path(tmp)
+    os.replace(tmp, path)
+    fsync_path(Path(path).resolve().parent)
+
+
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     tmp = atomic_target(path)
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text)
+        replace_durable(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def write_jsonl_atomic(path: str | os.PathLike, rows) -> None:

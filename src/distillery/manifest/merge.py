@@ -27,7 +27,7 @@ import numpy as np
 from distillery.manifest.content import content_id
 from distillery.manifest import (IMAGE_FIELDS, LAYER_SCHEMA_NAME, ROW_FIELDS, STRING_FIELDS, atomic_target,
                                  check_schema, create_layout, manifest_records, read_jsonl, write_jsonl_atomic,
-                                 write_text_atomic)
+                                 replace_durable, write_text_atomic)
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +145,7 @@ def merge_shards(shard_paths: list[str], out_h5: str, level: int = 3, progress: 
             if len(set(keys)) != len(keys):
                 dup = [k for k, c in Counter(keys).items() if c > 1][:3]
                 raise ValueError(f"frames appear in more than one shard, e.g. {[k.decode() for k in dup]}")
-        os.replace(tmp, out_h5)
+        replace_durable(tmp, out_h5)
     finally:
         tmp.unlink(missing_ok=True)
     return total

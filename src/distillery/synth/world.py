@@ -206,6 +206,8 @@ def _write_atomic(path: Path, data: bytes) -> None:
     try:
         with open(tmp, "wb") as f:
             f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -19,7 +19,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from distillery.manifest import create_boxes, create_layer, write_jsonl_atomic
+from distillery.manifest import create_boxes, create_layer, replace_durable, write_jsonl_atomic
 from distillery.teachers.base import FrameFailure
 
 log = logging.getLogger(__name__)
@@ -130,7 +130,7 @@ class PartialLayer:
                        depth_kind=provenance.get("depth_kind", ""))
         f.close()
         write_jsonl_atomic(failures_out, failures)
-        os.replace(self.path, out)
+        replace_durable(self.path, out)
         return failures
 
     def close(self) -> None:
