@@ -31,7 +31,7 @@ def test_hub_ids_and_local_paths_resolve_into_the_cache(tmp_path):
 
 def test_missing_weights_are_named_with_how_to_get_them(tmp_path):
     with pytest.raises(MissingWeights, match=r"/nowhere/yolov8l.pt: copy the file there"):
-        check_present("yolo", "/nowhere/yolov8l.pt", tmp_path)
+        check_present("yolo", str(tmp_path / "nowhere/yolov8l.pt"), tmp_path)
     with pytest.raises(MissingWeights, match=r"DA3METRIC-LARGE/model.safetensors: download it.*download_weights"):
         check_present("da3", "hf://depth-anything/DA3METRIC-LARGE", tmp_path)
     check_present("da3", "hf://depth-anything/DA3METRIC-LARGE", tmp_path, include_hub=False)  # the rule fetches it

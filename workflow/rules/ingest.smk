@@ -19,7 +19,7 @@ rule index_dataset:
     conda:
         "../../envs/ingest.yaml"
     shell:
-        "distillery index --dataset {input.folder} --name {wildcards.dataset} "
+        "distillery index --dataset {input.folder:q} --name {wildcards.dataset} "
         "{params.reader} --out {output.index} --quarantine {output.quarantine} "
         "> {log} 2>&1"
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import pickle
 import random
 from pathlib import Path
 
@@ -25,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from distillery.manifest import atomic_target
+from distillery.manifest import atomic_target, replace_durable
 from distillery.student.config import TrainConfig, config_from_dict
 
 FORMAT = "distillery-student"
@@ -37,15 +38,19 @@ def atomic_save(obj, path: str | os.PathLike) -> Path:
     tmp = atomic_target(path)
     try:
         torch.save(obj, tmp)
-        os.replace(tmp, path)
+        replace_durable(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
     return Path(path)
 
 
 def rng_state() -> dict:
-    """The state of every random generator the training process uses."""
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    """The state of every random generator the training process uses, as tensors and plain values only
+    (a checkpoint must load with `torch.load(weights_only=True)`, which refuses numpy objects)."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    numpy_state = {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                   "has_gauss": int(has_gauss), "cached_gaussian": float(cached)}
+    state = {"python": random.getstate(), "numpy": numpy_state, "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -53,7 +58,9 @@ def rng_state() -> dict:
 
 def set_rng_state(state: dict) -> None:
     random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    n = state["numpy"]
+    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
+                         n["cached_gaussian"]))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -78,8 +85,16 @@ def weights_file(state: dict, cfg: TrainConfig, metrics: dict, epoch: int, globa
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
-    """A checkpoint dict, after checking that it is one of ours."""
-    ckpt = torch.load(path, map_location=map_location, weights_only=False)
+    """A checkpoint dict, after checking that it is one of ours.
+
+    Loaded with `weights_only=True`: our checkpoints hold state dicts, tensors and
+    plain values only, so a file that needs arbitrary unpickling is refused, not run.
+    """
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise ValueError(f"{path}: not a Distillery student checkpoint (it holds objects other than tensors "
+                         f"and plain values, which are never unpickled): {str(err).splitlines()[0]}") from err
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise ValueError(f"{path}: not a Distillery student checkpoint")
     if ckpt.get("format_version") != FORMAT_VERSION:

@@ -26,8 +26,33 @@ RANDOM = "random"
 _HUB_RE = re.compile(r"^hf://([\w.-]+/[\w.-]+)(?:/(.+))?$")
 
 
+# Backends whose checkpoints are full Python pickles (Ultralytics .pt): loading one runs code, so they are
+# read only from the weights cache, the folder the workflow's download rule fills from the hub.
+PICKLE_BACKENDS = ("yolo",)
+
+
 class MissingWeights(FileNotFoundError):
     """A weights file the config names is not on disk."""
+
+
+class UntrustedWeights(ValueError):
+    """A pickled checkpoint named outside the weights cache."""
+
+
+def check_pickle_source(backend: str, spec: str | None, cache: str | Path) -> None:
+    """Refuse a pickle-format checkpoint that does not lie inside the weights cache.
+
+    Ultralytics loads its .pt files with full unpickling, which can execute
+    code; the cache holds only what `download_weights` fetched from the hub
+    (or what an administrator put there deliberately), so nothing else is loaded.
+    """
+    if backend not in PICKLE_BACKENDS or not spec or spec == RANDOM or spec.startswith(HUB_PREFIX):
+        return
+    path, root = Path(spec).expanduser().resolve(), Path(cache).expanduser().resolve()
+    if not path.is_relative_to(root):
+        raise UntrustedWeights(
+            f"weights {spec!r} of backend {backend!r}: its checkpoints are Python pickles, loaded only from the "
+            f"weights cache ({root}); name them as hf://org/repo/file, or copy the file into the cache")
 
 
 @dataclass(frozen=True)
@@ -112,3 +137,4 @@ def download(repo: str, filename: str, cache: str | Path) -> Path:
                              f"{type(err).__name__}: {err}. Run this step on a machine with internet "
                              f"(a login node), or copy the file to {target / filename}") from err
     return Path(path)
+    check_pickle_source(backend, spec, cache)
