@@ -84,6 +84,12 @@ def quarantine_files(wildcards):
     )
 
 
+# Each training version's own settings (docs/training.md): no init_from, fine-tunes state freeze_encoder_epochs.
+from distillery.student import versions as training_versions
+
+training_versions.check_versions(config.get("training") or {}, list(DATASETS))
+
+
 def training_targets():
     """best.pt of every version that config["training"]["build"] lists (none without a training section)."""
     return expand(

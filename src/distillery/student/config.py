@@ -42,6 +42,9 @@ class AugmentConfig:
     cutout_max_share: float = 0.3
 
 
+DEFAULT_FREEZE_EPOCHS = 5  # frozen encoder epochs of a run from scratch that states none
+
+
 @dataclass
 class TrainConfig:
     # --- model ---
@@ -56,6 +59,7 @@ class TrainConfig:
     dataset_weights: dict[str, float] | None = None  # train only on these datasets, mixed by these weights
     samples_per_epoch: int | None = None  # None = the number of training frames
     max_val_frames: int | None = None  # cap on validation frames (evenly spaced); None = all
+    val_datasets: list[str] | None = None  # choose best.pt on the val frames of these datasets only; None = all
     batch_size: int = 16
     num_workers: int = 2  # DataLoader worker processes (0 = load in the training process)
     augment: bool = False  # the V5 augmentations
@@ -76,7 +80,8 @@ class TrainConfig:
     weight_decay: float = 1e-4  # encoder and decoders (not the Kendall parameters)
     warmup_steps: int = 0  # linear warm-up before the cosine decay
     min_lr_ratio: float = 0.01  # the cosine ends at lr x this
-    freeze_encoder_epochs: int = 5  # encoder frozen (no updates, BatchNorm in eval mode) for these epochs
+    freeze_encoder_epochs: int | None = None  # encoder frozen (no updates, BatchNorm in eval mode) for these
+    # epochs; a fine-tune (init_from) must state it, a run from scratch gets 5 when it does not
     grad_clip: float = 1.0  # max global gradient norm; 0 = off
     amp: str = "bf16"  # bf16, fp16 or off; CUDA only (CPU always runs fp32)
     channels_last: bool = True  # NHWC memory format on CUDA
@@ -91,6 +96,14 @@ class TrainConfig:
     log_every_steps: int = 10  # training scalars to TensorBoard and metrics.jsonl
     max_steps: int | None = None  # stop (as if interrupted, last.pt written) after this many steps
     progress: bool = True  # tqdm progress bar on rank 0
+
+    def __post_init__(self):
+        """A fine-tune states its freeze schedule; a run from scratch that states none freezes 5 epochs."""
+        if self.freeze_encoder_epochs is None:
+            if self.init_from:
+                raise ValueError(f"a fine-tune (init_from {self.init_from}) must state freeze_encoder_epochs: "
+                                 "the epochs its encoder stays frozen (0 = none)")
+            self.freeze_encoder_epochs = DEFAULT_FREEZE_EPOCHS
 
 
 # Fields that change how a run executes, not what it computes: excluded from the resume fingerprint.

@@ -201,9 +201,20 @@ def build_train_data(manifests: list[Manifest], cfg: TrainConfig, rank: int = 0,
 
 def build_val_dataset(manifests: list[Manifest], cfg: TrainConfig, rank: int = 0, world_size: int = 1
                       ) -> FrameDataset | None:
-    """Every validation frame of every manifest (evenly thinned to max_val_frames), this rank's share;
-    never augmented, ground truth included for evaluation. None when there is no validation split."""
-    frames = [(i, int(row)) for i, m in enumerate(manifests) for row in m.indices(split=cfg.val_split)]
+    """Every validation frame of every manifest (of the datasets in val_datasets when given; evenly
+    thinned to max_val_frames), this rank's share; never augmented, ground truth included for
+    evaluation. None when there is no validation split."""
+    if cfg.val_datasets is not None:
+        frames = [(i, int(row)) for name in cfg.val_datasets for i, m in enumerate(manifests)
+                  for row in m.indices(split=cfg.val_split, dataset=name)]
+        missing = [name for name in cfg.val_datasets
+                   if not any(len(m.indices(split=cfg.val_split, dataset=name)) for m in manifests)]
+        if missing:
+            raise ValueError(f"val_datasets {missing}: no {cfg.val_split!r} frames of these datasets in "
+                             f"{[str(m.h5_path) for m in manifests]}; give the dataset validation sequences "
+                             "(a bigger val fraction, or its own split) or validate on other datasets")
+    else:
+        frames = [(i, int(row)) for i, m in enumerate(manifests) for row in m.indices(split=cfg.val_split)]
     if not frames:
         return None
     if cfg.max_val_frames is not None and len(frames) > cfg.max_val_frames:
