@@ -1,0 +1,184 @@
+"""ROS 2 bags written with `rosbags`, as a robot's recorder writes them, from frames of known geometry.
+
+The scene, in the colour camera's optical frame: a wall z = 2 + 0.3 x and,
+in front of it, a box face at z = 1.2 m (|x| < 0.25, |y| < 0.2). The depth
+camera sits at a chosen pose in the colour frame (`T_CD`), published on
+/tf_static through a camera link; its images are ray-cast from there, so the
+true depth as the colour camera sees it is known (`truth_colour_depth`).
+Header stamps: colour every 1/15 s, depth `depth_offset` s later; record
+times add a transport delay that differs per topic, so only header stamps
+pair correctly.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from rosbags.rosbag2 import StoragePlugin, Writer
+from rosbags.typesys import Stores, get_typestore
+
+from distillery.ingest.bags.geometry import rigid
+from distillery.ingest.frames import Intrinsics
+
+TS = get_typestore(Stores.ROS2_HUMBLE)
+T = TS.types
+K_COLOUR = Intrinsics(140.0, 140.0, 79.5, 59.5, 160, 120)
+K_DEPTH = Intrinsics(100.0, 100.0, 63.5, 47.5, 128, 96)
+EXTRINSIC = {"translation": [-0.05, 0.01, 0.0], "rotation": [0.0, 0.0174524, 0.0, 0.9998477]}  # 2 deg about y
+T_CD = rigid(EXTRINSIC["translation"], EXTRINSIC["rotation"])  # depth optical -> colour optical
+T_LINK_COLOUR = rigid([0.0, -0.02, 0.0], [-0.5, 0.5, -0.5, 0.5])
+START_NS = 1_700_000_000_000_000_000
+PERIOD_NS = 66_666_667
+
+
+@dataclass
+class BagSpec:
+    frames: int = 6
+    storage: str = "mcap"
+    depth_offset: float = 0.008
+    drop_depth: tuple[int, ...] = (3,)
+    colour: str = "rgb8"  # rgb8, bgr8 or png (CompressedImage)
+    depth: str = "16UC1"  # 16UC1, 32FC1 or compressedDepth
+    confidence: bool = True
+    color_info: bool = True
+    tf: bool = True
+    distortion: list[float] = field(default_factory=lambda: [0.0] * 5)
+
+
+def raycast(k: Intrinsics, pose: np.ndarray) -> np.ndarray:
+    """Depth (along the camera's z) of the scene seen by a camera at `pose` (camera -> colour frame)."""
+    v, u = np.mgrid[0:k.height, 0:k.width].astype(np.float64)
+    rays = np.stack([(u - k.cx) / k.fx, (v - k.cy) / k.fy, np.ones_like(u)])
+    d = np.einsum("ij,jhw->ihw", pose[:3, :3], rays)
+    o = pose[:3, 3][:, None, None]
+    s_wall = (2.0 + 0.3 * o[0] - o[2]) / (d[2] - 0.3 * d[0])  # z = 2 + 0.3 x
+    s_box = (1.2 - o[2]) / d[2]
+    hit = o + s_box * d
+    on_box = (np.abs(hit[0]) < 0.25) & (np.abs(hit[1]) < 0.2) & (s_box > 0)
+    return np.where(on_box, s_box, s_wall).astype(np.float32)
+
+
+def truth_colour_depth() -> np.ndarray:
+    return raycast(K_COLOUR, np.eye(4))
+
+
+def colour_pixels(i: int) -> np.ndarray:
+    v, u = np.mgrid[0:K_COLOUR.height, 0:K_COLOUR.width]
+    return np.stack([(u + 7 * i) % 256, v * 2 % 256, np.full_like(u, 40 * i % 256)], -1).astype(np.uint8)
+
+
+def _header(ns: int, frame: str):
+    return T["std_msgs/msg/Header"](stamp=T["builtin_interfaces/msg/Time"](sec=ns // 10**9, nanosec=ns % 10**9),
+                                    frame_id=frame)
+
+
+def _image(ns, frame, arr, encoding):
+    h, w = arr.shape[:2]
+    data = np.ascontiguousarray(arr).view(np.uint8).reshape(-1)
+    return T["sensor_msgs/msg/Image"](header=_header(ns, frame), height=h, width=w, encoding=encoding,
+                                      is_bigendian=0, step=data.size // h, data=data)
+
+
+def _compressed(ns, frame, payload: bytes, fmt: str):
+    return T["sensor_msgs/msg/CompressedImage"](header=_header(ns, frame), format=fmt,
+                                                data=np.frombuffer(payload, np.uint8))
+
+
+def _png(arr: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _info(ns, frame, k: Intrinsics, d):
+    return T["sensor_msgs/msg/CameraInfo"](
+        header=_header(ns, frame), height=k.height, width=k.width, distortion_model="plumb_bob",
+        d=np.asarray(d, np.float64), k=np.array([k.fx, 0, k.cx, 0, k.fy, k.cy, 0, 0, 1], np.float64),
+        r=np.eye(3).reshape(-1), p=np.array([k.fx, 0, k.cx, 0, 0, k.fy, k.cy, 0, 0, 0, 1, 0], np.float64),
+        binning_x=0, binning_y=0,
+        roi=T["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0, do_rectify=False))
+
+
+def _tf(ns):
+    def stamped(parent, child, pose):
+        q = _quaternion(pose[:3, :3])
+        tr = T["geometry_msgs/msg/Transform"](translation=T["geometry_msgs/msg/Vector3"](x=pose[0, 3], y=pose[1, 3], z=pose[2, 3]),
+                                              rotation=T["geometry_msgs/msg/Quaternion"](x=q[0], y=q[1], z=q[2], w=q[3]))
+        return T["geometry_msgs/msg/TransformStamped"](header=_header(ns, parent), child_frame_id=child, transform=tr)
+
+    return T["tf2_msgs/msg/TFMessage"](transforms=[
+        stamped("base_link", "cam_link", rigid([0.1, 0, 0.3], [0, 0, 0, 1])),
+        stamped("cam_link", "cam_color_optical", T_LINK_COLOUR),
+        stamped("cam_link", "cam_depth_optical", T_LINK_COLOUR @ T_CD)])
+
+
+def _quaternion(r: np.ndarray) -> list[float]:
+    w = np.sqrt(max(0.0, 1 + np.trace(r))) / 2
+    return [(r[2, 1] - r[1, 2]) / (4 * w), (r[0, 2] - r[2, 0]) / (4 * w), (r[1, 0] - r[0, 1]) / (4 * w), w]
+
+
+def _depth_msg(ns, depth_m: np.ndarray, kind: str):
+    if kind == "16UC1":
+        return _image(ns, "cam_depth_optical", np.round(depth_m * 1000).astype(np.uint16), "16UC1")
+    if kind == "32FC1":
+        d = depth_m.copy()
+        d[d == 0] = np.nan
+        return _image(ns, "cam_depth_optical", d.astype(np.float32), "32FC1")
+    header = np.array([0], "<i4").tobytes() + np.zeros(2, "<f4").tobytes()
+    return _compressed(ns, "cam_depth_optical", header + _png(np.round(depth_m * 1000).astype(np.uint16)),
+                       "16UC1; compressedDepth png")
+
+
+def messages(spec: BagSpec) -> list[tuple[str, str, int, object]]:
+    """(topic, msgtype, record time ns, message) of a recording, in record-time order."""
+    depth = raycast(K_DEPTH, T_CD)
+    depth[:3] = 0.0  # the top rows have no reading
+    out = [("/tf_static", "tf2_msgs/msg/TFMessage", START_NS - 10**8, _tf(START_NS))]
+    for i in range(spec.frames):
+        tc = START_NS + i * PERIOD_NS
+        td = tc + int(spec.depth_offset * 1e9)
+        if spec.colour == "png":
+            colour = _compressed(tc, "cam_color_optical", _png(colour_pixels(i)), "rgb8; png compressed rgb8")
+            ctype = "sensor_msgs/msg/CompressedImage"
+        else:
+            pixels = colour_pixels(i)[..., ::-1] if spec.colour == "bgr8" else colour_pixels(i)
+            colour, ctype = _image(tc, "cam_color_optical", pixels, spec.colour), "sensor_msgs/msg/Image"
+        out.append(("/cam/color/image_raw", ctype, tc + 1_000_000, colour))
+        if spec.color_info:
+            out.append(("/cam/color/camera_info", "sensor_msgs/msg/CameraInfo", tc + 1_000_000,
+                        _info(tc, "cam_color_optical", K_COLOUR, spec.distortion)))
+        if i in spec.drop_depth:
+            continue
+        dtype = "sensor_msgs/msg/CompressedImage" if spec.depth == "compressedDepth" else "sensor_msgs/msg/Image"
+        out.append(("/cam/depth/image_raw", dtype, td + 70_000_000, _depth_msg(td, depth, spec.depth)))
+        out.append(("/cam/depth/camera_info", "sensor_msgs/msg/CameraInfo", td + 70_000_000,
+                    _info(td, "cam_depth_optical", K_DEPTH, [0.0] * 5)))
+        if spec.confidence:
+            ir = np.where(raycast(K_DEPTH, T_CD) < 1.5, 50, 200).astype(np.uint8)
+            out.append(("/cam/depth/ir", "sensor_msgs/msg/Image", td + 70_000_000,
+                        _image(td, "cam_depth_optical", ir, "mono8")))
+    if not spec.tf:
+        out = out[1:]
+    return sorted(out, key=lambda m: m[2])
+
+
+def write_bag(path: Path, spec: BagSpec) -> Path:
+    """A ROS 2 bag directory (metadata.yaml + one .mcap or .db3) of `spec`; returns the directory."""
+    plugin = StoragePlugin.MCAP if spec.storage == "mcap" else StoragePlugin.SQLITE3
+    msgs = messages(spec)
+    with Writer(path, version=9, storage_plugin=plugin) as writer:
+        conns = {}
+        for topic, msgtype, _, _ in msgs:
+            if topic not in conns:
+                conns[topic] = writer.add_connection(topic, msgtype, typestore=TS)
+        for topic, msgtype, ns, msg in msgs:
+            writer.write(conns[topic], ns, TS.serialize_cdr(msg, msgtype))
+    return path
+
+
+def storage_file(bag_dir: Path) -> Path:
+    return next(p for p in bag_dir.iterdir() if p.suffix in (".mcap", ".db3"))

@@ -1,0 +1,179 @@
+"""ROS 2 bags as robots record them: `distillery extract-bag` then `distillery ingest`, and bad bags.
+
+Bags are written with `rosbags` (tests/bag_util.py) from frames of known
+geometry, a chosen depth-to-colour extrinsic on /tf_static and header stamps
+whose record times carry different transport delays per topic.
+"""
+
+import contextlib
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import h5py
+import hdf5plugin  # noqa: F401 - the manifest's Zstd filter
+import numpy as np
+import pytest
+from bag_util import (EXTRINSIC, K_COLOUR, PERIOD_NS, START_NS, BagSpec, colour_pixels, storage_file,
+                      truth_colour_depth, write_bag)
+
+from distillery.cli import main
+from distillery.ingest.bags import BagSettings, extract_bag
+from distillery.ingest.bags.geometry import reproject_depth
+from distillery.ingest.frames import Intrinsics
+from distillery.ingest.readers import read_dataset
+
+TOPICS = ["--color-topic", "/cam/color/image_raw", "--depth-topic", "/cam/depth/image_raw"]
+SETTINGS = BagSettings("/cam/color/image_raw", "/cam/depth/image_raw", confidence_topic="/cam/depth/ir")
+REAL_BAG = Path(os.environ.get("DISTILLERY_ROSBAG1", Path(__file__).resolve().parents[2] / "shared" / "datasets"
+                               / "realsense-d435-rosbag1" / "single_depth_color_640x480.bag"))
+
+
+def distillery(*args: str, check: bool = True) -> SimpleNamespace:
+    """`distillery ARGS` through the real entry point, in this process (a subprocess costs seconds of imports)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(list(args))
+    proc = SimpleNamespace(returncode=code, stdout=out.getvalue(), stderr=err.getvalue())
+    if check and code != 0:
+        raise AssertionError(f"distillery {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def extract_and_ingest(bag: Path, out: Path, *extra: str, size=(K_COLOUR.height, K_COLOUR.width)) -> Path:
+    """extract-bag then ingest, as a user runs them; returns manifest.h5."""
+    distillery("extract-bag", str(bag), "--out", str(out / "native"), "--quiet", *extra)
+    distillery("ingest", str(out / "native"), "--out", str(out / "ingest"), "--name", "robot", "--split", "train",
+               "--height", str(size[0]), "--width", str(size[1]), "--quiet")
+    return out / "ingest" / "manifest" / "manifest.h5"
+
+
+def manifest_arrays(path: Path) -> dict:
+    """Every dataset of a manifest except the source paths (which name the extraction folder)."""
+    with h5py.File(path, "r") as f:
+        return {k: f[k][()] for k in f if isinstance(f[k], h5py.Dataset) and k != "rgb_source"}
+
+
+def test_mcap_and_db3_of_the_same_frames_give_identical_manifests_aligned_to_colour(tmp_path):
+    bags = {s: write_bag(tmp_path / f"bag_{s}", BagSpec(storage=s)) for s in ("mcap", "sqlite3")}
+    args = TOPICS + ["--confidence-topic", "/cam/depth/ir"]
+    manifests = {s: extract_and_ingest(b, tmp_path / s, *args) for s, b in bags.items()}
+    a, b = manifest_arrays(manifests["mcap"]), manifest_arrays(manifests["sqlite3"])
+    assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+    # Paired by header stamp: depth is recorded 70 ms late, which record times would not pair within 50 ms.
+    # Colour frame 3 has no depth (dropped) and is reported, not paired with a neighbour 59 ms away.
+    report = json.loads((tmp_path / "mcap" / "native" / "extract.json").read_text())
+    assert report["frames"] == 5 and report["unpaired_color"] == 1 and report["stamps"] == "header"
+    assert np.allclose(a["timestamp"], [(START_NS + i * PERIOD_NS) / 1e9 for i in (0, 1, 2, 4, 5)], atol=1e-6)
+    assert np.array_equal(a["rgb"][3], colour_pixels(4))
+    # Depth re-projected with the /tf_static chain lands on the colour camera's truth.
+    truth, depth = truth_colour_depth(), a["tof_depth"][0]
+    edge = (np.abs(np.diff(truth, axis=1, prepend=truth[:, :1])) > 0.1) | \
+        (np.abs(np.diff(truth, axis=0, prepend=truth[:1])) > 0.1)
+    near_edge = np.zeros_like(edge)
+    for dy in range(-4, 5):
+        for dx in range(-4, 5):
+            near_edge |= np.roll(edge, (dy, dx), axis=(0, 1))  # disocclusions border the box
+    interior = ~near_edge
+    interior[:8] = False  # the depth camera's top rows hold no reading
+    assert (depth[interior] > 0).all()  # no splat holes that would read as ToF failures
+    assert np.abs(depth[interior] - truth[interior]).max() < 0.01
+    conf = a["tof_confidence"][0].astype(np.float32)
+    levels = np.array([0.0, 50 / 255, 200 / 255])  # IR mono8 / 255, carried with the depth it belongs to
+    assert np.abs(conf[..., None] - levels).min(-1).max() < 1e-3
+    assert np.allclose(conf[interior & (truth < 1.5)], 50 / 255, atol=1e-3)
+    assert report["confidence"] == {"topic": "/cam/depth/ir", "mapping": "value / 255", "range": [0.0, 1.0]}
+    assert not a["confidence_derived"].any()
+
+
+def test_encodings_compressed_images_and_sequences_by_time(tmp_path):
+    plain = extract_bag(str(write_bag(tmp_path / "plain", BagSpec())), str(tmp_path / "x_plain"), SETTINGS, False)
+    for name, spec in {"bgr_f32": BagSpec(colour="bgr8", depth="32FC1"),
+                       "compressed": BagSpec(colour="png", depth="compressedDepth")}.items():
+        extract_bag(str(write_bag(tmp_path / name, spec)), str(tmp_path / f"x_{name}"), SETTINGS, False)
+        for i in range(plain["frames"]):
+            ref, got = (tmp_path / "x_plain" / "seq-000"), (tmp_path / f"x_{name}" / "seq-000")
+            assert (ref / "rgb" / f"{i:06d}.png").read_bytes() == (got / "rgb" / f"{i:06d}.png").read_bytes()
+            d_ref, d_got = np.load(ref / "depth" / f"{i:06d}.npy"), np.load(got / "depth" / f"{i:06d}.npy")
+            assert np.array_equal(d_ref > 0, d_got > 0) and np.abs(d_ref - d_got).max() <= 0.0006
+    cut = BagSettings(SETTINGS.color_topic, SETTINGS.depth_topic, sequence_seconds=0.15)
+    report = extract_bag(str(tmp_path / "plain"), str(tmp_path / "x_cut"), cut, False)
+    assert report["sequences"] == {"seq-000": 3, "seq-001": 1, "seq-002": 1}
+    result = read_dataset(tmp_path / "x_cut", "robot")
+    assert sorted({f.sequence for f in result.frames}) == ["seq-000", "seq-001", "seq-002"] and not result.rejects
+
+
+def test_depth_splats_cover_an_upsampled_surface_without_holes():
+    k_d, k_c = Intrinsics(50, 50, 31.5, 23.5, 64, 48), Intrinsics(140, 140, 79.5, 59.5, 160, 120)
+    depth = np.full((48, 64), 2.0, np.float32)
+    out, _ = reproject_depth(depth, k_d, k_c, np.eye(4))
+    assert (out > 0).all() and np.allclose(out, 2.0)
+
+
+@pytest.mark.parametrize("spec, extra, message", [
+    (BagSpec(), ["--depth-topic", "/cam/depth/nope"], "no topic '/cam/depth/nope'"),
+    (BagSpec(color_info=False), [], "no CameraInfo for the color topic '/cam/color/image_raw'"),
+    (BagSpec(tf=False), [], "no /tf_static topic; give the transform with --extrinsic"),
+    (BagSpec(colour="8UC3"), [], "'/cam/color/image_raw': unsupported colour encoding '8UC3'"),
+    (BagSpec(distortion=[0.1, -0.05, 0.0, 0.0, 0.0]), [], "pass --undistort"),
+])
+def test_bad_bags_stop_with_the_topic_and_the_fix(tmp_path, spec, extra, message):
+    bag = write_bag(tmp_path / "bag", spec)
+    proc = distillery("extract-bag", str(bag), "--out", str(tmp_path / "out"), "--quiet", *TOPICS, *extra,
+                      check=False)
+    assert proc.returncode == 1 and message in proc.stderr, proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_distortion_and_missing_transform_have_their_ways_out(tmp_path):
+    distorted = write_bag(tmp_path / "distorted", BagSpec(distortion=[0.1, -0.05, 0.0, 0.0, 0.0]))
+    undistorted = BagSettings(SETTINGS.color_topic, SETTINGS.depth_topic, undistort=True)
+    assert extract_bag(str(distorted), str(tmp_path / "a"), undistorted, False)["undistorted"] == ["color"]
+    no_tf = write_bag(tmp_path / "no_tf", BagSpec(tf=False))
+    given = BagSettings(SETTINGS.color_topic, SETTINGS.depth_topic, extrinsic=EXTRINSIC)
+    extract_bag(str(no_tf), str(tmp_path / "b"), given, False)
+    extract_bag(str(write_bag(tmp_path / "tf", BagSpec())), str(tmp_path / "c"), given, False)
+    for i in range(5):
+        name = f"seq-000/depth/{i:06d}.npy"
+        assert np.array_equal(np.load(tmp_path / "b" / name), np.load(tmp_path / "c" / name))
+
+
+@pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
+def test_truncated_bag_keeps_its_readable_prefix_and_reports_the_count(tmp_path, storage):
+    whole = storage_file(write_bag(tmp_path / "bag", BagSpec(storage=storage, frames=8)))
+    cut = tmp_path / f"cut{whole.suffix}"
+    data = whole.read_bytes()
+    cut.write_bytes(data[: len(data) * 6 // 10])
+    proc = distillery("extract-bag", str(cut), "--out", str(tmp_path / "out"), "--quiet", *TOPICS)
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert summary["truncated"] is True and summary["readable_messages"] > 0
+    assert 1 <= summary["frames"] < 7
+    assert len(list((tmp_path / "out" / "seq-000" / "rgb").iterdir())) == summary["frames"]
+
+
+@pytest.mark.skipif(not REAL_BAG.is_file(), reason="the shared RealSense ROS 1 bag is not present")
+def test_real_realsense_bag_converted_to_db3_and_mcap_extracts_the_same(tmp_path):
+    topics = {"--color-topic": "/device_0/sensor_1/Color_0/image/data",
+              "--depth-topic": "/device_0/sensor_0/Depth_0/image/data",
+              "--color-info-topic": "/device_0/sensor_1/Color_0/info/camera_info",
+              "--depth-info-topic": "/device_0/sensor_0/Depth_0/info/camera_info"}
+    convert = Path(sys.executable).parent / "rosbags-convert"
+    # The recorder's colour runs slower than depth: its nearest depth is 0.1 s away.
+    args = [a for kv in topics.items() for a in kv] + ["--tolerance", "0.15", "--extrinsic", json.dumps(
+        {"translation": [0.0143, 0.0006, 0.0006], "rotation": [-5.3e-05, 0.00646, 0.00515, 0.99997]})]
+    manifests = {}
+    for storage in ("sqlite3", "mcap"):
+        bag = tmp_path / f"d435_{storage}"
+        subprocess.run([str(convert), "--src", str(REAL_BAG), "--dst", str(bag), "--dst-storage", storage,
+                        "--include-topic", *topics.values()], check=True, capture_output=True, timeout=120)
+        manifests[storage] = extract_and_ingest(bag, tmp_path / storage, *args, size=(240, 320))
+    a, b = manifest_arrays(manifests["sqlite3"]), manifest_arrays(manifests["mcap"])
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+    assert len(a["rgb"]) == 1 and a["timestamp"][0] == pytest.approx(360.713523)
+    assert a["intrinsics_original"][0] == pytest.approx([613.2037, 613.4193, 319.9388, 239.183], abs=1e-3)
+    valid = a["tof_depth"][0][a["tof_depth"][0] > 0]
+    assert valid.size > 0.5 * a["tof_depth"][0].size and 0.3 < np.median(valid) < 15
