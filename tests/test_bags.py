@@ -177,3 +177,38 @@ def test_real_realsense_bag_converted_to_db3_and_mcap_extracts_the_same(tmp_path
     assert a["intrinsics_original"][0] == pytest.approx([613.2037, 613.4193, 319.9388, 239.183], abs=1e-3)
     valid = a["tof_depth"][0][a["tof_depth"][0] > 0]
     assert valid.size > 0.5 * a["tof_depth"][0].size and 0.3 < np.median(valid) < 15
+
+
+def test_bag_entry_schema_agrees_with_the_extraction_settings():
+    import dataclasses
+
+    import yaml
+
+    from workflow_util import ROOT
+
+    schema = yaml.safe_load((ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    bag = schema["properties"]["datasets"]["items"]["properties"]["bag"]
+    fields = {f.name: f.default for f in dataclasses.fields(BagSettings)}
+    assert set(bag["properties"]) - {"path"} == set(fields)
+    for name, prop in bag["properties"].items():
+        if "default" in prop:
+            assert prop["default"] == fields[name], name
+
+
+@pytest.mark.slow
+def test_bag_dataset_entry_is_extracted_then_indexed_by_the_workflow(tmp_path):
+    from workflow_util import snakemake, tiny_config
+
+    from distillery.manifest import read_jsonl
+
+    bag = write_bag(tmp_path / "bag", BagSpec())
+    cfg = tiny_config()
+    cfg["datasets"].append({"name": "robot", "bag": {
+        "path": str(bag), "color_topic": "/cam/color/image_raw", "depth_topic": "/cam/depth/image_raw",
+        "confidence_topic": "/cam/depth/ir", "sequence_seconds": 0.15}})
+    snakemake(tmp_path / "wf", "--nolock", "results/index/robot.jsonl", config=cfg)  # option ends --configfile
+    index = read_jsonl(tmp_path / "wf" / "results" / "index" / "robot.jsonl")
+    assert len(index) == 5 and {r["sequence"] for r in index} == {"seq-000", "seq-001", "seq-002"}
+    assert all(r["layout"] == "native" and r["confidence"] for r in index)
+    report = json.loads((tmp_path / "wf" / "results" / "bags" / "robot" / "extract.json").read_text())
+    assert report["settings"]["sequence_seconds"] == 0.15

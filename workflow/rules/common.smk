@@ -24,6 +24,8 @@ def dataset_folder(wildcards):
     entry = DATASETS[wildcards.dataset]
     if "synth" in entry:
         return f"results/synth/{wildcards.dataset}"
+    if "bag" in entry:
+        return f"results/bags/{wildcards.dataset}"
     return entry["path"]
 
 
@@ -38,10 +40,29 @@ def synth_params(wildcards):
     )
 
 
+def bag_path(wildcards):
+    """The bag a `bag:` dataset is extracted from."""
+    return DATASETS[wildcards.dataset]["bag"]["path"]
+
+
+def bag_args(wildcards):
+    """A `bag:` entry's settings as the CLI options of `distillery extract-bag` (unset ones omitted)."""
+    b = DATASETS[wildcards.dataset]["bag"]
+    args = []
+    for key in ("color_topic", "depth_topic", "color_info_topic", "depth_info_topic",
+                "confidence_topic", "tolerance", "sequence_seconds", "tf_topic"):
+        if b.get(key) is not None:
+            args += [f"--{key.replace('_', '-')}", shlex.quote(str(b[key]))]
+    if b.get("extrinsic") is not None:
+        args += ["--extrinsic", shlex.quote(json.dumps(b["extrinsic"]))]
+    args += [f"--{flag}" for flag in ("registered", "undistort") if b.get(flag)]
+    return " ".join(args)
+
+
 def reader_args(wildcards):
     """Per-dataset reader options (layout, depth scale, intrinsics) as CLI options."""
     entry = DATASETS[wildcards.dataset]
-    args = ["--layout", entry.get("layout", "auto")]
+    args = ["--layout", "native" if "bag" in entry else entry.get("layout", "auto")]
     if entry.get("depth_scale") is not None:
         args += ["--depth-scale", str(entry["depth_scale"])]
     if entry.get("intrinsics") is not None:

@@ -1,6 +1,27 @@
 # Ingest: index each dataset, plan shards, then decode/validate/resize each shard.
 
 
+rule extract_bag:
+    input:
+        bag=bag_path,
+    output:
+        folder=directory("results/bags/{dataset}"),
+    params:
+        settings=bag_args,
+    log:
+        "logs/extract_bag/{dataset}.log",
+    benchmark:
+        "results/benchmarks/extract_bag/{dataset}.tsv"
+    resources:
+        mem_mb=4000,
+        runtime=120,
+    conda:
+        "../../envs/ingest.yaml"
+    shell:
+        "distillery extract-bag {input.bag} --out {output.folder} {params.settings} --quiet "
+        "> {log} 2>&1"
+
+
 rule index_dataset:
     input:
         folder=dataset_folder,
