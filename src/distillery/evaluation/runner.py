@@ -30,7 +30,7 @@ from distillery.fusion import fuse
 from distillery.manifest import Manifest, atomic_target, write_jsonl_atomic, write_text_atomic
 from distillery.student.checkpoint import load_student
 from distillery.student.data import FrameDataset, make_loader
-from distillery.student.metrics import DEPTH_SUMS, confusion_matrix, frame_depth_sums
+from distillery.student.metrics import DEPTH_SUMS, frame_confusions, region_depth_sums
 
 
 @dataclasses.dataclass
@@ -80,8 +80,8 @@ def region_sums(pred: torch.Tensor, batch: dict, names: tuple[str, ...], trusted
     for i, name in enumerate(names):
         if name in refs:
             reference, valid = refs[name]
-            for j, mask in enumerate(regions(reference, valid, trusted).values()):
-                out[:, i, j] = frame_depth_sums(pred, reference, mask).cpu().numpy()
+            masks = torch.stack(list(regions(reference, valid, trusted).values()), dim=1)
+            out[:, i] = region_depth_sums(pred, reference, masks).cpu().numpy()
     return out
 
 
@@ -100,8 +100,8 @@ class Accumulator:
         self.depth.append(region_sums(depth, batch, REFERENCES, trusted))
         self.fused.append(region_sums(fused.depth, batch, FUSED_REFERENCES, trusted))
         labels = outputs["segmentation"].argmax(1)
+        self.confusion.extend(frame_confusions(labels, batch[seg_reference], num_classes).cpu().numpy())
         for i in range(depth.shape[0]):
-            self.confusion.append(confusion_matrix(labels[i], batch[seg_reference][i], num_classes).cpu().numpy())
             self.frames.append({"key": batch["key"][i], "row": int(batch["row"][i]),
                                 "fusion": {"scale": float(fused.scale[i]), "no_trusted": bool(fused.no_trusted[i])}})
         if self.predictions is not None:

@@ -31,24 +31,34 @@ TOF_EVAL_RANGE_M = (0.1, 5.0)
 DEPTH_SUMS = ("pixels", "squared_error", "abs_error", "abs_rel", "delta1", "delta2", "delta3")
 
 
-def frame_depth_sums(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """depth_sums of each frame of a batch [B, ...] over its mask, float64 [B, len(DEPTH_SUMS)].
-
-    Predictions are clamped to at least 1e-6 m (AbsRel and the delta ratios need a positive value);
-    the mask must exclude reference pixels <= 0.
-    """
+def pixel_errors(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Per-pixel squared, absolute and relative error and the three delta hits, float64 [B, P, 6],
+    zero outside `valid`. Predictions are clamped to at least 1e-6 m (AbsRel and the delta ratios
+    need a positive value); `valid` must exclude reference pixels <= 0."""
     b = pred.shape[0]
-    mask = mask.reshape(b, -1)
+    valid = valid.reshape(b, -1)
     p = pred.detach().double().reshape(b, -1).clamp_min(1e-6)
-    t = torch.where(mask, target.detach().double().reshape(b, -1), torch.ones_like(p))
-    err = torch.where(mask, p - t, torch.zeros_like(p))
+    t = torch.where(valid, target.detach().double().reshape(b, -1), torch.ones_like(p))
+    err = torch.where(valid, p - t, torch.zeros_like(p)).abs()
     ratio = torch.maximum(p / t, t / p)
+    hits = [(ratio < 1.25**k) & valid for k in (1, 2, 3)]
+    return torch.stack([err * err, err, err / t, *(h.double() for h in hits)], dim=2)
 
-    def count(x: torch.Tensor) -> torch.Tensor:
-        return (x & mask).sum(1).double()
 
-    return torch.stack([mask.sum(1).double(), (err * err).sum(1), err.abs().sum(1), (err.abs() / t).sum(1),
-                        count(ratio < 1.25), count(ratio < 1.25**2), count(ratio < 1.25**3)], dim=1)
+def region_depth_sums(pred: torch.Tensor, target: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """depth_sums of each frame over each of R masks [B, R, ...], float64 [B, R, len(DEPTH_SUMS)].
+
+    The per-pixel errors are computed once and summed per region by one batched product.
+    """
+    b, r = masks.shape[:2]
+    masks = masks.reshape(b, r, -1).double()
+    errors = pixel_errors(pred, target, masks.sum(1) > 0)
+    return torch.cat([masks.sum(2, keepdim=True), torch.bmm(masks, errors)], dim=2)
+
+
+def frame_depth_sums(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """depth_sums of each frame of a batch [B, ...] over its mask, float64 [B, len(DEPTH_SUMS)]."""
+    return region_depth_sums(pred, target, mask.reshape(mask.shape[0], 1, -1))[:, 0]
 
 
 def depth_sums(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -75,6 +85,15 @@ def confusion_matrix(pred: torch.Tensor, labels: torch.Tensor, num_classes: int)
     keep = labels != IGNORE_LABEL
     index = labels[keep].long() * num_classes + pred[keep].long()
     return torch.bincount(index, minlength=num_classes**2).reshape(num_classes, num_classes).double()
+
+
+def frame_confusions(pred: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """confusion_matrix of each frame of a batch [B, H, W], float64 [B, C, C], in one bincount."""
+    b = pred.shape[0]
+    keep = labels != IGNORE_LABEL
+    frame = torch.arange(b, device=pred.device).view(b, *([1] * (pred.dim() - 1))).expand_as(pred)
+    index = (frame[keep] * num_classes + labels[keep].long()) * num_classes + pred[keep].long()
+    return torch.bincount(index, minlength=b * num_classes**2).reshape(b, num_classes, num_classes).double()
 
 
 def segmentation_from_confusion(confusion: torch.Tensor, class_names=CLASS_NAMES) -> dict[str, float]:
