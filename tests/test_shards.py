@@ -1,9 +1,10 @@
 import json
+import re
 
 import pytest
 
 from distillery.manifest import read_jsonl, write_jsonl_atomic
-from distillery.ingest.shards import assign_splits, plan_shards
+from distillery.ingest.shards import SHARD_PATTERN, assign_splits, plan_shards, shard_name
 
 
 def _index(path, dataset, sequences, frames_each):
@@ -13,31 +14,58 @@ def _index(path, dataset, sequences, frames_each):
     return str(path)
 
 
-def test_splits_are_per_sequence_and_every_split_gets_one(tmp_path):
-    idx = _index(tmp_path / "a.jsonl", "a", 10, 7)
+def _rows(plan_dir, plan):
+    return [r for name in plan["shards"] for r in read_jsonl(plan_dir / f"{name}.jsonl")]
+
+
+def test_splits_are_per_sequence_and_follow_the_fractions(tmp_path):
+    idx = _index(tmp_path / "a.jsonl", "a", 200, 3)
     plan = plan_shards([idx], str(tmp_path / "plan"), 16, {"train": 0.8, "val": 0.1, "test": 0.1}, seed=3)
-    assert plan["frames"] == 70 and len(plan["shards"]) == 5
-    rows = [r for name in plan["shards"] for r in read_jsonl(tmp_path / "plan" / f"{name}.jsonl")]
+    assert plan["frames"] == 600 and len(plan["shards"]) == 200  # one shard per 3-frame sequence
+    rows = _rows(tmp_path / "plan", plan)
     per_seq = {}
     for r in rows:
         per_seq.setdefault(r["sequence"], set()).add(r["split"])
     assert all(len(s) == 1 for s in per_seq.values())  # never split inside a sequence
-    assert set(plan["splits"]) == {"train", "val", "test"} and plan["splits"]["train"] >= 49
-    assert len({r["frame_id"] + r["sequence"] for r in rows}) == 70  # every frame exactly once
+    assert plan["splits"]["train"] / 600 == pytest.approx(0.8, abs=0.08)
+    assert plan["splits"]["val"] / 600 == pytest.approx(0.1, abs=0.06)
+    assert len({r["frame_id"] + r["sequence"] for r in rows}) == 600  # every frame exactly once
 
 
-def test_assignment_is_deterministic_and_seeded():
-    sizes = {f"s{i}": 10 + i for i in range(12)}
+def test_a_sequence_split_depends_on_its_own_name_and_the_seed_only():
     fr = {"train": 0.7, "val": 0.15, "test": 0.15}
-    assert assign_splits(sizes, fr, 0, "a") == assign_splits(sizes, fr, 0, "a")
-    assert assign_splits(sizes, fr, 0, "a") != assign_splits(sizes, fr, 1, "a")
+    sizes = {f"s{i}": 10 + i for i in range(12)}
+    base = assign_splits(sizes, fr, 0, "a")
+    assert base == assign_splits(sizes, fr, 0, "a") and base != assign_splits(sizes, fr, 1, "a")
+    grown = assign_splits({**{f"x{i}": 5 for i in range(30)}, **sizes, "s0": 999}, fr, 0, "a")
+    assert {s: grown[s] for s in sizes} == base  # other sequences and sizes move nothing
+    assert set(assign_splits(sizes, {"train": 1.0, "val": 0.0}, 0, "a").values()) == {"train"}
+
+
+def test_shards_are_cut_per_sequence_and_named_by_their_frames(tmp_path):
+    a = _index(tmp_path / "a.jsonl", "a", 3, 5)
+    plan = plan_shards([a], str(tmp_path / "p1"), 4, {"train": 0.5, "val": 0.5})
+    assert len(plan["shards"]) == 6 and all(re.fullmatch(SHARD_PATTERN, n) for n in plan["shards"])
+    for name in plan["shards"]:
+        rows = read_jsonl(tmp_path / "p1" / f"{name}.jsonl")
+        assert len({r["sequence"] for r in rows}) == 1 and shard_name(rows) == name
+    bigger = _index(tmp_path / "b.jsonl", "a", 5, 5)  # two sequences more, and frames appended to s02
+    rows = read_jsonl(bigger) + [{"dataset": "a", "sequence": "s02", "frame_id": "0099", "rgb": "x", "depth": "y"}]
+    write_jsonl_atomic(bigger, rows)
+    grown = plan_shards([bigger], str(tmp_path / "p2"), 4, {"train": 0.5, "val": 0.5})
+    kept = set(plan["shards"]) & set(grown["shards"])
+    assert len(kept) == 5 and len(grown["shards"]) == 10  # only the last shard of s02 changed
+    for name in kept:
+        assert (tmp_path / "p1" / f"{name}.jsonl").read_text() == (tmp_path / "p2" / f"{name}.jsonl").read_text()
+    assert {k: v for k, v in grown["sequence_splits"].items() if k in plan["sequence_splits"]} == \
+        plan["sequence_splits"]
 
 
 def test_dataset_override_and_shard_count_follows_data(tmp_path):
     a = _index(tmp_path / "a.jsonl", "a", 3, 5)
     b = _index(tmp_path / "b.jsonl", "b", 2, 5)
     plan = plan_shards([a, b], str(tmp_path / "plan"), 4, {"train": 1.0}, split_overrides={"b": "test"})
-    assert len(plan["shards"]) == 7  # ceil(25 / 4)
+    assert len(plan["shards"]) == 10  # ceil(5 / 4) per sequence
     assert plan["splits"] == {"train": 15, "test": 10}
     assert json.loads((tmp_path / "plan" / "shards.json").read_text())["shards"] == plan["shards"]
 

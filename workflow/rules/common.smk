@@ -16,7 +16,7 @@ SYNTH_DATASETS = [name for name, d in DATASETS.items() if "synth" in d]
 
 wildcard_constraints:
     dataset="[A-Za-z0-9_.-]+",
-    shard=r"shard-\d+",
+    shard=r"shard-[0-9a-f]{16}",  # named by content (src/distillery/ingest/shards.py)
 
 
 def dataset_folder(wildcards):

@@ -70,9 +70,11 @@ checkpoint plan_shards:
         "--splits {params.splits} --split-overrides {params.overrides} > {log} 2>&1"
 
 
+# A shard's name is a hash of its frame list: an existing name means unchanged frames, so the re-written
+# list of a re-run plan (ancient) re-packs nothing; pack settings are params and still re-pack every shard.
 rule pack_shard:
     input:
-        frames="results/shards/plan/{shard}.jsonl",
+        frames=ancient("results/shards/plan/{shard}.jsonl"),
     output:
         h5="results/shards/{shard}.h5",
         quarantine="results/shards/{shard}.quarantine.jsonl",

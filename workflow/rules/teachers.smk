@@ -57,7 +57,8 @@ rule teacher_sanity:
 rule teacher_depth:
     input:
         shard="results/shards/{shard}.h5",
-        sanity="results/teachers/sanity.json",
+        # ancient: the gate re-runs when a shard is added; that must not re-label the other shards
+        sanity=ancient("results/teachers/sanity.json"),
         weights=teacher_weights_input("depth"),
     output:
         layer="results/teachers/depth/{shard}.h5",
@@ -86,7 +87,7 @@ rule teacher_depth:
 rule teacher_detect:
     input:
         shard="results/shards/{shard}.h5",
-        sanity="results/teachers/sanity.json",
+        sanity=ancient("results/teachers/sanity.json"),
         weights=teacher_weights_input("detect"),
     output:
         layer="results/teachers/detect/{shard}.h5",

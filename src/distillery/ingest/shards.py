@@ -1,18 +1,25 @@
 """Split assignment per sequence and the cutting of the frame index into shards.
 
 Neighbouring frames of a sequence are near copies, so splits are assigned to
-whole sequences, never to single frames. The assignment is deterministic in
-(seed, dataset, sequence names) and balances frame counts towards the
-requested fractions. Shards are consecutive runs of frames, so a shard
-reads its files from one or few sequence folders.
+whole sequences, never to single frames. Both the split and the shard names
+are stable under added data:
+
+- a sequence's split is drawn from a hash of (seed, dataset, sequence)
+  alone, so adding or removing other sequences never moves it; the
+  fractions hold in expectation (a dataset of few sequences may leave a
+  split empty: the plan warns, and a dataset's `split` setting decides);
+- shards are cut per sequence (consecutive runs of at most
+  frames_per_shard frames, so frames appended to a sequence only change
+  its last shard) and named by a hash of their frame list, so an unchanged
+  shard keeps its name, its packed file and its teacher labels, and new
+  data only adds shards.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
-import random
-import zlib
 from collections import OrderedDict
 from pathlib import Path
 
@@ -21,34 +28,37 @@ from distillery.manifest import read_jsonl, write_jsonl_atomic, write_text_atomi
 log = logging.getLogger(__name__)
 
 PLAN_FILE = "shards.json"
+SHARD_PATTERN = r"shard-[0-9a-f]{16}"  # what plan_shards names shards (the workflow's wildcard constraint)
+
+
+def unit_hash(*parts) -> float:
+    """A number in [0, 1) that depends only on `parts` (SHA-256, not Python's salted hash)."""
+    digest = hashlib.sha256("\0".join(str(p) for p in parts).encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def sequence_split(dataset: str, sequence: str, fractions: dict[str, float], seed: int) -> str:
+    """The split of one sequence: a function of (seed, dataset, sequence) and the fractions only."""
+    splits = [(s, f) for s, f in fractions.items() if f > 0]
+    if not splits:
+        raise ValueError(f"split fractions {fractions}: at least one must be positive")
+    u = unit_hash(seed, dataset, sequence) * sum(f for _, f in splits)
+    for split, fraction in splits:
+        if u < fraction:
+            return split
+        u -= fraction
+    return splits[-1][0]
 
 
 def assign_splits(seq_sizes: dict[str, int], fractions: dict[str, float], seed: int, salt: str) -> dict[str, str]:
-    """Map each sequence to a split.
+    """Map each sequence of dataset `salt` to its split (sizes are not consulted: see sequence_split)."""
+    return {seq: sequence_split(salt, seq, fractions, seed) for seq in seq_sizes}
 
-    Every split with a positive fraction gets at least one sequence when
-    there are enough sequences; the rest go greedily to the split furthest
-    below its share of frames.
-    """
-    splits = [s for s, f in fractions.items() if f > 0]
-    total_fraction = sum(fractions[s] for s in splits)
-    order = sorted(seq_sizes)
-    random.Random(zlib.crc32(f"{seed}:{salt}".encode())).shuffle(order)
-    total = sum(seq_sizes.values())
-    counts = {s: 0 for s in splits}
-    out: dict[str, str] = {}
-    if len(order) >= len(splits):
-        for split in sorted(splits, key=lambda s: fractions[s]):
-            if split == max(splits, key=lambda s: fractions[s]):
-                continue
-            seq = order.pop(0)
-            out[seq] = split
-            counts[split] += seq_sizes[seq]
-    for seq in order:
-        split = max(splits, key=lambda s: fractions[s] / total_fraction * total - counts[s])
-        out[seq] = split
-        counts[split] += seq_sizes[seq]
-    return out
+
+def shard_name(rows: list[dict]) -> str:
+    """A shard's name: a hash of its frame list (every field, split included), so same frames, same name."""
+    text = "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows)
+    return "shard-" + hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def group_by_sequence(frames: list[dict]) -> "OrderedDict[tuple[str, str], list[dict]]":
@@ -80,9 +90,14 @@ def plan_shards(index_files: list[str], out_dir: str, frames_per_shard: int, fra
         else:
             mapping = assign_splits(sizes, fractions, seed, dataset)
         seq_split.update({(dataset, seq): split for seq, split in mapping.items()})
-    ordered = [dict(fr, split=seq_split[key]) for key, items in groups.items() for fr in items]
-    shards = [ordered[i:i + frames_per_shard] for i in range(0, len(ordered), frames_per_shard)]
-    names = [f"shard-{i:05d}" for i in range(len(shards))]
+    shards = []
+    for key in sorted(groups):
+        rows = [dict(fr, split=seq_split[key]) for fr in groups[key]]
+        shards += [rows[i:i + frames_per_shard] for i in range(0, len(rows), frames_per_shard)]
+    ordered = [fr for rows in shards for fr in rows]
+    names = [shard_name(rows) for rows in shards]
+    if len(set(names)) != len(names):
+        raise ValueError("two shards have the same frames: a frame appears twice in the indexes")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     for name, rows in zip(names, shards):
