@@ -47,6 +47,12 @@ class BagSpec:
     color_info: bool = True
     tf: bool = True
     distortion: list[float] = field(default_factory=lambda: [0.0] * 5)
+    scale: int = 1  # image sizes and focal lengths x scale (4: 640x480 colour, as real cameras record)
+
+
+def scaled(k: Intrinsics, s: int) -> Intrinsics:
+    """`k` for images `s` times larger (pixel-centre convention)."""
+    return Intrinsics(k.fx * s, k.fy * s, (k.cx + 0.5) * s - 0.5, (k.cy + 0.5) * s - 0.5, k.width * s, k.height * s)
 
 
 def raycast(k: Intrinsics, pose: np.ndarray) -> np.ndarray:
@@ -62,12 +68,12 @@ def raycast(k: Intrinsics, pose: np.ndarray) -> np.ndarray:
     return np.where(on_box, s_box, s_wall).astype(np.float32)
 
 
-def truth_colour_depth() -> np.ndarray:
-    return raycast(K_COLOUR, np.eye(4))
+def truth_colour_depth(scale: int = 1) -> np.ndarray:
+    return raycast(scaled(K_COLOUR, scale), np.eye(4))
 
 
-def colour_pixels(i: int) -> np.ndarray:
-    v, u = np.mgrid[0:K_COLOUR.height, 0:K_COLOUR.width]
+def colour_pixels(i: int, scale: int = 1) -> np.ndarray:
+    v, u = np.mgrid[0:K_COLOUR.height * scale, 0:K_COLOUR.width * scale]
     return np.stack([(u + 7 * i) % 256, v * 2 % 256, np.full_like(u, 40 * i % 256)], -1).astype(np.uint8)
 
 
@@ -135,30 +141,32 @@ def _depth_msg(ns, depth_m: np.ndarray, kind: str):
 
 def messages(spec: BagSpec) -> list[tuple[str, str, int, object]]:
     """(topic, msgtype, record time ns, message) of a recording, in record-time order."""
-    depth = raycast(K_DEPTH, T_CD)
-    depth[:3] = 0.0  # the top rows have no reading
+    k_colour, k_depth = scaled(K_COLOUR, spec.scale), scaled(K_DEPTH, spec.scale)
+    depth = raycast(k_depth, T_CD)
+    depth[:3 * spec.scale] = 0.0  # the top rows have no reading
+    ir = np.where(depth < 1.5, 50, 200).astype(np.uint8)
     out = [("/tf_static", "tf2_msgs/msg/TFMessage", START_NS - 10**8, _tf(START_NS))]
     for i in range(spec.frames):
         tc = START_NS + i * PERIOD_NS
         td = tc + int(spec.depth_offset * 1e9)
         if spec.colour == "png":
-            colour = _compressed(tc, "cam_color_optical", _png(colour_pixels(i)), "rgb8; png compressed rgb8")
+            colour = _compressed(tc, "cam_color_optical", _png(colour_pixels(i, spec.scale)), "rgb8; png compressed rgb8")
             ctype = "sensor_msgs/msg/CompressedImage"
         else:
-            pixels = colour_pixels(i)[..., ::-1] if spec.colour == "bgr8" else colour_pixels(i)
+            pixels = colour_pixels(i, spec.scale)
+            pixels = pixels[..., ::-1] if spec.colour == "bgr8" else pixels
             colour, ctype = _image(tc, "cam_color_optical", pixels, spec.colour), "sensor_msgs/msg/Image"
         out.append(("/cam/color/image_raw", ctype, tc + 1_000_000, colour))
         if spec.color_info:
             out.append(("/cam/color/camera_info", "sensor_msgs/msg/CameraInfo", tc + 1_000_000,
-                        _info(tc, "cam_color_optical", K_COLOUR, spec.distortion)))
+                        _info(tc, "cam_color_optical", k_colour, spec.distortion)))
         if i in spec.drop_depth:
             continue
         dtype = "sensor_msgs/msg/CompressedImage" if spec.depth == "compressedDepth" else "sensor_msgs/msg/Image"
         out.append(("/cam/depth/image_raw", dtype, td + 70_000_000, _depth_msg(td, depth, spec.depth)))
         out.append(("/cam/depth/camera_info", "sensor_msgs/msg/CameraInfo", td + 70_000_000,
-                    _info(td, "cam_depth_optical", K_DEPTH, [0.0] * 5)))
+                    _info(td, "cam_depth_optical", k_depth, [0.0] * 5)))
         if spec.confidence:
-            ir = np.where(raycast(K_DEPTH, T_CD) < 1.5, 50, 200).astype(np.uint8)
             out.append(("/cam/depth/ir", "sensor_msgs/msg/Image", td + 70_000_000,
                         _image(td, "cam_depth_optical", ir, "mono8")))
     if not spec.tf:

@@ -119,30 +119,35 @@ def reproject_depth(depth: np.ndarray, k_d: Intrinsics, k_c: Intrinsics, t_cd: n
     camera's. Returns arrays of the colour image's size; 0 = no reading.
     """
     v, u = np.nonzero(depth > 0)
-    z = depth[v, u].astype(np.float64)
-    pts = np.stack([(u - k_d.cx) / k_d.fx * z, (v - k_d.cy) / k_d.fy * z, z])
-    pc = t_cd[:3, :3] @ pts + t_cd[:3, 3:4]
-    zc = pc[2]
-    front = zc > 1e-6
-    pc, zc, z, u, v = pc[:, front], zc[front], z[front], u[front], v[front]
-    uc, vc = k_c.fx * pc[0] / zc + k_c.cx, k_c.fy * pc[1] / zc + k_c.cy
+    z = depth[v, u].astype(np.float32)
+    rot, shift = t_cd[:3, :3].astype(np.float32), t_cd[:3, 3].astype(np.float32)
+    x, y = (u.astype(np.float32) - k_d.cx) * (z / k_d.fx), (v.astype(np.float32) - k_d.cy) * (z / k_d.fy)
+    xc = rot[0, 0] * x + rot[0, 1] * y + rot[0, 2] * z + shift[0]
+    yc = rot[1, 0] * x + rot[1, 1] * y + rot[1, 2] * z + shift[1]
+    zc = rot[2, 0] * x + rot[2, 1] * y + rot[2, 2] * z + shift[2]
+    front = np.flatnonzero(zc > 1e-6)
+    xc, yc, zc, z, u, v = xc[front], yc[front], zc[front], z[front], u[front], v[front]
+    uc, vc = k_c.fx * xc / zc + k_c.cx, k_c.fy * yc / zc + k_c.cy
     # Half the footprint of one depth pixel, in colour pixels, at this depth (plus a hair against cracks).
     hx = 0.5 * k_c.fx * z / (k_d.fx * zc) + 0.01
     hy = 0.5 * k_c.fy * z / (k_d.fy * zc) + 0.01
-    u0, u1 = np.ceil(uc - hx - 0.5).astype(np.int64), np.floor(uc + hx - 0.5).astype(np.int64)
-    v0, v1 = np.ceil(vc - hy - 0.5).astype(np.int64), np.floor(vc + hy - 0.5).astype(np.int64)
+    u0, u1 = np.ceil(uc - hx - 0.5).astype(np.int32), np.floor(uc + hx - 0.5).astype(np.int32)
+    v0, v1 = np.ceil(vc - hy - 0.5).astype(np.int32), np.floor(vc + hy - 0.5).astype(np.int32)
+    u0, v0 = np.maximum(u0, 0), np.maximum(v0, 0)
+    u1, v1 = np.minimum(u1, k_c.width - 1), np.minimum(v1, k_c.height - 1)
+    seen = np.flatnonzero((u0 <= u1) & (v0 <= v1))
+    u0, u1, v0, v1, zc = u0[seen], u1[seen], v0[seen], v1[seen], zc[seen]
     size = k_c.height * k_c.width
-    zbuf = np.full(size, np.inf)
+    zbuf = np.full(size, np.inf, np.float32)
     owner = np.full(size, -1, dtype=np.int64)
-    span_x, span_y = int(max((u1 - u0).max(initial=0), 0)) + 1, int(max((v1 - v0).max(initial=0), 0)) + 1
+    span_x, span_y = int((u1 - u0).max(initial=0)) + 1, int((v1 - v0).max(initial=0)) + 1
     cells, depths, ids = [], [], []
     for dy in range(span_y):
         for dx in range(span_x):
-            tu, tv = u0 + dx, v0 + dy
-            ok = (tu <= u1) & (tv <= v1) & (tu >= 0) & (tv >= 0) & (tu < k_c.width) & (tv < k_c.height)
-            cells.append(tv[ok] * k_c.width + tu[ok])
+            ok = np.flatnonzero((u0 + dx <= u1) & (v0 + dy <= v1))
+            cells.append((v0[ok] + dy) * k_c.width + (u0[ok] + dx))
             depths.append(zc[ok])
-            ids.append(np.nonzero(ok)[0])
+            ids.append(seen[ok])
     cell, zs, idx = np.concatenate(cells), np.concatenate(depths), np.concatenate(ids)
     np.minimum.at(zbuf, cell, zs)
     winner = zs == zbuf[cell]
@@ -150,7 +155,7 @@ def reproject_depth(depth: np.ndarray, k_d: Intrinsics, k_c: Intrinsics, t_cd: n
     out = np.where(np.isfinite(zbuf), zbuf, 0.0).astype(np.float32).reshape(k_c.height, k_c.width)
     carried = None
     if extra is not None:
-        values = extra[v, u]
+        values = extra[v, u]  # owner ids index the points in front of the colour camera
         carried = np.where(owner >= 0, values[np.maximum(owner, 0)], 0).astype(extra.dtype)
         carried = carried.reshape(k_c.height, k_c.width)
     return out, carried
