@@ -71,6 +71,31 @@ def test_da3_depth_scales_with_the_focal(da3):
     assert np.allclose(b, 2 * a, rtol=1e-4)
 
 
+def test_a_frames_da3_depth_does_not_depend_on_its_batch(da3):
+    # Untrained sky heads see no sky; shift this one's output so that part of each frame is sky.
+    head = da3.net.head.scratch.sky_output_conv2[-1]
+    original = head.bias.detach().clone()
+    a, b = frames(3, seed=0), frames(3, seed=1)
+    neighbours = dict(a, rgb=torch.cat([a["rgb"][:1], b["rgb"][1:]]), key=["k/0", "n/1", "n/2"])
+
+    def sky():
+        with torch.inference_mode():
+            return da3.net(da3.preprocess(a["rgb"])[:, None])["sky"]
+
+    with torch.no_grad():
+        head.bias += 0.3 - sky().median()
+    try:
+        assert 0.05 < (sky() >= 0.3).float().mean() < 0.95  # the sky step really runs
+        torch.manual_seed(0)
+        first = da3.predict(a)[0]["teacher_depth"]
+        torch.manual_seed(1)
+        second = da3.predict(neighbours)[0]["teacher_depth"]
+        assert np.array_equal(first, second)
+    finally:
+        with torch.no_grad():
+            head.bias.copy_(original)
+
+
 def test_da2_returns_relative_inverse_depth_at_the_stored_size():
     da2 = build_teacher({"backend": "da2", "weights": "random", "arch": "small"}, Runtime("cpu"))
     assert tuple(da2.preprocess(frames(1)["rgb"]).shape) == (1, 3, 392, 518)

@@ -13,6 +13,14 @@ labels 1.27x too deep on NYU; `processed_focal` is the one place this is
 computed and tests pin it. Metric depth is then resized to the stored frame
 size (depth values do not change with resolution) and stored as float16.
 
+Sky: DA3's sky head marks pixels (sky >= 0.3) that the package sets to the
+99th percentile of the non-sky depth. Upstream takes that percentile over the
+whole forward batch (subsampled with the global RNG), so a frame's label would
+depend on its batch neighbours and on how a resumed shard is batched. Here the
+package's batch-wide step is switched off and `sky_to_far` applies the same
+rule per frame, with the exact percentile of the frame's own non-sky pixels:
+a frame's depth is a function of the frame alone.
+
 The network is built from the package's own config (`arch`, a key of its
 model registry, with optional OmegaConf dotlist `arch_overrides`) and loaded
 from `model.safetensors`; only the package's model code is imported, not its
@@ -75,6 +83,28 @@ def metric_from_raw(raw, focal):
     return focal.reshape(-1, 1, 1) * raw / METRIC_DIVISOR
 
 
+SKY_THRESHOLD = 0.3  # the package's compute_sky_mask threshold
+SKY_MIN_PIXELS = 10  # the package leaves a frame alone with this few sky (or non-sky) pixels
+
+
+def sky_to_far(depth, sky):
+    """Per frame, pixels the sky head marks get the 99th percentile of that frame's non-sky depth.
+
+    depth, sky: float [B, h, w]. The per-frame counterpart of the package's
+    `_process_mono_sky_estimation`, which pools the percentile over the batch.
+    """
+    import torch
+
+    out = depth.clone()
+    for i in range(depth.shape[0]):
+        non_sky = sky[i] < SKY_THRESHOLD
+        n = int(non_sky.sum())
+        if n <= SKY_MIN_PIXELS or non_sky.numel() - n <= SKY_MIN_PIXELS:
+            continue
+        out[i][~non_sky] = torch.quantile(depth[i][non_sky].float(), 0.99).to(depth.dtype)
+    return out
+
+
 def _state_dict(path: Path, arch: str) -> dict:
     from safetensors.torch import load_file
 
@@ -103,6 +133,8 @@ def build_da3_net(arch: str, overrides: tuple[str, ...] = (), weights: str | Non
         if missing or unexpected:
             raise TeacherError(f"{weights}: does not fit {arch} ({len(missing)} missing, {len(unexpected)} "
                                f"unexpected tensors, e.g. {(missing or unexpected)[:3]})")
+    # The batch-pooled sky step is replaced by the per-frame `sky_to_far` (see the module docstring).
+    net._process_mono_sky_estimation = lambda output: output
     return net.eval()
 
 
@@ -142,7 +174,8 @@ class DA3Depth(Teacher):
 
         with torch.inference_mode(), self.runtime.autocast():
             out = self.net(x[:, None])  # [B, views=1, 3, h, w]: one view per frame, no cross-view attention
-        return out["depth"][:, 0].float()
+            depth = out["depth"][:, 0].float()
+            return sky_to_far(depth, out["sky"][:, 0].float()) if "sky" in out else depth
 
     def predict(self, batch: dict) -> list:
         import torch
