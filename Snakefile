@@ -15,10 +15,12 @@ include: "workflow/rules/teachers.smk"
 include: "workflow/rules/manifest.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/deploy.smk"
 
 
 rule all:
     input:
         rules.merge_manifest.output,
         training_targets(),
+        deploy_targets(),
     default_target: True

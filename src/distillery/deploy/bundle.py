@@ -1,0 +1,103 @@
+"""The Jetson bundle: everything a robot needs to build and benchmark its own engines.
+
+A TensorRT engine is specific to the GPU, JetPack and TensorRT version it was
+built with, so engines for the robot are built on the robot. The bundle is a
+folder (and the same as a .tar.gz) that needs nothing from this project:
+
+    student.onnx, student.fp16.onnx, student.int8.onnx, fused.onnx
+    calibration.npz       the frames INT8 was calibrated on (real train frames; also used to time engines)
+    model_card.json       provenance, I/O contract, parity and INT8 figures, SHA-256 of every file
+    build_and_bench.py    build + benchmark, Python standard library + numpy + TensorRT only
+    SHA256SUMS            `sha256sum -c SHA256SUMS` after copying
+    README.md
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tarfile
+from pathlib import Path
+
+from distillery.deploy import engine, spec
+from distillery.deploy.card import sha256
+
+README = """# {version}: student for the robot
+
+Built by Distillery. Input `rgb` float32 [N,3,{h},{w}] in [0, 1] (camera RGB / 255, NCHW, no
+normalisation); outputs `depth` [N,1,{h},{w}] metres and `segmentation` [N,6,{h},{w}] logits
+(classes: {classes}). `fused.onnx` takes `rgb`, `tof` (metres) and `confidence` [N,1,{h},{w}] and
+returns `fused_depth` (ToF where trusted, else the scaled student) and the per-frame `scale`; its
+median is taken on a {grid}-pixel grid subsample (TopK k={k}), see model_card.json for its error.
+
+## Check the copy
+
+    sha256sum -c SHA256SUMS
+
+## Build and benchmark the engines on this device
+
+Needs Python 3, numpy and TensorRT (JetPack ships TensorRT and its Python bindings):
+
+    python3 build_and_bench.py all            # fp32, fp16, int8 engines -> engines/, latency, agreement
+
+or one at a time:
+
+    python3 build_and_bench.py build --onnx student.fp16.onnx --precision fp16 --out engines/fp16.plan --meta engines/fp16.json
+    python3 build_and_bench.py bench --engine engines/fp16.plan --frames calibration.npz --runs 1000 --out engines/fp16.latency.json
+
+INT8 is built from the explicitly quantised `student.int8.onnx` (Q/DQ nodes, calibrated on the real
+frames of calibration.npz), so no calibrator runs here. Optimisation profile: batch 1/1/8;
+workspace 1 GiB. An engine only runs on the device and TensorRT version that built it.
+
+## Checks this export passed
+
+{checks}
+"""
+
+
+def _checks(card: dict) -> str:
+    lines = []
+    for batch, fig in (card.get("parity") or {}).get("batches", {}).items():
+        lines.append(f"- FP32 ONNX vs PyTorch, batch {batch}: depth max |diff| {fig['depth_max_abs_m']:.2e} m, "
+                     f"argmax agreement {fig['seg_argmax_agreement']:.5f}")
+    q = card.get("quantization") or {}
+    for name in ("fp32", "int8"):
+        if name in q:
+            lines.append(f"- {name.upper()} on {q.get('frames')} {q.get('set')} frames vs teacher: "
+                         + ", ".join(f"{k} {v:.4f}" for k, v in q[name].items() if isinstance(v, float)))
+    f = card.get("fused_graph") or {}
+    if "median_scale_rel_error" in f:
+        lines.append(f"- fused graph scale vs exact median: max relative error {f['median_scale_rel_error']['max']:.4f}")
+    return "\n".join(lines) or "- none recorded"
+
+
+def assemble(out_dir: str | os.PathLike, files: dict[str, str], card_path: str | os.PathLike,
+             tarball: str | os.PathLike | None = None) -> dict:
+    """Write the bundle folder `out_dir` (replacing it) from {name in bundle: source path}, and a tarball."""
+    out = Path(out_dir)
+    card = json.loads(Path(card_path).read_text())
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for name, src in {**files, "model_card.json": str(card_path)}.items():
+        shutil.copyfile(src, tmp / name)
+    script = tmp / "build_and_bench.py"
+    shutil.copyfile(engine.__file__, script)
+    script.chmod(0o755)
+    from distillery.classes import CLASS_NAMES
+    from distillery.deploy.fused import grid_size, topk_k
+
+    (tmp / "README.md").write_text(README.format(
+        version=card["version"], h=spec.HEIGHT, w=spec.WIDTH, classes=", ".join(CLASS_NAMES), grid=grid_size(),
+        k=topk_k(), checks=_checks(card)))
+    names = sorted(p.name for p in tmp.iterdir())
+    (tmp / "SHA256SUMS").write_text("".join(f"{sha256(tmp / n)}  {n}\n" for n in names))
+    shutil.rmtree(out, ignore_errors=True)
+    os.replace(tmp, out)
+    if tarball:
+        part = Path(f"{tarball}.tmp")
+        with tarfile.open(part, "w:gz") as tar:
+            tar.add(out, arcname=f"{card['version']}_jetson_bundle")
+        os.replace(part, tarball)
+    return {"folder": str(out), "files": names + ["SHA256SUMS"], "tarball": str(tarball) if tarball else None}

@@ -1,0 +1,234 @@
+"""`distillery export | calibrate | quantize | fused-graph | model-card | jetson-bundle | engine-build | engine-bench`.
+
+The deployment stages of one version, in the order the workflow runs them:
+
+    distillery export --checkpoint best.pt --manifest manifest.h5 --out student.onnx --fp16-out student.fp16.onnx --parity-out parity.json
+    distillery calibrate --manifest manifest.h5 --out calibration.npz --frames 64 --seed 0
+    distillery quantize --onnx student.onnx --calibration calibration.npz --manifest manifest.h5 --out student.int8.onnx --report quantization.json
+    distillery fused-graph --checkpoint best.pt --manifest manifest.h5 --out fused.onnx --report fused.json
+    distillery model-card --version V5 --checkpoint best.pt --manifest manifest.h5 --deploy-dir results/deploy/V5 --out model_card.json
+    distillery jetson-bundle --deploy-dir results/deploy/V5 --out-dir jetson_bundle --tarball jetson_bundle.tar.gz
+    distillery engine-build --onnx student.fp16.onnx --precision fp16 --out fp16.plan --meta fp16.json     # TensorRT + GPU
+    distillery engine-bench --engine fp16.plan --out fp16.latency.json                                   # TensorRT + GPU
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from distillery.manifest import write_text_atomic
+
+BUNDLE_FILES = ("student.onnx", "student.fp16.onnx", "student.int8.onnx", "fused.onnx", "calibration.npz")
+
+
+def _write_json(path, data) -> None:
+    write_text_atomic(path, json.dumps(data, indent=1) + "\n")
+
+
+def _threads(n: int | None) -> None:
+    import torch
+
+    if n:
+        torch.set_num_threads(n)
+
+
+def _run_export(args) -> int:
+    from distillery.deploy import export, parity, spec
+    from distillery.deploy.frames import load_frames
+    from distillery.student.checkpoint import load_student
+
+    _threads(args.threads)
+    student = load_student(args.checkpoint)
+    info = export.export_student(student, args.out)
+    frames = load_frames(args.manifest, "test", args.parity_frames)
+    report = {"export": info, "fp32": parity.check_parity(args.out, student, frames["rgb"], frames["keys"])}
+    if args.fp16_out:
+        report["fp16_export"] = export.convert_fp16(args.out, args.fp16_out)
+        report["fp16"] = parity.check_parity(args.fp16_out, student, frames["rgb"], frames["keys"],
+                                             spec.FP16_DEPTH_MAX_ABS_M, spec.FP16_SEG_MIN_AGREEMENT)
+    _write_json(args.parity_out, report)
+    parity.require_parity(report["fp32"], args.out)
+    if args.fp16_out:
+        parity.require_parity(report["fp16"], args.fp16_out)
+    print(json.dumps({k: report[k]["batches"] for k in ("fp32", "fp16") if k in report}))
+    return 0
+
+
+def _run_calibrate(args) -> int:
+    from distillery.deploy.calibration import build_calibration
+
+    summary = build_calibration(args.manifest, args.out, args.frames, args.seed)
+    print(json.dumps({k: v for k, v in summary.items() if k != "keys"}))
+    return 0
+
+
+def _run_quantize(args) -> int:
+    from distillery.deploy.frames import load_frames
+    from distillery.deploy.quantize import int8_accuracy, quantize_int8
+
+    _threads(args.threads)
+    info = quantize_int8(args.onnx, args.calibration, args.out)
+    report = int8_accuracy(args.onnx, args.out, load_frames(args.manifest, "test", args.eval_frames), args.threads)
+    report["quantization"] = info
+    _write_json(args.report, report)
+    print(json.dumps({k: report[k] for k in ("fp32", "int8", "int8_vs_fp32")}))
+    return 0
+
+
+def _run_fused(args) -> int:
+    from distillery.deploy.frames import load_frames
+    from distillery.deploy.fused import check_fused, export_fused
+    from distillery.student.checkpoint import load_student
+
+    _threads(args.threads)
+    student = load_student(args.checkpoint)
+    info = export_fused(student, args.out)
+    report = {"graph": info, **check_fused(args.out, student, load_frames(args.manifest, "test", args.frames))}
+    _write_json(args.report, report)
+    if not report["passed"]:
+        raise ValueError(f"{args.out}: fused graph differs from distillery.fusion past its bounds; see {args.report}")
+    print(json.dumps({"median_scale_rel_error": report["median_scale_rel_error"], "frames": report["frames"]}))
+    return 0
+
+
+def _load(path):
+    return json.loads(Path(path).read_text()) if Path(path).is_file() else None
+
+
+def _run_card(args) -> int:
+    from distillery.deploy.card import build_card
+
+    d = Path(args.deploy_dir)
+    files = {"fp32": d / "student.onnx", "fp16": d / "student.fp16.onnx", "int8": d / "student.int8.onnx",
+             "fused": d / "fused.onnx", "calibration": d / "calibration.npz"}
+    missing = [str(p) for p in files.values() if not p.is_file()]
+    if missing:
+        raise FileNotFoundError(f"model card: missing {', '.join(missing)}; run the export stages first")
+    parity = _load(d / "parity.json")
+    card = build_card(args.version, args.checkpoint, args.manifest, files, parity and parity.get("fp32"),
+                      _load(d / "quantization.json"), _load(d / "fused.json"), args.evaluation_dir,
+                      parity and parity.get("export"), args.parent)
+    if card["fused_graph"]:
+        card["fused_graph"].pop("per_frame", None)
+    _write_json(args.out, card)
+    print(f"model card: {args.out}")
+    return 0
+
+
+def _run_bundle(args) -> int:
+    from distillery.deploy.bundle import assemble
+
+    d = Path(args.deploy_dir)
+    result = assemble(args.out_dir, {name: str(d / name) for name in BUNDLE_FILES}, d / "model_card.json",
+                      args.tarball)
+    print(json.dumps(result))
+    return 0
+
+
+def _run_engine_build(args) -> int:
+    from distillery.deploy import engine
+
+    try:
+        meta = engine.build_engine(args.onnx, args.precision, args.out, args.meta)
+    except engine.Unavailable as err:
+        print(f"distillery engine-build: cannot build a TensorRT engine on this machine: {err}", file=sys.stderr)
+        return 2
+    print(json.dumps(meta))
+    return 0
+
+
+def _run_engine_bench(args) -> int:
+    from distillery.deploy import engine
+
+    try:
+        result = engine.benchmark(args.engine, args.batch, args.warmup, args.runs, args.frames)
+    except engine.Unavailable as err:
+        print(f"distillery engine-bench: cannot run a TensorRT engine on this machine: {err}", file=sys.stderr)
+        return 2
+    _write_json(args.out, result)
+    print(json.dumps(result))
+    return 0
+
+
+def _common(p, checkpoint: bool = False, manifest: bool = True) -> None:
+    if checkpoint:
+        p.add_argument("--checkpoint", required=True, help="student checkpoint (best.pt)")
+    if manifest:
+        p.add_argument("--manifest", required=True, help="manifest.h5 whose test/train frames are used")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: the libraries' choice)")
+
+
+def register(sub) -> None:
+    fmt = argparse.RawDescriptionHelpFormatter
+    p = sub.add_parser("export", help="checkpoint -> ONNX (opset 17), checked, simplified, parity vs PyTorch",
+                       description=__doc__, formatter_class=fmt)
+    _common(p, checkpoint=True)
+    p.add_argument("--out", required=True, help="student.onnx to write")
+    p.add_argument("--fp16-out", default=None, help="also write an FP16 copy (float32 I/O) here")
+    p.add_argument("--parity-out", required=True, help="parity report (JSON) to write")
+    p.add_argument("--parity-frames", type=int, default=16, help="test frames compared (default 16)")
+    p.set_defaults(func=_run_export)
+
+    p = sub.add_parser("calibrate", help="draw the INT8 calibration set from the train split",
+                       description=__doc__, formatter_class=fmt)
+    _common(p)
+    p.add_argument("--out", required=True, help="calibration.npz to write")
+    p.add_argument("--frames", type=int, default=64, help="frames in the set (default 64)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the draw (default 0)")
+    p.set_defaults(func=_run_calibrate)
+
+    p = sub.add_parser("quantize", help="Q/DQ INT8 ONNX with ONNX Runtime, and its accuracy vs FP32",
+                       description=__doc__, formatter_class=fmt)
+    _common(p)
+    p.add_argument("--onnx", required=True, help="FP32 student.onnx")
+    p.add_argument("--calibration", required=True, help="calibration.npz")
+    p.add_argument("--out", required=True, help="student.int8.onnx to write")
+    p.add_argument("--report", required=True, help="quantization.json to write")
+    p.add_argument("--eval-frames", type=int, default=None, help="test frames evaluated (default: all)")
+    p.set_defaults(func=_run_quantize)
+
+    p = sub.add_parser("fused-graph", help="student + ToF fusion as one TensorRT-buildable ONNX graph",
+                       description=__doc__, formatter_class=fmt)
+    _common(p, checkpoint=True)
+    p.add_argument("--out", required=True, help="fused.onnx to write")
+    p.add_argument("--report", required=True, help="fused.json (check against distillery.fusion) to write")
+    p.add_argument("--frames", type=int, default=16, help="test frames checked (default 16)")
+    p.set_defaults(func=_run_fused)
+
+    p = sub.add_parser("model-card", help="model_card.json of an exported version", description=__doc__,
+                       formatter_class=fmt)
+    _common(p, checkpoint=True)
+    p.add_argument("--version", required=True, help="version name")
+    p.add_argument("--parent", default=None, help="parent version (fine-tunes)")
+    p.add_argument("--deploy-dir", required=True, help="folder with the exported files and reports")
+    p.add_argument("--evaluation-dir", default=None, help="the version's evaluation JSON folder, if any")
+    p.add_argument("--out", required=True, help="model_card.json to write")
+    p.set_defaults(func=_run_card)
+
+    p = sub.add_parser("jetson-bundle", help="self-contained folder + tarball to build engines on a Jetson",
+                       description=__doc__, formatter_class=fmt)
+    p.add_argument("--deploy-dir", required=True, help="folder with the exported files and model_card.json")
+    p.add_argument("--out-dir", required=True, help="bundle folder to write")
+    p.add_argument("--tarball", default=None, help="also write the bundle as this .tar.gz")
+    p.set_defaults(func=_run_bundle)
+
+    p = sub.add_parser("engine-build", help="TensorRT engine from an ONNX file (needs TensorRT and a GPU)",
+                       description=__doc__, formatter_class=fmt)
+    p.add_argument("--onnx", required=True)
+    p.add_argument("--precision", choices=("fp32", "fp16", "int8"), required=True)
+    p.add_argument("--out", required=True, help="engine (.plan) to write")
+    p.add_argument("--meta", required=True, help="engine metadata JSON to write")
+    p.set_defaults(func=_run_engine_build)
+
+    p = sub.add_parser("engine-bench", help="latency of a TensorRT engine (needs TensorRT and a GPU)",
+                       description=__doc__, formatter_class=fmt)
+    p.add_argument("--engine", required=True)
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--warmup", type=int, default=50)
+    p.add_argument("--runs", type=int, default=1000)
+    p.add_argument("--frames", default=None, help="calibration.npz: time on real frames")
+    p.add_argument("--out", required=True, help="latency JSON to write")
+    p.set_defaults(func=_run_engine_bench)

@@ -1,0 +1,84 @@
+"""Parity of an exported graph with the PyTorch student, on real frames at batch 1 and 8.
+
+Two figures per batch size: the largest absolute depth difference (metres)
+and the share of pixels whose segmentation argmax agrees. The bounds live in
+`spec` and are checked here: an export that misses them fails its rule.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import torch
+
+from distillery.deploy import spec
+from distillery.deploy.frames import batches
+
+
+def ort_session(path: str | os.PathLike, threads: int | None = None):
+    """A CPU ONNX Runtime session; `threads` caps intra-op threads (None = ORT's choice)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def run_session(session, rgb: np.ndarray, batch: int) -> tuple[np.ndarray, np.ndarray]:
+    """depth and segmentation of an ONNX session over frames, `batch` frames per call."""
+    depth, seg = [], []
+    for sl in batches(len(rgb), batch):
+        d, s = session.run(list(spec.OUTPUTS), {spec.INPUT: rgb[sl]})
+        depth.append(d)
+        seg.append(s)
+    return np.concatenate(depth), np.concatenate(seg)
+
+
+def run_torch(student: torch.nn.Module, rgb: np.ndarray, batch: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    """depth and segmentation of the PyTorch student over frames."""
+    depth, seg = [], []
+    with torch.no_grad():
+        for sl in batches(len(rgb), batch):
+            out = student(torch.from_numpy(rgb[sl]))
+            depth.append(out["depth"].numpy())
+            seg.append(out["segmentation"].numpy())
+    return np.concatenate(depth), np.concatenate(seg)
+
+
+def compare(depth, seg, ref_depth, ref_seg) -> dict:
+    """depth max/mean abs difference (m) and segmentation argmax agreement of two sets of outputs."""
+    diff = np.abs(depth.astype(np.float64) - ref_depth)
+    agree = float((seg.argmax(1) == ref_seg.argmax(1)).mean())
+    return {"depth_max_abs_m": float(diff.max()), "depth_mean_abs_m": float(diff.mean()),
+            "seg_argmax_agreement": agree}
+
+
+def check_parity(onnx_path, student: torch.nn.Module, rgb: np.ndarray, keys: list[str],
+                 depth_bound: float = spec.DEPTH_MAX_ABS_M, seg_bound: float = spec.SEG_MIN_AGREEMENT) -> dict:
+    """Compare ONNX Runtime with PyTorch at every batch size of spec.PARITY_BATCHES, against the bounds."""
+    ref_depth, ref_seg = run_torch(student, rgb)
+    session = ort_session(onnx_path)
+    report = {"frames": len(rgb), "keys": keys, "split": "test",
+              "bounds": {"depth_max_abs_m": depth_bound, "seg_argmax_agreement_min": seg_bound}, "batches": {}}
+    failures = []
+    for batch in spec.PARITY_BATCHES:
+        figures = compare(*run_session(session, rgb, batch), ref_depth, ref_seg)
+        report["batches"][str(batch)] = figures
+        if figures["depth_max_abs_m"] > depth_bound or figures["seg_argmax_agreement"] < seg_bound:
+            failures.append(f"batch {batch}: depth max |diff| {figures['depth_max_abs_m']:.2e} m "
+                            f"(bound {depth_bound:.0e}), argmax agreement {figures['seg_argmax_agreement']:.5f} "
+                            f"(bound {seg_bound})")
+    report["passed"] = not failures
+    report["failures"] = failures
+    return report
+
+
+def require_parity(report: dict, onnx_path) -> None:
+    """Raise, naming the file and the figures, when a parity report did not pass."""
+    if not report["passed"]:
+        raise ValueError(f"{onnx_path}: ONNX does not match PyTorch on {report['frames']} test frames: "
+                         + "; ".join(report["failures"]))

@@ -1,0 +1,42 @@
+"""The deployment contract of the student's ONNX graphs: names, shapes, opset and parity bounds.
+
+The network takes camera pixels as they are: RGB float32 in [0, 1], NCHW,
+240 x 320; ImageNet normalisation is inside the graph. Only the batch is
+dynamic: TensorRT builds one optimisation profile for batch 1 (min, opt) to 8
+(max).
+"""
+
+from __future__ import annotations
+
+OPSET = 17
+HEIGHT, WIDTH = 240, 320
+INPUT = "rgb"
+OUTPUTS = ("depth", "segmentation")
+FUSED_INPUTS = ("rgb", "tof", "confidence")
+FUSED_OUTPUTS = ("fused_depth", "scale")
+BATCH = "N"
+PROFILE_BATCH = (1, 1, 8)  # TensorRT optimisation profile: min, opt, max
+WORKSPACE_BYTES = 1 << 30
+PRECISIONS = ("fp32", "fp16", "int8")
+
+# Parity of an exported graph with PyTorch on real frames (checked at export, stated in the model card).
+PARITY_BATCHES = (1, 8)
+DEPTH_MAX_ABS_M = 1e-3  # FP32 ONNX vs. PyTorch: largest depth difference, metres
+SEG_MIN_AGREEMENT = 0.999  # share of pixels whose class argmax agrees
+FP16_DEPTH_MAX_ABS_M = 0.05  # FP16 ONNX vs. PyTorch
+FP16_SEG_MIN_AGREEMENT = 0.98
+
+
+def input_spec(num_classes: int) -> dict:
+    """The I/O description that the model card and the Jetson README carry."""
+    return {
+        "inputs": {INPUT: {"shape": [BATCH, 3, HEIGHT, WIDTH], "dtype": "float32", "range": [0.0, 1.0],
+                           "layout": "NCHW, RGB channel order, no normalisation (ImageNet mean/std is in the graph)"}},
+        "outputs": {
+            OUTPUTS[0]: {"shape": [BATCH, 1, HEIGHT, WIDTH], "dtype": "float32", "unit": "metres, >= 0"},
+            OUTPUTS[1]: {"shape": [BATCH, num_classes, HEIGHT, WIDTH], "dtype": "float32",
+                         "unit": "class logits (argmax over dim 1)"},
+        },
+        "dynamic_axes": {BATCH: "batch; TensorRT profile min/opt/max = " + "/".join(map(str, PROFILE_BATCH))},
+        "opset": OPSET,
+    }
