@@ -174,6 +174,7 @@ def _run_info(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from distillery.deploy import cli as deploy_cli
+    from distillery.plan import cli as plan_cli
     from distillery.student import cli as student_cli
     from distillery.evaluation import cli as evaluation_cli
     from distillery.report import cli as report_cli
@@ -187,6 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="<stage>")
     synth_cli.register(sub)
+    plan_cli.register(sub)
     bag_cli.register(sub)
     student_cli.register(sub)
     teachers_cli.register(sub)

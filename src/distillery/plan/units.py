@@ -1,0 +1,123 @@
+"""How much work each job does, in the unit its cost scales with.
+
+A cost measured on one job is carried to another by its amount of work:
+
+- a job with a `shard` wildcard: the frames of its shard (the shard plan);
+- a job with a `dataset` wildcard: the frames of its dataset (its index, or
+  the config's `synth` size before the dataset exists);
+- the rules of RULE_UNITS: all frames of the run (plan_shards,
+  merge_manifest) or the samples a training version sees (epochs x
+  samples_per_epoch);
+- any other rule: one unit per job (its cost is the mean job's cost).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from distillery.plan.dryrun import Job
+
+# Rules whose cost scales with something other than their wildcards; every rule not listed and
+# without a shard or dataset wildcard costs the same per job.
+RULE_UNITS = {"plan_shards": "frames", "merge_manifest": "frames", "train_student": "samples"}
+# Wildcards that count work; any other wildcard (teacher, version, ...) names a variant of the rule,
+# priced on its own.
+UNIT_WILDCARDS = ("shard", "dataset")
+
+
+@dataclass
+class WorkSizes:
+    """Frames per dataset and per shard, training settings: what units are counted from."""
+
+    dataset_frames: dict[str, int] = field(default_factory=dict)
+    dataset_sources: dict[str, str] = field(default_factory=dict)
+    shard_frames: dict[str, int] = field(default_factory=dict)
+    shard_source: str = ""
+    training: dict[str, dict] = field(default_factory=dict)
+    train_fraction: float = 1.0
+    teacher_backends: dict[str, str] = field(default_factory=dict)  # teacher id -> backend
+
+    @property
+    def total_frames(self) -> int | None:
+        return sum(self.dataset_frames.values()) if self.dataset_frames else None
+
+
+def count_lines(path: str | Path) -> int:
+    with open(path, "rb") as fh:
+        return sum(1 for line in fh if line.strip())
+
+
+def dataset_sizes(config: dict, workdir: Path) -> tuple[dict[str, int], dict[str, str]]:
+    """Frames per dataset and where the count came from (index, synth size, or indexed now)."""
+    frames, sources = {}, {}
+    for entry in config.get("datasets", []):
+        name = entry["name"]
+        index = workdir / "results" / "index" / f"{name}.jsonl"
+        if index.exists():
+            frames[name], sources[name] = count_lines(index), f"index {index.relative_to(workdir)}"
+        elif "synth" in entry:
+            s = entry["synth"]
+            frames[name], sources[name] = int(s["sequences"]) * int(s["frames"]), "config synth size"
+        else:
+            sources[name] = "an index made for the plan (none yet)"
+    return frames, sources
+
+
+def shard_sizes(plan_dir: Path) -> dict[str, int]:
+    """Frames per shard of a written shard plan; {} when the plan does not exist yet."""
+    plan_file = plan_dir / "shards.json"
+    if not plan_file.exists():
+        return {}
+    names = json.loads(plan_file.read_text())["shards"]
+    return {n: count_lines(plan_dir / f"{n}.jsonl") for n in names if (plan_dir / f"{n}.jsonl").exists()}
+
+
+def work_sizes(config: dict, workdir: Path) -> WorkSizes:
+    """What the units of this workdir's jobs are counted from; shards from the written plan, if any."""
+    frames, sources = dataset_sizes(config, workdir)
+    shards = shard_sizes(workdir / "results" / "shards" / "plan")
+    splits = config.get("sharding", {}).get("splits", {})
+    train_fraction = splits.get("train", 1.0) / (sum(splits.values()) or 1.0) if splits else 1.0
+    models = (config.get("teachers") or {}).get("models", [])
+    return WorkSizes(frames, sources, shards, "shard plan results/shards/plan" if shards else "",
+                     config.get("training", {}).get("versions", {}), train_fraction,
+                     {m["id"]: m["backend"] for m in models if "id" in m and "backend" in m})
+
+
+def variant(job: Job) -> dict[str, str]:
+    """The job's wildcards that name a variant of its rule (all but the unit wildcards)."""
+    return {k: v for k, v in job.wildcards.items() if k not in UNIT_WILDCARDS}
+
+
+def _training_samples(settings: dict, sizes: WorkSizes) -> int | None:
+    from distillery.student.config import TrainConfig
+
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    epochs = settings.get("epochs", defaults["epochs"])
+    per_epoch = settings.get("samples_per_epoch", defaults["samples_per_epoch"])
+    if per_epoch is None:
+        if sizes.total_frames is None:
+            return None
+        per_epoch = round(sizes.total_frames * sizes.train_fraction)
+    return int(epochs) * int(per_epoch)
+
+
+def job_units(job: Job, sizes: WorkSizes) -> tuple[float, str]:
+    """(amount, unit) of a job's work; (1, "job") when its unit is unknown or it has none."""
+    amount: float | None = None
+    unit = "job"
+    if "shard" in job.wildcards:
+        amount, unit = sizes.shard_frames.get(job.wildcards["shard"]), "frames"
+    elif "dataset" in job.wildcards:
+        amount, unit = sizes.dataset_frames.get(job.wildcards["dataset"]), "frames"
+    elif RULE_UNITS.get(job.rule) == "frames":
+        amount, unit = sizes.total_frames, "frames"
+    elif RULE_UNITS.get(job.rule) == "samples" and "version" in job.wildcards:
+        settings = sizes.training.get(job.wildcards["version"])
+        amount, unit = (_training_samples(settings, sizes) if settings is not None else None), "samples"
+    if amount is None or unit == "job":
+        return 1.0, "job"
+    return float(amount), unit

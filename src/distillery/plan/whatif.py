@@ -1,0 +1,108 @@
+"""The jobs a checkpoint will add, before it has run.
+
+Until plan_shards has written the shard plan, a dry run cannot list the
+per-shard jobs (pack, teachers) that follow it. The plan runs the real
+`plan_shards` on each dataset's index (or, for a generated dataset not yet
+made, on an index of the config's `synth` size; for a folder without an
+index, on an index made now) into a scratch copy of the working directory,
+and dry-runs the same command there: the jobs downstream of the checkpoint
+in that run are the ones the real run will add. The scratch folder links every top-level entry of the working
+directory except results/, logs/ and .snakemake/, so datasets, weights and
+config files given by relative path resolve as in the real run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from distillery.plan.dryrun import Job, downstream_of, dry_run, parse_jobs
+from distillery.plan.units import WorkSizes, count_lines, shard_sizes
+
+SHARD_PLAN = "results/shards/plan"
+_NOT_LINKED = {"results", "logs", ".snakemake"}
+
+
+def pending_shard_plan(jobs: list[Job]) -> Job | None:
+    """The checkpoint job that writes the shard plan, when the dry run still has to run it."""
+    for job in jobs:
+        if job.checkpoint and any(o.rstrip("/") == SHARD_PLAN for o in job.outputs):
+            return job
+    return None
+
+
+def _synth_index(path: Path, name: str, synth: dict) -> None:
+    """The index a generated dataset will have: `sequences` sequences of `frames` frames."""
+    with open(path, "w") as fh:
+        for seq in range(int(synth["sequences"])):
+            for frame in range(int(synth["frames"])):
+                fh.write(json.dumps({"dataset": name, "sequence": f"{seq:04d}", "frame_id": f"{frame:06d}"}) + "\n")
+
+
+def _indexes(config: dict, workdir: Path, scratch: Path, sizes: WorkSizes) -> list[str]:
+    """Each dataset's index: the one on disk, else one of its synth size, else one made now (counted)."""
+    from distillery.ingest.index import index_dataset, reader_options
+
+    files = []
+    for entry in config.get("datasets", []):
+        name = entry["name"]
+        index = workdir / "results" / "index" / f"{name}.jsonl"
+        if not index.exists():
+            index = scratch / f"{name}.index.jsonl"
+            if "synth" in entry:
+                _synth_index(index, name, entry["synth"])
+            else:
+                root = Path(entry["path"]) if Path(entry["path"]).is_absolute() else workdir / entry["path"]
+                options = reader_options(entry.get("depth_scale"), entry.get("intrinsics"))
+                index_dataset(str(root), name, str(index), str(scratch / f"{name}.q.jsonl"),
+                              entry.get("layout", "auto"), options)
+                sizes.dataset_frames[name] = count_lines(index)
+        files.append(str(index))
+    return files
+
+
+def _write_plan(config: dict, workdir: Path, scratch: Path, sizes: WorkSizes) -> dict[str, int]:
+    """The shard plan plan_shards will write, written into the scratch folder; frames per shard."""
+    from distillery.ingest.shards import plan_shards
+
+    sharding = config.get("sharding", {})
+    overrides = {d["name"]: d["split"] for d in config.get("datasets", []) if d.get("split")}
+    folder = scratch / SHARD_PLAN
+    plan_shards(_indexes(config, workdir, scratch, sizes), str(folder), int(sharding.get("frames_per_shard", 256)),
+                sharding.get("splits", {"train": 0.8, "val": 0.1, "test": 0.1}), int(sharding.get("seed", 0)),
+                overrides)
+    return shard_sizes(folder)
+
+
+def _link_workdir(workdir: Path, scratch: Path) -> None:
+    for entry in workdir.iterdir():
+        if entry.name not in _NOT_LINKED:
+            os.symlink(entry.resolve(), scratch / entry.name)
+
+
+def expand_checkpoint(args: list[str], workdir: Path, snakefile: str | None, jobs: list[Job],
+                      sizes: WorkSizes, config: dict) -> tuple[list[Job], str]:
+    """Jobs to add after the pending shard-plan checkpoint, and a note saying how they were found.
+
+    Fills `sizes.shard_frames` with the estimated shards. Returns ([], note) when a dataset cannot
+    be indexed (its folder is missing or unreadable).
+    """
+    checkpoint = pending_shard_plan(jobs)
+    if checkpoint is None:
+        return [], ""
+    with tempfile.TemporaryDirectory(prefix="distillery-plan-") as tmp:
+        scratch = Path(tmp)
+        _link_workdir(workdir, scratch)
+        try:
+            sizes.shard_frames = _write_plan(config, workdir, scratch, sizes)
+        except (OSError, ValueError) as err:
+            return [], f"shard count unknown ({err}); the per-shard jobs are missing from this plan"
+        what_if = parse_jobs(dry_run(args, scratch, snakefile))
+    sources = sorted(set(sizes.dataset_sources.values()))
+    sizes.shard_source = (f"estimated before plan_shards has run: {len(sizes.shard_frames)} shards of "
+                          f"{sum(sizes.shard_frames.values())} frames (frames from {', '.join(sources)})")
+    known = {j.key for j in jobs}
+    added = [j for j in downstream_of(what_if, checkpoint.outputs) if j.key not in known]
+    return added, sizes.shard_source

@@ -1,0 +1,130 @@
+"""`distillery plan` pieces: dry-run parsing, records, units, partition fit, the rule graph, `make dag`."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import pytest
+from workflow_util import ROOT, snakemake, tiny_config
+
+from distillery.plan.dryrun import Job, downstream_of, parse_job_stats, parse_jobs
+from distillery.plan.partition_fit import check_jobs, misfit, parse_gres, parse_sinfo, parse_time_limit
+from distillery.plan.records import read_record
+from distillery.plan.units import WorkSizes, job_units
+
+SINFO = """\
+gpu01|64|512000|gpu:l40s:4(S:0-1)|2-00:00:00
+gpu02|32|256000|gpu:l40s:2|2-00:00:00
+"""
+
+
+@pytest.fixture(scope="module")
+def slurm_dry_run(tmp_path_factory):
+    """`snakemake -n --profile profiles/slurm` of the tiny config, as a user sees it."""
+    workdir = tmp_path_factory.mktemp("slurm_dry")
+    return snakemake(workdir, "-n", "--profile", str(ROOT / "profiles" / "slurm"), config=tiny_config())
+
+
+def test_jobs_and_counts_of_a_real_dry_run(slurm_dry_run):
+    text = slurm_dry_run.stdout + slurm_dry_run.stderr
+    jobs = parse_jobs(text)
+    counts = parse_job_stats(text)
+    assert counts and sum(counts.values()) == len(jobs)
+    assert {j.rule: sum(1 for k in jobs if k.rule == j.rule) for j in jobs} == counts
+    plan = next(j for j in jobs if j.rule == "plan_shards")
+    assert plan.checkpoint and plan.outputs == ["results/shards/plan"]
+    synth = [j for j in jobs if j.rule == "synthesize_world"]
+    assert {j.wildcards["dataset"] for j in synth} == {"corridors", "rooms"}
+    assert all(j.resources["slurm_partition"] == "l40s_public" and j.resource_int("mem_mb") > 0 for j in synth)
+
+
+def test_downstream_follows_files_inside_a_checkpoint_folder():
+    pack = Job("pack_shard", inputs=["results/shards/plan/shard-00000.jsonl"], outputs=["results/shards/s0.h5"])
+    teach = Job("teach", inputs=["results/shards/s0.h5"], outputs=["t.h5"])
+    other = Job("synth", outputs=["results/synth/x"])
+    assert downstream_of([other, pack, teach], ["results/shards/plan"]) == [pack, teach]
+
+
+def test_record_is_the_mean_of_its_rows(tmp_path):
+    path = tmp_path / "shard-00001.tsv"
+    path.write_text("s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
+                    "2.0\t0:00:02\t100.5\t200\t90\t95\t0.1\t0.2\t50.0\t1.5\n"
+                    "4.0\t0:00:04\t120.5\t200\t90\t95\t0.1\t0.2\t50.0\t2.5\n")
+    record = read_record(path)
+    assert (record.wall_s, record.cpu_s, record.name) == (3.0, 2.0, "shard-00001")
+    (tmp_path / "empty.tsv").write_text("")
+    assert read_record(tmp_path / "empty.tsv") is None
+
+
+def test_units_follow_wildcards_then_rule_then_job():
+    sizes = WorkSizes(dataset_frames={"a": 10, "b": 5}, shard_frames={"shard-00000": 4},
+                      training={"v": {"epochs": 3, "samples_per_epoch": 20}})
+    assert job_units(Job("teacher_depth", wildcards={"teacher": "t", "shard": "shard-00000"}), sizes) == (4, "frames")
+    assert job_units(Job("index_dataset", wildcards={"dataset": "b"}), sizes) == (5, "frames")
+    assert job_units(Job("merge_manifest"), sizes) == (15, "frames")
+    assert job_units(Job("train_student", wildcards={"version": "v"}), sizes) == (60, "samples")
+    assert job_units(Job("some_new_rule", wildcards={"x": "y"}), sizes) == (1, "job")
+    assert job_units(Job("pack_shard", wildcards={"shard": "unknown"}), sizes) == (1, "job")
+
+
+def test_sinfo_parsing():
+    nodes = parse_sinfo(SINFO)
+    assert [(n.name, n.cpus, n.mem_mb, n.gpus) for n in nodes] == [
+        ("gpu01", 64, 512000, {"l40s": 4}), ("gpu02", 32, 256000, {"l40s": 2})]
+    assert nodes[0].time_limit_min == 2 * 24 * 60
+    assert parse_time_limit("infinite") == float("inf") and parse_time_limit("30:00") == 30
+    assert parse_gres("(null)") == {} and parse_gres("gpu:2,mps:100") == {"": 2}
+
+
+def test_misfit_names_the_request_and_the_largest_node():
+    nodes = parse_sinfo(SINFO)
+    ok = {"cpus": 8, "mem_mb": 64000, "gpus": 1, "gpu_model": "l40s", "runtime_min": 720}
+    assert misfit(ok, nodes) is None
+    too_big = dict(ok, cpus=96)
+    assert "96 CPUs" in misfit(too_big, nodes) and "gpu01" in misfit(too_big, nodes)
+    assert "a100" in misfit(dict(ok, gpu_model="a100"), nodes)
+    assert "allows 2880 min" in misfit(dict(ok, runtime_min=5000), nodes)
+
+
+def test_jobs_of_a_slurm_dry_run_checked_against_a_small_partition(slurm_dry_run):
+    jobs = parse_jobs(slurm_dry_run.stdout + slurm_dry_run.stderr)
+    small = parse_sinfo("node1|2|4000|(null)|infinite\n")
+    misfits, notes = check_jobs(jobs, query=lambda partition: small)
+    assert not notes
+    by_rule = {m["rule"]: m for m in misfits}
+    assert "train_student" in by_rule and "8 CPUs" in by_rule["train_student"]["reason"]
+    assert "synthesize_world" not in by_rule  # 1 CPU, 2000 MB fits
+
+    def unreachable(partition):
+        raise RuntimeError("sinfo not found: not on a Slurm login node")
+
+    misfits, notes = check_jobs(jobs, query=unreachable)
+    assert not misfits and "not checked" in notes[0]
+
+
+@pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz not installed (make setup installs it as root)")
+def test_rulegraph_svg_draws_every_rule(tmp_path):
+    from distillery.plan import rulegraph_svg
+
+    cfg = tmp_path / "config.yaml"
+    snakemake(tmp_path, "--rulegraph", config=tiny_config())  # writes config.yaml
+    svg = rulegraph_svg(tmp_path, cfg)
+    assert svg.startswith("<svg") and svg.rstrip().endswith("</svg>")
+    for rule in ("synthesize_world", "index_dataset", "plan_shards", "merge_manifest"):
+        assert rule in svg
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make not installed")
+def test_make_setup_installs_graphviz_and_make_dag_writes_svgs(tmp_path):
+    dry = subprocess.run(["make", "-n", "-o", ".venv/.installed", "setup"], cwd=ROOT, capture_output=True,
+                         text=True, check=True)
+    assert "apt-get install" in dry.stdout and "graphviz" in dry.stdout
+    if shutil.which("dot") is None:
+        pytest.skip("Graphviz not installed: `make setup` installs it as root")
+    dag, rules = tmp_path / "dag.svg", tmp_path / "rules.svg"
+    # .venv/.installed counts as up to date: this test runs inside the set-up venv.
+    subprocess.run(["make", "-o", ".venv/.installed", "dag", f"DAG_SVG={dag}", f"RULES_SVG={rules}"], cwd=ROOT,
+                   capture_output=True, text=True, check=True, timeout=300)
+    for svg in (dag, rules):
+        assert svg.stat().st_size > 0 and "<svg" in svg.read_text() and "plan_shards" in svg.read_text()
