@@ -50,14 +50,28 @@ def references(batch: dict) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     return refs
 
 
-def regions(reference: torch.Tensor, valid: torch.Tensor, trusted: torch.Tensor) -> dict[str, torch.Tensor]:
-    """region name -> mask (within `valid`) for one reference; `trusted` is the fusion ToF gate."""
-    out = {"all": valid}
-    for name, (lo, hi) in RANGE_BINS.items():
-        out[name] = valid & (reference >= lo) & (reference < hi)
-    out["tof_invalid"] = valid & ~trusted
-    out["tof_valid"] = valid & trusted
-    return out
+# Each valid pixel falls in one cell: (range bin: 0 outside the bins, 1.. the bins) x (ToF trusted or not).
+# A region is a union of cells, so every region's sums are sums of cell sums.
+NUM_CELLS = 2 * (len(RANGE_BINS) + 1)
+
+
+def region_cells() -> torch.Tensor:
+    """[NUM_CELLS, len(REGIONS)] float64: 1 where a cell belongs to a region."""
+    matrix = torch.zeros(NUM_CELLS, len(REGIONS), dtype=torch.float64)
+    for cell in range(NUM_CELLS):
+        bin_index, trusted = divmod(cell, 2)
+        member = {"all": True, "tof_invalid": not trusted, "tof_valid": bool(trusted)}
+        member.update({name: bin_index == k for k, name in enumerate(RANGE_BINS, 1)})
+        matrix[cell] = torch.tensor([float(member[r]) for r in REGIONS], dtype=torch.float64)
+    return matrix
+
+
+def cells(reference: torch.Tensor, valid: torch.Tensor, trusted: torch.Tensor) -> torch.Tensor:
+    """The cell of every pixel for one reference (int64, -1 outside `valid`); `trusted` is the fusion gate."""
+    bins = torch.zeros_like(reference, dtype=torch.int64)
+    for k, (lo, hi) in enumerate(RANGE_BINS.values(), 1):
+        bins = torch.where((reference >= lo) & (reference < hi), k, bins)
+    return torch.where(valid, 2 * bins + trusted.long(), -1)
 
 
 def batch_trusted(batch: dict) -> torch.Tensor:

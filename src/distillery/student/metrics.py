@@ -31,34 +31,39 @@ TOF_EVAL_RANGE_M = (0.1, 5.0)
 DEPTH_SUMS = ("pixels", "squared_error", "abs_error", "abs_rel", "delta1", "delta2", "delta3")
 
 
-def pixel_errors(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-    """Per-pixel squared, absolute and relative error and the three delta hits, float64 [B, P, 6],
-    zero outside `valid`. Predictions are clamped to at least 1e-6 m (AbsRel and the delta ratios
-    need a positive value); `valid` must exclude reference pixels <= 0."""
-    b = pred.shape[0]
-    valid = valid.reshape(b, -1)
-    p = pred.detach().double().reshape(b, -1).clamp_min(1e-6)
-    t = torch.where(valid, target.detach().double().reshape(b, -1), torch.ones_like(p))
-    err = torch.where(valid, p - t, torch.zeros_like(p)).abs()
-    ratio = torch.maximum(p / t, t / p)
-    hits = [(ratio < 1.25**k) & valid for k in (1, 2, 3)]
-    return torch.stack([err * err, err, err / t, *(h.double() for h in hits)], dim=2)
+def pixel_errors(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """The additive terms of DEPTH_SUMS per pixel, float64 [n, len(DEPTH_SUMS)], for 1-D valid pixels.
 
-
-def region_depth_sums(pred: torch.Tensor, target: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
-    """depth_sums of each frame over each of R masks [B, R, ...], float64 [B, R, len(DEPTH_SUMS)].
-
-    The per-pixel errors are computed once and summed per region by one batched product.
+    Predictions are clamped to at least 1e-6 m (AbsRel and the delta ratios need a positive
+    value); targets must be > 0.
     """
-    b, r = masks.shape[:2]
-    masks = masks.reshape(b, r, -1).double()
-    errors = pixel_errors(pred, target, masks.sum(1) > 0)
-    return torch.cat([masks.sum(2, keepdim=True), torch.bmm(masks, errors)], dim=2)
+    p = pred.detach().double().clamp_min(1e-6)
+    t = target.detach().double()
+    err = (p - t).abs()
+    ratio = torch.maximum(p / t, t / p)
+    return torch.stack([torch.ones_like(p), err * err, err, err / t, (ratio < 1.25).double(),
+                        (ratio < 1.25**2).double(), (ratio < 1.25**3).double()], dim=1)
+
+
+def cell_depth_sums(pred: torch.Tensor, target: torch.Tensor, cells: torch.Tensor, num_cells: int) -> torch.Tensor:
+    """depth_sums of each frame of a batch per cell, float64 [B, num_cells, len(DEPTH_SUMS)].
+
+    `cells` (int, shaped like pred) puts each pixel into one cell 0..num_cells-1, or -1 to skip it;
+    each valid pixel's errors are computed once and added to its cell in one index_add.
+    """
+    b = pred.shape[0]
+    cells = cells.reshape(b, -1)
+    keep = cells >= 0
+    frame = torch.arange(b, device=pred.device)[:, None].expand_as(cells)[keep]
+    errors = pixel_errors(pred.reshape(b, -1)[keep], target.reshape(b, -1)[keep])
+    out = torch.zeros(b * num_cells, len(DEPTH_SUMS), dtype=torch.float64, device=pred.device)
+    return out.index_add_(0, frame * num_cells + cells[keep], errors).reshape(b, num_cells, -1)
 
 
 def frame_depth_sums(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """depth_sums of each frame of a batch [B, ...] over its mask, float64 [B, len(DEPTH_SUMS)]."""
-    return region_depth_sums(pred, target, mask.reshape(mask.shape[0], 1, -1))[:, 0]
+    cells = torch.where(mask, 0, -1).reshape(pred.shape)
+    return cell_depth_sums(pred, target, cells, 1)[:, 0]
 
 
 def depth_sums(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
