@@ -347,3 +347,101 @@ def evaluation_args():
 
 def evaluation_gpus():
     return int(EVALUATION["device"] == "cuda")
+
+
+# Job resources: what each job asks a cluster for, from this one table, sized by what the job really
+# runs (a simulated teacher is numpy on one CPU, a real one a network on a GPU). Memory (MB) and runtime
+# (minutes) are those of the first attempt; each retry multiplies both (a job killed for memory comes back
+# with more), capped on Slurm at the partition's largest node. CPUs are the rules' threads, GPUs the
+# generic `gpu`. Partitions and the GPU model come from the profile's default-resources (profiles/slurm):
+# jobs with GPUs go to `gpu_partition`, the rest to `slurm_partition`, and zero-GPU jobs carry no GPU
+# field. On Slurm, a job no node of its partition can hold stops the run before it is submitted
+# (src/distillery/cluster.py), naming the rule, the request and the partition's largest node.
+from distillery import cluster as slurm_fit
+
+JOB_SIZES = {
+    "synthesize_world": (2000, 60),
+    "extract_bag": (4000, 120),
+    "index_dataset": (2000, 30),
+    "plan_shards": (2000, 30),
+    "pack_shard": (2000, 60),
+    "merge_manifest": (4000, 120),
+    "teacher_sim": (2000, 30),  # simulated teacher (any task) and its sanity gate
+    "teacher_real": (32000, 240),  # a real network: weights, activations, DataLoader workers
+    "train_cpu": (8000, 720),
+    "train_gpu": (32000, 720),
+    "evaluate_version": (4000, 60),
+    "report": (4000, 30),
+    "export": (4000, 30),  # ONNX export, INT8 calibration and quantisation, fused graph
+    "deploy_small": (1000, 10),  # model card, bundle
+    "deploy_gpu": (8000, 60),  # TensorRT engine build and latency
+}
+
+
+def _profile_default(name):
+    """A default-resources value of the profile in use (None when it sets none)."""
+    res = workflow.resource_settings.default_resources
+    value = res.get(name) if res is not None else None
+    raw = getattr(value, "raw", value)
+    return str(raw).strip("'\"") or None if raw is not None else None
+
+
+def _on_slurm():
+    plugin = workflow.executor_plugin
+    return plugin is not None and plugin.name == "slurm"
+
+
+def _resolve(value, wildcards):
+    return value(wildcards) if callable(value) else value
+
+
+def job_resources(size, gpu=0):
+    """A rule's resources: `size` names a JOB_SIZES row (or is a function of the wildcards that does),
+    `gpu` is the GPU count (or a function of the wildcards)."""
+
+    def gpus(wildcards):
+        return int(_resolve(gpu, wildcards))
+
+    def partition(wildcards):
+        return (gpus(wildcards) and _profile_default("gpu_partition")) or _profile_default("slurm_partition")
+
+    def mem_mb(wildcards, attempt):
+        mem = JOB_SIZES[_resolve(size, wildcards)][0]
+        if attempt > 1 and _on_slurm() and partition(wildcards):
+            node_max = max(n.mem_mb for n in slurm_fit.partition_nodes(partition(wildcards)))
+            return max(mem, min(mem * attempt, node_max))
+        return mem * attempt
+
+    def runtime(wildcards, attempt):
+        return JOB_SIZES[_resolve(size, wildcards)][1] * attempt
+
+    def gpu_model(wildcards):
+        return _profile_default("gpu_type") if gpus(wildcards) else None
+
+    def slurm_partition(wildcards, attempt, threads, rulename):
+        name = partition(wildcards)
+        if name and _on_slurm():
+            request = slurm_fit.Request(threads, mem_mb(wildcards, attempt), gpus(wildcards), gpu_model(wildcards))
+            slurm_fit.check_request(rulename, request, name)
+        return name
+
+    return {"mem_mb": mem_mb, "runtime": runtime, "gpu": gpus, "gpu_model": gpu_model,
+            "slurm_partition": slurm_partition}
+
+
+def teacher_size(wildcards):
+    """sim or real row of JOB_SIZES, by the teacher's backend."""
+    return "teacher_real" if _teacher_real(wildcards.teacher) else "teacher_sim"
+
+
+def train_size(wildcards):
+    return "train_gpu" if train_gpus(wildcards) else "train_cpu"
+
+
+def train_threads(wildcards):
+    """CPUs of a training job: per process (one per GPU, or one on the CPU) the trainer and its DataLoader
+    workers, which decode and augment frames while it steps."""
+    from distillery.student.config import TrainConfig
+
+    workers = train_version(wildcards).get("num_workers", TrainConfig.num_workers)
+    return (int(workers) + 1) * max(train_gpus(wildcards), 1)

@@ -69,8 +69,7 @@ rule export_onnx:
         "results/benchmarks/export_onnx/{version}.tsv"
     threads: 2
     resources:
-        mem_mb=4000,
-        runtime=30,
+        **job_resources("export"),
     conda:
         "../../envs/train.yaml"
     shell:
@@ -92,8 +91,7 @@ rule calibration_set:
     benchmark:
         "results/benchmarks/calibration_set/{version}.tsv"
     resources:
-        mem_mb=2000,
-        runtime=15,
+        **job_resources("export"),
     conda:
         "../../envs/train.yaml"
     shell:
@@ -121,8 +119,7 @@ rule quantize_int8:
         "results/benchmarks/quantize_int8/{version}.tsv"
     threads: 2
     resources:
-        mem_mb=4000,
-        runtime=30,
+        **job_resources("export"),
     conda:
         "../../envs/train.yaml"
     shell:
@@ -146,8 +143,7 @@ rule fused_graph:
         "results/benchmarks/fused_graph/{version}.tsv"
     threads: 2
     resources:
-        mem_mb=4000,
-        runtime=30,
+        **job_resources("export"),
     conda:
         "../../envs/train.yaml"
     shell:
@@ -176,8 +172,7 @@ rule model_card:
     benchmark:
         "results/benchmarks/model_card/{version}.tsv"
     resources:
-        mem_mb=1000,
-        runtime=10,
+        **job_resources("deploy_small"),
     conda:
         "../../envs/train.yaml"
     shell:
@@ -205,8 +200,7 @@ rule jetson_bundle:
     benchmark:
         "results/benchmarks/jetson_bundle/{version}.tsv"
     resources:
-        mem_mb=1000,
-        runtime=10,
+        **job_resources("deploy_small"),
     conda:
         "../../envs/train.yaml"
     shell:
@@ -227,9 +221,7 @@ rule build_engine:
     benchmark:
         "results/benchmarks/build_engine/{version}/{precision}.tsv"
     resources:
-        gpu=1,
-        mem_mb=8000,
-        runtime=60,
+        **job_resources("deploy_gpu", gpu=1),
     shell:
         "distillery engine-build --onnx {input.onnx} --precision {wildcards.precision} "
         "--out {output.engine} --meta {output.meta} > {log} 2>&1 || {{ cat {log} >&2; exit 1; }}"
@@ -249,9 +241,7 @@ rule engine_latency:
     benchmark:
         "results/benchmarks/engine_latency/{version}/{precision}.tsv"
     resources:
-        gpu=1,
-        mem_mb=8000,
-        runtime=30,
+        **job_resources("deploy_gpu", gpu=1),
     shell:
         "distillery engine-bench --engine {input.engine} --frames {input.calibration} "
         "--warmup {params.warmup} --runs {params.runs} --out {output.latency} "

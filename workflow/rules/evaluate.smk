@@ -19,9 +19,7 @@ rule evaluate_version:
         "results/benchmarks/evaluate_version/{version}/{dataset}.tsv"
     threads: 2
     resources:
-        gpu=evaluation_gpus(),
-        mem_mb=4000,
-        runtime=60,
+        **job_resources("evaluate_version", gpu=evaluation_gpus()),
     conda:
         "../../envs/train.yaml"
     shell:

@@ -13,8 +13,7 @@ rule extract_bag:
     benchmark:
         "results/benchmarks/extract_bag/{dataset}.tsv"
     resources:
-        mem_mb=4000,
-        runtime=120,
+        **job_resources("extract_bag"),
     conda:
         "../../envs/ingest.yaml"
     shell:
@@ -35,8 +34,7 @@ rule index_dataset:
     benchmark:
         "results/benchmarks/index_dataset/{dataset}.tsv"
     resources:
-        mem_mb=2000,
-        runtime=30,
+        **job_resources("index_dataset"),
     conda:
         "../../envs/ingest.yaml"
     shell:
@@ -60,8 +58,7 @@ checkpoint plan_shards:
     benchmark:
         "results/benchmarks/plan_shards/plan_shards.tsv"
     resources:
-        mem_mb=4000,
-        runtime=30,
+        **job_resources("plan_shards"),
     conda:
         "../../envs/ingest.yaml"
     shell:
@@ -85,8 +82,7 @@ rule pack_shard:
     benchmark:
         "results/benchmarks/pack_shard/{shard}.tsv"
     resources:
-        mem_mb=2000,
-        runtime=60,
+        **job_resources("pack_shard"),
     conda:
         "../../envs/ingest.yaml"
     shell:

@@ -19,8 +19,7 @@ rule merge_manifest:
     benchmark:
         "results/benchmarks/merge_manifest/merge_manifest.tsv"
     resources:
-        mem_mb=4000,
-        runtime=120,
+        **job_resources("merge_manifest"),
     conda:
         "../../envs/ingest.yaml"
     shell:

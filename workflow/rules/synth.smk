@@ -11,8 +11,7 @@ rule synthesize_world:
     benchmark:
         "results/benchmarks/synthesize_world/{dataset}.tsv"
     resources:
-        mem_mb=2000,
-        runtime=60,
+        **job_resources("synthesize_world"),
     conda:
         "../../envs/ingest.yaml"
     shell:

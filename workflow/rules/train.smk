@@ -17,11 +17,9 @@ rule train_student:
         "logs/train_student/{version}.log",
     benchmark:
         "results/benchmarks/train_student/{version}.tsv"
-    threads: 4
+    threads: train_threads
     resources:
-        gpu=train_gpus,
-        mem_mb=8000,
-        runtime=720,
+        **job_resources(train_size, gpu=train_gpus),
     conda:
         "../../envs/train.yaml"
     shell:
