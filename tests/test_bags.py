@@ -142,12 +142,15 @@ def test_distortion_and_missing_transform_have_their_ways_out(tmp_path):
         assert np.array_equal(np.load(tmp_path / "b" / name), np.load(tmp_path / "c" / name))
 
 
-@pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
-def test_truncated_bag_keeps_its_readable_prefix_and_reports_the_count(tmp_path, storage):
-    whole = storage_file(write_bag(tmp_path / "bag", BagSpec(storage=storage, frames=8)))
-    cut = tmp_path / f"cut{whole.suffix}"
+@pytest.mark.parametrize("storage, in_folder", [("mcap", False), ("sqlite3", False), ("mcap", True)])
+def test_truncated_bag_keeps_its_readable_prefix_and_reports_the_count(tmp_path, storage, in_folder):
+    """A recording cut short: a bare storage file, or the bag folder with its metadata.yaml."""
+    folder = write_bag(tmp_path / "bag", BagSpec(storage=storage, frames=8))
+    whole = storage_file(folder)
+    cut = whole if in_folder else tmp_path / f"cut{whole.suffix}"
     data = whole.read_bytes()
     cut.write_bytes(data[: len(data) * 6 // 10])
+    cut = folder if in_folder else cut
     proc = distillery("extract-bag", str(cut), "--out", str(tmp_path / "out"), "--quiet", *TOPICS)
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
     assert summary["truncated"] is True and summary["readable_messages"] > 0

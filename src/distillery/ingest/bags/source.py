@@ -45,7 +45,7 @@ class BagSource:
     """The topics of one bag and a way to read their raw messages in recorded order."""
 
     path: Path
-    storage: Path
+    storage: list[Path]  # storage files in recording order (a split recording has several)
     topics: dict[str, Topic] = field(default_factory=dict)
     truncated: bool = False
     salvaged: int = 0
@@ -70,7 +70,8 @@ class BagSource:
     def messages(self, topics: set[str]) -> Iterator[tuple[str, int, bytes]]:
         """(topic, record time ns, raw CDR) of the wanted topics, in storage order."""
         if self.truncated:
-            yield from _salvage_messages(self.storage, topics)
+            for storage in self.storage:
+                yield from _salvage_messages(storage, topics)
             return
         with AnyReader([self.path], default_typestore=self.typestore) as reader:
             conns = [c for c in reader.connections if c.topic in topics]
@@ -78,14 +79,15 @@ class BagSource:
                 yield conn.topic, stamp, raw
 
 
-def _storage_file(path: Path) -> Path:
-    """The storage file of a bag path (a bag directory holds one or more; the first is used when truncated)."""
+def _storage_files(path: Path) -> list[Path]:
+    """The storage files of a bag path, in recording order (`name_0.mcap`, `name_1.mcap`, ...)."""
     if path.is_file():
-        return path
-    files = sorted(p for p in path.iterdir() if p.suffix in STORAGE_SUFFIXES)
+        return [path]
+    files = sorted((p for p in path.iterdir() if p.suffix in STORAGE_SUFFIXES),
+                   key=lambda p: (len(p.stem), p.stem))
     if not files:
         raise BagError(f"{path}: not a ROS 2 bag (no .mcap or .db3 file, no metadata.yaml)")
-    return files[0]
+    return files
 
 
 def open_bag(path: str | Path) -> BagSource:
@@ -98,7 +100,7 @@ def open_bag(path: str | Path) -> BagSource:
                        f"(rosbags-convert --src {path.name} --dst <folder> [--dst-storage mcap])")
     if path.is_file() and path.suffix not in STORAGE_SUFFIXES:
         raise BagError(f"{path}: unknown bag file type {path.suffix!r} (expected .mcap, .db3 or a bag directory)")
-    source = BagSource(path, _storage_file(path))
+    source = BagSource(path, _storage_files(path))
     try:
         with AnyReader([path], default_typestore=source.typestore) as reader:
             source.topics = {c.topic: Topic(c.topic, c.msgtype, c.msgcount) for c in reader.connections}
@@ -109,9 +111,11 @@ def open_bag(path: str | Path) -> BagSource:
         reason = str(exc)
     source.truncated = True
     counts: dict[str, int] = {}
-    types = _salvage_types(source.storage)
+    types: dict[str, str] = {}
+    for storage in source.storage:
+        types.update(_salvage_types(storage))
     try:
-        for topic, _, _ in _salvage_messages(source.storage, set(types)):
+        for topic, _, _ in source.messages(set(types)):
             counts[topic] = counts.get(topic, 0) + 1
     except Exception as exc:  # noqa: BLE001 - nothing readable at all
         raise BagError(f"{path}: damaged bag with no readable messages ({reason}; {exc})") from None
