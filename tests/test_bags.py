@@ -215,3 +215,23 @@ def test_bag_dataset_entry_is_extracted_then_indexed_by_the_workflow(tmp_path):
     assert all(r["layout"] == "native" and r["confidence"] for r in index)
     report = json.loads((tmp_path / "wf" / "results" / "bags" / "robot" / "extract.json").read_text())
     assert report["settings"]["sequence_seconds"] == 0.15
+
+
+def test_undistort_brings_a_distorted_image_back_to_the_pinhole_camera():
+    """A smooth pattern in ideal image coordinates, photographed through plumb_bob distortion."""
+    from distillery.ingest.bags.geometry import _distort, undistort
+
+    k, d = K_COLOUR, np.array([0.12, -0.05, 0.002, -0.001, 0.01])
+    v, u = np.mgrid[0:k.height, 0:k.width].astype(np.float64)
+    pattern = lambda x, y: 128 + 100 * np.sin(6 * x) * np.cos(5 * y)  # noqa: E731
+    xd, yd = (u - k.cx) / k.fx, (v - k.cy) / k.fy
+    x, y = xd.copy(), yd.copy()
+    for _ in range(30):  # invert the distortion: the ideal point each distorted pixel sees
+        fx, fy = _distort(x, y, "plumb_bob", d)
+        x, y = x + (xd - fx), y + (yd - fy)
+    photo = np.rint(pattern(x, y)).astype(np.uint8)[..., None].repeat(3, -1)
+    out = undistort(photo, k, "plumb_bob", d, nearest=False)[..., 0].astype(np.float64)
+    ideal = pattern((u - k.cx) / k.fx, (v - k.cy) / k.fy)
+    inside = out > 0
+    assert inside.mean() > 0.9 and np.abs(out - ideal)[inside].max() < 3.0
+    assert np.abs(photo[..., 0] - ideal).max() > 8  # without undistortion the error is several times larger

@@ -167,9 +167,23 @@ def _sequence_of(stamps: list[int], seconds: float | None) -> list[int]:
 
 @dataclass
 class Plan:
+    """Which messages make which frame: pairs in colour-stamp order, their sequence and frame number."""
+
     pairs: list[tuple[int, int]]
     sequences: list[int]
     confidence: dict[int, int]  # depth stamp -> confidence stamp
+
+    numbers: list[int] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        seen: dict[int, int] = {}
+        for seq in self.sequences:
+            self.numbers.append(seen.get(seq, 0))
+            seen[seq] = self.numbers[-1] + 1
+
+    def frame_number(self, index: int) -> int:
+        """Position of pair `index` in its sequence: ids follow header stamps, not storage order."""
+        return self.numbers[index]
 
 
 def _write_frame(folder: Path, frame_id: str, rgb: np.ndarray, depth: np.ndarray, conf: np.ndarray | None) -> None:
@@ -224,7 +238,7 @@ class Writer:
             depth, conf = geometry.reproject_depth(depth, kd, kc, self.t_cd, conf)
         seq = self.plan.sequences[index]
         folder = self.folder(seq)
-        frame_id = f"{self.counts[seq]:06d}"
+        frame_id = f"{self.plan.frame_number(index):06d}"
         _write_frame(folder, frame_id, rgb, depth, conf)
         self.counts[seq] += 1
         ns = self.plan.pairs[index][0]
@@ -234,6 +248,7 @@ class Writer:
         k = self.cams["color"].intrinsics.to_dict()
         for seq, lines in self.stamps.items():
             folder = self.folder(seq)
+            lines.sort()
             (folder / "intrinsics.json").write_text(json.dumps(k) + "\n")
             (folder / "timestamps.txt").write_text("\n".join(lines) + "\n")
 
