@@ -32,11 +32,15 @@ def test_stretch_scales_axes_apart():
     assert k.fx == pytest.approx(25.0) and k.fy == pytest.approx(100 / 3)
 
 
-def test_depth_is_resampled_nearest_so_invalid_never_blends():
+def test_invalid_depth_never_blends_into_valid_depth():
     frame = _frame(480, 640)
     frame.depth[:, ::2] = 0.0  # every other column invalid
     out, _ = resize_frame(frame, Intrinsics(1, 1, 0, 0, 640, 480), 240, 320, "crop")
-    assert set(np.unique(out.depth[out.depth > 0] % 2)) <= {1.0}  # only original odd-column values survive
+    assert (out.depth[1:] > 0).all()  # half-valid footprints keep their valid half
+    assert set(np.unique(out.depth[1:] % 2)) <= {1.0}  # means of odd-column values only, never of a 0
+    frame.depth[:, 1::4] = 0.0  # now three of four columns invalid: footprints over them are invalid
+    out, _ = resize_frame(frame, Intrinsics(1, 1, 0, 0, 640, 480), 240, 320, "crop")
+    assert (out.depth[:, ::2] == 0).all() and (out.depth[1:, 1::2] > 0).all()
 
 
 def test_unknown_fit_is_rejected():
