@@ -145,3 +145,15 @@ def test_depth_is_resampled_on_the_rgb_geometry():
     edge, _ = resize_frame(DecodedFrame(frame.rgb, step, np.ones_like(step), False),
                            Intrinsics(500, 500, 319.5, 239.5, w, h), 240, 320, "crop")
     assert set(np.unique(edge.depth)) == {1.0, 3.0}
+
+
+def test_float_depth_in_millimetres_stops_with_the_fix(tmp_path):
+    from layouts import make_native
+
+    from distillery.ingest.depthscale import DepthScaleError
+
+    root = make_native(tmp_path / "mm", n_frames=3, depth_m=850.0)  # .npy written in millimetres
+    with pytest.raises(DepthScaleError, match=r"median valid depth over 3 sampled frames is 850.00 m.*"
+                                              r"--depth-scale 1000.*datasets\[\]\.depth_scale"):
+        read_dataset(root, "mm")
+    assert read_dataset(root, "mm", options=reader_options(1000, None)).frames

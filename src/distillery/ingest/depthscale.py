@@ -65,7 +65,8 @@ def raw_median(frames: list[FrameRef], n: int = SAMPLE_FRAMES) -> tuple[float | 
 def likely_scales(raw: float, encoding: str) -> list[tuple[float, float]]:
     """(scale, median metres) of the known scales that give a plausible median, most typical first."""
     lo, hi = PLAUSIBLE_M
-    candidates = [s for s in KNOWN_SCALES if (s == 1.0) == (encoding == "npy")]
+    # Float arrays hold metres or millimetres; integer PNGs never hold metres.
+    candidates = [1.0, 1000.0] if encoding == "npy" else [s for s in KNOWN_SCALES if s != 1.0]
     fits = [(s, raw / s) for s in candidates if lo <= raw / s <= hi]
     return sorted(fits, key=lambda sm: abs(math.log(sm[1] / 2.0)))
 
