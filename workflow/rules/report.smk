@@ -1,0 +1,27 @@
+# The lineage report: every built version on every evaluation set, one self-contained HTML page
+# (results/report/lineage.html) and a markdown summary (docs/lineage.md).
+
+
+rule report:
+    input:
+        unpack(report_inputs),
+    output:
+        html="results/report/lineage.html",
+        md="results/report/lineage.md",
+    params:
+        lineage=report_lineage(),
+        checkpoints=report_checkpoint_args(),
+        deploy_dir="results/deploy",
+        frames=3,
+    log:
+        "logs/report/report.log",
+    benchmark:
+        "results/benchmarks/report/report.tsv"
+    resources:
+        **job_resources("report"),
+    conda:
+        "../../envs/train.yaml"
+    shell:
+        "distillery report --evaluations {input.evaluations} --lineage {params.lineage} "
+        "--manifest {input.manifest} {params.checkpoints} --deploy-dir {params.deploy_dir} "
+        "--frames {params.frames} --out-html {output.html} --out-md {output.md} > {log} 2>&1"
