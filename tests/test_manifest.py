@@ -120,6 +120,9 @@ def test_same_frame_in_two_shards_is_refused(tmp_path):
         _merge(tmp_path, paths, qs)
 
 
+TEACHER = {"id": "t", "task": "depth", "backend": "sim_da3", "kind": "metric", "settings": {}}
+
+
 def test_layers_fill_teacher_slots_of_their_shard_rows(tmp_path):
     from distillery.manifest import create_layer
 
@@ -129,7 +132,7 @@ def test_layers_fill_teacher_slots_of_their_shard_rows(tmp_path):
         keys = [k.decode() for k in s["key"][:]]
     layer_path = tmp_path / "s1.teachers.h5"
     with h5py.File(layer_path, "w") as f:
-        create_layer(f, "s1", keys, 24, 32, ("teacher_depth", "teacher_label"), boxes=True)
+        create_layer(f, "s1", keys, 24, 32, ("teacher_depth", "teacher_label"), boxes=True, teacher=TEACHER)
         f["teacher_depth"][1] = np.full((24, 32), 2.5, np.float16)
         f["has_teacher_depth"][1] = True
         f["teacher_label"][:] = 3
@@ -155,7 +158,7 @@ def test_layer_of_a_repacked_shard_is_refused(tmp_path):
     rows = write_frames(tmp_path / "raw", 3)
     paths, qs = _pack(tmp_path, [rows])
     with h5py.File(tmp_path / "l.h5", "w") as f:
-        create_layer(f, "s0", ["ds/seq/x", "ds/seq/y", "ds/seq/z"], 24, 32, ("teacher_depth",))
+        create_layer(f, "s0", ["ds/seq/x", "ds/seq/y", "ds/seq/z"], 24, 32, ("teacher_depth",), teacher=TEACHER)
     out = tmp_path / "manifest"
     with pytest.raises(ValueError, match="differ"):
         merge_manifest(paths, qs, str(out / "m.h5"), str(out / "m.jsonl"), str(out / "q.jsonl"),

@@ -29,6 +29,7 @@ class Recording:
         self.stage, self.fail_keys, self.die_on_batch = stage, set(fail_keys), die_on_batch
         self.seen, self.batches = [], 0
         self.task, self.reads, self.simulated, self.runtime = stage.task, stage.reads, stage.simulated, Runtime()
+        self.kind = getattr(stage, "kind", lambda: None)
 
     def predict(self, batch):
         self.batches += 1

@@ -74,14 +74,56 @@ def test_a_sim_teacher_on_a_frame_without_truth_fails_clearly(frames):
         build_teacher({"backend": "sim_da3"}).predict(batch)
 
 
+def models(*entries):
+    return {"models": [dict(e, id=e.get("id", e["backend"])) for e in entries]}
+
+
+SIMS = ({"backend": "sim_da3"}, {"backend": "sim_da2"}, {"backend": "sim_yolo"}, {"backend": "sim_sam2"})
+
+
 def test_config_checks_name_the_wrong_key():
-    good = {"depth": {"backend": "sim_da3"}, "detect": {"backend": "sim_yolo"}, "segment": {"backend": "sim_sam2"}}
-    check_config(good)
-    with pytest.raises(ValueError, match="teachers.detect.backend: 'sim_da3' is a depth backend"):
-        check_config(dict(good, detect={"backend": "sim_da3"}))
-    with pytest.raises(ValueError, match="teachers.depth.*process_res"):
-        check_config(dict(good, depth={"backend": "sim_da3", "process_res": 504}))
-    with pytest.raises(ValueError, match="teachers.depth.weights is required"):
-        check_config(dict(good, depth={"backend": "da3"}))
-    with pytest.raises(ValueError, match="teachers.depth: 'sim_da2' gives relative_inverse"):
-        check_config(dict(good, depth={"backend": "sim_da2"}))
+    roles = check_config(models(*SIMS))
+    assert {r: e["id"] for r, e in roles.items()} == {"metric_depth": "sim_da3", "relative_depth": "sim_da2",
+                                                     "detect": "sim_yolo", "segment": "sim_sam2"}
+    assert roles["relative_depth"]["kind"] == "relative" and roles["detect"]["task"] == "detect"
+    with pytest.raises(ValueError, match=r"teachers.models\[0\] \(x\).backend: 'sim_da3' is a depth backend"):
+        check_config(models({"id": "x", "backend": "sim_da3", "task": "detect"}))
+    with pytest.raises(ValueError, match=r"teachers.models\[0\].*process_res"):
+        check_config(models({"backend": "sim_da3", "process_res": 504}))
+    with pytest.raises(ValueError, match=r"teachers.models\[0\].*weights is required"):
+        check_config(models({"backend": "da3"}))
+    with pytest.raises(ValueError, match="kind: 'sim_da2' gives relative depth, not 'metric'"):
+        check_config(models({"backend": "sim_da2", "kind": "metric"}))
+    with pytest.raises(ValueError, match="two teachers with id 'sim_da3'"):
+        check_config(models({"backend": "sim_da3"}, {"backend": "sim_da3"}))
+
+
+def test_the_teacher_of_each_role_is_the_only_one_or_the_one_named_by_use():
+    two = models({"backend": "sim_da3"}, {"id": "other", "backend": "sim_da3", "seed": 1})
+    with pytest.raises(ValueError, match=r"2 metric_depth teachers \(\['sim_da3', 'other'\]\).*teachers.use.metric_depth"):
+        check_config(two)
+    assert check_config(dict(two, use={"metric_depth": "other"}))["metric_depth"]["id"] == "other"
+    assert check_config(dict(two, use={"metric_depth": None})) == {}
+    with pytest.raises(ValueError, match="teachers.use.relative_depth: 'other' is a metric_depth teacher"):
+        check_config(dict(two, use={"metric_depth": "other", "relative_depth": "other"}))
+    with pytest.raises(ValueError, match="teachers.use.detect: no teacher with id 'yolo'"):
+        check_config(dict(two, use={"metric_depth": "other", "detect": "yolo"}))
+    with pytest.raises(ValueError, match="segment teacher 'sim_sam2' needs a metric depth and a detect teacher"):
+        check_config(models({"backend": "sim_da2"}, {"backend": "sim_sam2"}))
+    assert set(check_config(models({"backend": "sim_da2"}))) == {"relative_depth"}  # relative depth alone is fine
+    assert check_config({"models": None}) == {}
+
+
+def test_the_config_schema_declares_exactly_the_backends_and_their_settings():
+    import dataclasses
+    from pathlib import Path
+
+    import yaml
+
+    from distillery.teachers.registry import BACKENDS, GENERIC_KEYS, backend_class
+
+    schema = yaml.safe_load((Path(__file__).parents[1] / "workflow/schemas/config.schema.yaml").read_text())
+    teacher = schema["$defs"]["teacher"]["properties"]
+    settings = {f.name for name in BACKENDS for f in dataclasses.fields(backend_class(name).Settings)}
+    assert set(teacher) - set(GENERIC_KEYS) == settings
+    assert set(teacher) >= set(GENERIC_KEYS) and set(teacher["backend"]["enum"]) == set(BACKENDS)

@@ -13,52 +13,72 @@ from distillery.teachers import Runtime
 from distillery.teachers.runner import partial_path, run_shard
 from distillery.teachers.stages import build_stage
 
-SIM_TEACHERS = {"device": "cpu", "precision": "fp32", "weights_cache": "weights", "batch_size": 2,
-                "depth": {"backend": "sim_da3"}, "detect": {"backend": "sim_yolo"}, "segment": {"backend": "sim_sam2"}}
+SIM_MODELS = {"depth": {"id": "depth", "backend": "sim_da3"}, "relative": {"id": "relative", "backend": "sim_da2"},
+              "detect": {"id": "detect", "backend": "sim_yolo"}, "segment": {"id": "segment", "backend": "sim_sam2"}}
 
 
-def teacher_config(**teachers):
-    """Corridors only (12 frames, 3 shards) with simulated teachers."""
-    cfg = tiny_config(teachers=dict(SIM_TEACHERS, **teachers))
+def job_counts(dry_run: str) -> dict[str, int]:
+    """The `Job stats` table of a dry run as {rule: count}."""
+    table = dry_run.split("Job stats:")[1].split("\n\n")[0].splitlines()[3:]
+    return {rule: int(n) for rule, n in (line.split() for line in table) if rule != "total"}
+
+
+def teacher_config(device="cpu", **models):
+    """Corridors only (12 frames, 3 shards) with simulated teachers; `models` replaces entries by role."""
+    entries = [dict(SIM_MODELS[role], **models.get(role, {})) for role in SIM_MODELS]
+    teachers = {"device": device, "precision": "fp32", "weights_cache": "weights", "batch_size": 2,
+                "models": entries}
+    cfg = tiny_config(teachers=teachers)
     cfg["datasets"] = [{"name": "corridors", "synth": {"family": "corridor", "seed": 1, "sequences": 3,
                                                         "frames": 4, "height": 60, "width": 80}}]
     cfg["training"] = {"build": []}  # the default config's demo training is not this test's business
+    cfg["lineage"] = {"roles": {role: "corridors" for role in ("nyu", "sun", "diode", "corridor")}}
     return cfg
 
 
 @pytest.mark.slow
 def test_sim_teachers_fill_every_frame_resume_a_killed_shard_and_the_gate_stops_absurd_depth(tmp_path):
     cfg = teacher_config()
-    snakemake(tmp_path, "--cores", "2", "results/teachers/sanity.json", config=cfg)  # ends --configfile's list
-    shard = tmp_path / "results/shards/shard-00000.h5"
-    layer = tmp_path / "results/teachers/depth/shard-00000.h5"
-    killed = Recording(build_stage("depth", {"backend": "sim_da3"}, Runtime()), die_on_batch=2)
+    snakemake(tmp_path, "--cores", "2", "results/teachers/depth/sanity.json", config=cfg)  # ends --configfile's list
+    names = sorted(p.name.split(".")[0] for p in (tmp_path / "results/shards").glob("shard-*.h5"))
+    first, last = names[0], names[-1]
+    shard = tmp_path / f"results/shards/{first}.h5"
+    layer = tmp_path / f"results/teachers/depth/{first}.h5"
+    killed = Recording(build_stage("depth", SIM_MODELS["depth"], Runtime()), die_on_batch=2)
     with pytest.raises(KeyboardInterrupt):  # the job dies after its first batch of 2 frames
         run_shard(killed, str(shard), str(layer), str(layer.with_suffix(".failures.jsonl")), 2, progress=False)
     assert partial_path(layer).exists() and not layer.exists()
 
     snakemake(tmp_path, config=cfg)
-    log = (tmp_path / "logs/teacher_depth/shard-00000.log").read_text()
+    log = (tmp_path / f"logs/teacher_depth/depth/{first}.log").read_text()
     assert "resuming" in log and json.loads(log.strip().splitlines()[-1])["resumed"] == 2
     assert json.loads(log.strip().splitlines()[-1])["computed"] == 2
     m = Manifest(tmp_path / "results/manifest/manifest.h5")
     assert len(m) == 12
-    assert all(r["has_teacher_depth"] and r["has_seg"] and r["has_boxes"] for r in m.records)
+    assert all(r["has_teacher_depth"] and r["has_teacher_depth_relative"] and r["has_seg"] and r["has_boxes"]
+               for r in m.records)
+    assert [(t["id"], t["backend"], t["kind"]) for t in m.teachers] == [
+        ("depth", "sim_da3", "metric"), ("detect", "sim_yolo", None), ("relative", "sim_da2", "relative"),
+        ("segment", "sim_sam2", None)]
+    assert m.teacher("relative_depth")["weights_sha256"] == "simulated teacher: no weights"
     for row in range(len(m)):
         frame = m.read(row)
         assert np.abs(frame["teacher_depth"] / frame["truth_depth"] - 1).mean() < 0.2
         assert set(np.unique(frame["teacher_label"])) <= {0, 1, 2, 3, 4, 5, 255}
         assert (frame["teacher_label"] == frame["truth_label"]).mean() > 0.6
-    for task in ("depth", "detect", "segment"):
-        assert read_jsonl(tmp_path / f"results/teachers/{task}/shard-00002.failures.jsonl") == []
-        assert (tmp_path / f"results/benchmarks/teacher_{task}/shard-00002.tsv").exists()
+    for teacher, rule in (("depth", "depth"), ("relative", "depth"), ("detect", "detect"), ("segment", "segment")):
+        assert read_jsonl(tmp_path / f"results/teachers/{teacher}/{last}.failures.jsonl") == []
+        assert (tmp_path / f"results/benchmarks/teacher_{rule}/{teacher}/{last}.tsv").exists()
     assert "Nothing to be done" in snakemake(tmp_path, "-n", config=cfg).stdout
+    # One teacher's setting changed: that teacher's gate and layers, then the merge; no other teacher.
+    plan = job_counts(snakemake(tmp_path, "-n", config=teacher_config(relative={"seed": 3})).stdout)
+    assert plan == {"teacher_sanity": 1, "teacher_depth": len(names), "merge_manifest": 1, "all": 1}
 
     real = teacher_config(depth={"backend": "da3", "weights": "random"}, device="cuda")
     sanity_job = snakemake(tmp_path, "-n", config=real).stdout.split("rule teacher_sanity:")[1].split("\n\n")[0]
     assert "gpu=1" in sanity_job and "--device cuda" in sanity_job  # real backends ask for a GPU, sim ones not
 
-    depth_log = tmp_path / "logs/teacher_depth/shard-00000.log"
+    depth_log = tmp_path / f"logs/teacher_depth/depth/{first}.log"
     before = depth_log.stat().st_mtime_ns
     absurd = teacher_config(depth={"backend": "sim_da3", "scale_sigma": 3.0})
     proc = snakemake(tmp_path, config=absurd, check=False)

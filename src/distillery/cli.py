@@ -103,6 +103,10 @@ def _add_merge(sub) -> None:
     p.add_argument("--shards", nargs="+", required=True, help="shard HDF5 files, in order")
     p.add_argument("--quarantines", nargs="*", default=[], help="quarantine reports of index and pack stages")
     p.add_argument("--layers", nargs="*", default=[], help="layer files (teacher outputs per shard) to merge in")
+    p.add_argument("--failures", nargs="*", default=[],
+                   help="teacher failure lists, results/teachers/<teacher>/<shard>.failures.jsonl")
+    p.add_argument("--max-failed-share", type=float, default=1.0,
+                   help="largest tolerated share of a shard's frames one teacher failed on (default 1: no limit)")
     p.add_argument("--out-h5", required=True, help="manifest.h5 to write")
     p.add_argument("--out-jsonl", required=True, help="manifest.jsonl to write")
     p.add_argument("--out-quarantine", required=True, help="combined quarantine report to write")
@@ -118,7 +122,7 @@ def _run_merge(args) -> int:
 
     summary = merge_manifest(args.shards, args.quarantines, args.out_h5, args.out_jsonl, args.out_quarantine,
                              args.out_summary, args.max_bad_share, args.compression_level, not args.quiet,
-                             args.layers)
+                             args.layers, args.failures, args.max_failed_share)
     print(f"manifest: {args.out_h5} ({summary['frames']} frames, {summary['quarantined']} quarantined)")
     return 0
 

@@ -6,6 +6,9 @@ from pathlib import Path
 from snakemake.utils import validate
 
 
+# `teachers: null` means no teachers, as an absent section does (validation fills defaults only into objects).
+if "teachers" in config and config["teachers"] is None:
+    del config["teachers"]
 validate(config, schema="../schemas/config.schema.yaml")
 
 DATASETS = {d["name"]: d for d in config["datasets"]}
@@ -165,44 +168,46 @@ def init_from_arg(wildcards):
 
 
 # Teachers (docs/teachers.md). Checked at DAG build: backends fit their tasks and settings their
-# backends, and a weights file given as a local path exists (hub weights are download_weights outputs).
+# backends, each manifest slot has at most one teacher, and a weights file given as a local path exists
+# (hub weights are download_weights outputs). Every teacher job is keyed by the teacher id; its layers are
+# results/teachers/<id>/<shard>.h5, so changing one teacher's settings re-labels that teacher's layers
+# (and the labels of the segment stage that reads them) and nothing else.
 import re
 
 from distillery.teachers import registry as teacher_registry
 from distillery.teachers import weights as teacher_weights
 
-TEACHERS = config.get("teachers")
-TEACHER_TASKS = ("depth", "detect", "segment")
-WEIGHTS_CACHE = TEACHERS["weights_cache"] if TEACHERS else "weights"
-if TEACHERS:
-    teacher_registry.check_config(TEACHERS)
-    for _task in TEACHER_TASKS:
-        _cfg = TEACHERS[_task]
-        teacher_weights.check_present(
-            _cfg["backend"], _cfg.get("weights"), WEIGHTS_CACHE, include_hub=False
-        )
+TEACHERS = config.get("teachers") or {}
+WEIGHTS_CACHE = TEACHERS.get("weights_cache", "weights")
+TEACHER_ROLES = teacher_registry.check_config(TEACHERS) if TEACHERS else {}  # slot -> teacher entry
+TEACHER_BY_ID = {entry["id"]: entry for entry in TEACHER_ROLES.values()}
+for _entry in TEACHER_BY_ID.values():
+    teacher_weights.check_present(
+        _entry["backend"], _entry.get("weights"), WEIGHTS_CACHE, include_hub=False
+    )
 
 
-def _teacher_weight_files(task):
-    if not TEACHERS:
-        return []
-    cfg = TEACHERS[task]
-    return teacher_weights.weight_files(cfg["backend"], cfg.get("weights"), WEIGHTS_CACHE)
+def teacher_ids(task):
+    """Ids of the teachers in use for a task (depth: metric and relative)."""
+    return [tid for tid, entry in TEACHER_BY_ID.items() if entry["task"] == task]
 
 
-HUB_WEIGHTS = {
-    str(f.path): f for task in TEACHER_TASKS for f in _teacher_weight_files(task) if f.repo
-}
+def teacher_id_pattern(task):
+    """Wildcard constraint of a task's rules: exactly its teachers' ids."""
+    return "|".join(re.escape(tid) for tid in teacher_ids(task)) or "(?!)"
 
 
-def teacher_weights_input(task):
-    """The weight files a task's teacher loads (ancient: a re-download does not re-label)."""
-    return [ancient(str(f.path)) for f in _teacher_weight_files(task)]
+def _weight_files(tid):
+    entry = TEACHER_BY_ID[tid]
+    return teacher_weights.weight_files(entry["backend"], entry.get("weights"), WEIGHTS_CACHE)
 
 
-def all_teacher_weights():
-    """Every teacher's weights: the sanity gate needs them all, so downloads precede any GPU job."""
-    return [w for task in TEACHER_TASKS for w in teacher_weights_input(task)]
+HUB_WEIGHTS = {str(f.path): f for tid in TEACHER_BY_ID for f in _weight_files(tid) if f.repo}
+
+
+def teacher_weights_input(wildcards):
+    """The weight files a teacher loads (ancient: a re-download does not re-label)."""
+    return [ancient(str(f.path)) for f in _weight_files(wildcards.teacher)]
 
 
 def hub_weights_pattern():
@@ -217,80 +222,94 @@ def download_args(wildcards):
     return f"--repo {f.repo} --file {shlex.quote(f.filename)} --cache {shlex.quote(WEIGHTS_CACHE)}"
 
 
-def _teacher_real(task):
-    return not teacher_registry.backend_info(TEACHERS[task]["backend"]).simulated
+def _teacher_real(tid):
+    return not teacher_registry.backend_info(TEACHER_BY_ID[tid]["backend"]).simulated
 
 
-def teacher_spec(task):
-    """A task's teacher entry as one shell-quoted JSON object (`distillery teach --teacher`)."""
-    if not TEACHERS:
-        return "{}"
-    cfg = {k: v for k, v in TEACHERS[task].items() if k != "batch_size"}
-    return shlex.quote(json.dumps(cfg, sort_keys=True))
+def teacher_spec(wildcards):
+    """A teacher's config entry as one shell-quoted JSON object (`distillery teach --teacher`)."""
+    entry = {k: v for k, v in TEACHER_BY_ID[wildcards.teacher].items() if k != "batch_size"}
+    return shlex.quote(json.dumps(entry, sort_keys=True))
 
 
-def teacher_runtime_args(task):
+def teacher_runtime_args(wildcards):
     """Device, precision and weights cache; simulated teachers always run on the CPU."""
-    if not TEACHERS:
-        return ""
-    device = TEACHERS["device"] if _teacher_real(task) else "cpu"
+    device = TEACHERS["device"] if _teacher_real(wildcards.teacher) else "cpu"
     return (
         f"--device {device} --precision {TEACHERS['precision']} "
         f"--weights-cache {shlex.quote(WEIGHTS_CACHE)}"
     )
 
 
-def teacher_batch_size(task):
-    if not TEACHERS:
-        return 1
-    return TEACHERS[task].get("batch_size", TEACHERS["batch_size"])
+def teacher_batch_size(wildcards):
+    return TEACHER_BY_ID[wildcards.teacher].get("batch_size", TEACHERS["batch_size"])
 
 
-def teacher_gpus(task):
+def teacher_gpus(wildcards):
     """gpu=1 for a real backend on CUDA, 0 otherwise."""
-    return int(bool(TEACHERS) and _teacher_real(task) and TEACHERS["device"] == "cuda")
+    return int(_teacher_real(wildcards.teacher) and TEACHERS["device"] == "cuda")
 
 
-def teacher_threads(task):
+def teacher_threads(wildcards):
     """Threads of a teacher job: the main process plus DataLoader workers that decode frames while
     the GPU works; simulated teachers are cheap enough for the main process alone."""
-    return 4 if TEACHERS and _teacher_real(task) else 1
-
-
-def teacher_mem_mb(task):
-    base = 32000 if TEACHERS and _teacher_real(task) else 2000
-
-    def mem_mb(wildcards, attempt):
-        return base * attempt
-
-    return mem_mb
-
-
-def teacher_runtime(task):
-    """Minutes per shard job, growing with each retry."""
-    base = 240 if TEACHERS and _teacher_real(task) else 30
-
-    def runtime(wildcards, attempt):
-        return base * attempt
-
-    return runtime
+    return 4 if _teacher_real(wildcards.teacher) else 1
 
 
 def teacher_labeller_args():
-    return shlex.quote(json.dumps(TEACHERS.get("labeller", {}) if TEACHERS else {}, sort_keys=True))
+    return shlex.quote(json.dumps(TEACHERS.get("labeller", {}), sort_keys=True))
 
 
 def teacher_sanity_args():
-    return shlex.quote(json.dumps(TEACHERS.get("sanity", {}) if TEACHERS else {}, sort_keys=True))
+    return shlex.quote(json.dumps(TEACHERS.get("sanity", {}), sort_keys=True))
+
+
+def depth_gates(wildcards):
+    """Every depth teacher's sanity report, which detect jobs wait for (ancient: re-running a gate
+    after a depth teacher's settings changed does not re-label boxes)."""
+    return [ancient(f"results/teachers/{tid}/sanity.json") for tid in teacher_ids("depth")]
+
+
+def segment_layers(wildcards):
+    """The metric depth and detect layers of a shard, which the segment stage's labeller reads."""
+    return {
+        "depth": f"results/teachers/{TEACHER_ROLES['metric_depth']['id']}/{wildcards.shard}.h5",
+        "detect": f"results/teachers/{TEACHER_ROLES['detect']['id']}/{wildcards.shard}.h5",
+    }
 
 
 def teacher_layers(wildcards):
-    """Layer files the merge copies into the manifest: every task for every shard (none without teachers)."""
-    if not TEACHERS:
-        return []
+    """Layer files the merge copies into the manifest: every teacher in use, every shard (none without teachers)."""
     return expand(
-        "results/teachers/{task}/{shard}.h5", task=TEACHER_TASKS, shard=shard_names(wildcards)
+        "results/teachers/{teacher}/{shard}.h5",
+        teacher=list(TEACHER_BY_ID),
+        shard=shard_names(wildcards),
     )
+
+
+def check_depth_teachers():
+    """A built version that learns relative depth needs a relative teacher (docs/training.md, depth_teacher);
+    a metric one without a metric teacher learns from each frame's ToF, as `depth_target: hybrid` says."""
+    training = config.get("training") or {}
+    versions, defaults = training.get("versions") or {}, training.get("defaults") or {}
+    build = training.get("build")
+    pending, seen = list(versions) if build is None else list(build), set()
+    while pending:
+        name = pending.pop()
+        if name in seen or name not in versions:
+            continue
+        seen.add(name)
+        entry = {**defaults, **versions[name]}
+        pending += [entry["parent"]] if entry.get("parent") else []
+        if entry.get("depth_teacher") == "relative" and "relative_depth" not in TEACHER_ROLES:
+            raise ValueError(
+                f"config: training.versions.{name}.depth_teacher is 'relative', but no relative depth teacher "
+                "is configured (teachers.models, e.g. {id: da2, backend: da2, weights: ...}); add one, "
+                "choose depth_teacher: metric or tof, or leave the version out of training.build"
+            )
+
+
+check_depth_teachers()
 
 
 # Evaluation (docs/evaluation.md). Sets are dataset names (or lineage roles naming one); checked at

@@ -1,5 +1,6 @@
-# Teachers: a sanity gate, then depth, detect and segment (SAM 2 + geometric labeller) per shard.
-# Each shard job writes a layer file that merge_manifest copies into the manifest's teacher slots.
+# Teachers: per depth teacher a sanity gate, then depth (metric and relative), detect and segment
+# (SAM 2 + geometric labeller) per shard. Every job is keyed by the teacher's id ({teacher}) and writes
+# results/teachers/<id>/<shard>.h5, a layer file that merge_manifest copies into the manifest's slots.
 
 
 localrules:
@@ -32,21 +33,21 @@ rule download_weights_all:
 rule teacher_sanity:
     input:
         shards=shard_files,
-        weights=all_teacher_weights(),
+        weights=teacher_weights_input,
     output:
-        report="results/teachers/sanity.json",
+        report="results/teachers/{teacher}/sanity.json",
+    wildcard_constraints:
+        teacher=teacher_id_pattern("depth"),
     params:
-        teacher=teacher_spec("depth"),
-        runtime=teacher_runtime_args("depth"),
+        teacher=teacher_spec,
+        runtime=teacher_runtime_args,
         limits=teacher_sanity_args(),
     log:
-        "logs/teacher_sanity/teacher_sanity.log",
+        "logs/teacher_sanity/{teacher}.log",
     benchmark:
-        "results/benchmarks/teacher_sanity/teacher_sanity.tsv"
+        "results/benchmarks/teacher_sanity/{teacher}.tsv"
     resources:
-        gpu=teacher_gpus("depth"),
-        mem_mb=teacher_mem_mb("depth"),
-        runtime=teacher_runtime("depth"),
+        **job_resources(teacher_size, gpu=teacher_gpus),
     conda:
         "../../envs/teachers.yaml"
     shell:
@@ -58,24 +59,24 @@ rule teacher_depth:
     input:
         shard="results/shards/{shard}.h5",
         # ancient: the gate re-runs when a shard is added; that must not re-label the other shards
-        sanity=ancient("results/teachers/sanity.json"),
-        weights=teacher_weights_input("depth"),
+        sanity=ancient("results/teachers/{teacher}/sanity.json"),
+        weights=teacher_weights_input,
     output:
-        layer="results/teachers/depth/{shard}.h5",
-        failures="results/teachers/depth/{shard}.failures.jsonl",
+        layer="results/teachers/{teacher}/{shard}.h5",
+        failures="results/teachers/{teacher}/{shard}.failures.jsonl",
+    wildcard_constraints:
+        teacher=teacher_id_pattern("depth"),
     params:
-        teacher=teacher_spec("depth"),
-        runtime=teacher_runtime_args("depth"),
-        batch_size=teacher_batch_size("depth"),
+        teacher=teacher_spec,
+        runtime=teacher_runtime_args,
+        batch_size=teacher_batch_size,
     log:
-        "logs/teacher_depth/{shard}.log",
+        "logs/teacher_depth/{teacher}/{shard}.log",
     benchmark:
-        "results/benchmarks/teacher_depth/{shard}.tsv"
-    threads: teacher_threads("depth")
+        "results/benchmarks/teacher_depth/{teacher}/{shard}.tsv"
+    threads: teacher_threads
     resources:
-        gpu=teacher_gpus("depth"),
-        mem_mb=teacher_mem_mb("depth"),
-        runtime=teacher_runtime("depth"),
+        **job_resources(teacher_size, gpu=teacher_gpus),
     conda:
         "../../envs/teachers.yaml"
     shell:
@@ -87,24 +88,24 @@ rule teacher_depth:
 rule teacher_detect:
     input:
         shard="results/shards/{shard}.h5",
-        sanity=ancient("results/teachers/sanity.json"),
-        weights=teacher_weights_input("detect"),
+        gates=depth_gates,
+        weights=teacher_weights_input,
     output:
-        layer="results/teachers/detect/{shard}.h5",
-        failures="results/teachers/detect/{shard}.failures.jsonl",
+        layer="results/teachers/{teacher}/{shard}.h5",
+        failures="results/teachers/{teacher}/{shard}.failures.jsonl",
+    wildcard_constraints:
+        teacher=teacher_id_pattern("detect"),
     params:
-        teacher=teacher_spec("detect"),
-        runtime=teacher_runtime_args("detect"),
-        batch_size=teacher_batch_size("detect"),
+        teacher=teacher_spec,
+        runtime=teacher_runtime_args,
+        batch_size=teacher_batch_size,
     log:
-        "logs/teacher_detect/{shard}.log",
+        "logs/teacher_detect/{teacher}/{shard}.log",
     benchmark:
-        "results/benchmarks/teacher_detect/{shard}.tsv"
-    threads: teacher_threads("detect")
+        "results/benchmarks/teacher_detect/{teacher}/{shard}.tsv"
+    threads: teacher_threads
     resources:
-        gpu=teacher_gpus("detect"),
-        mem_mb=teacher_mem_mb("detect"),
-        runtime=teacher_runtime("detect"),
+        **job_resources(teacher_size, gpu=teacher_gpus),
     conda:
         "../../envs/teachers.yaml"
     shell:
@@ -115,27 +116,26 @@ rule teacher_detect:
 
 rule teacher_segment:
     input:
+        unpack(segment_layers),
         shard="results/shards/{shard}.h5",
-        depth="results/teachers/depth/{shard}.h5",
-        detect="results/teachers/detect/{shard}.h5",
-        weights=teacher_weights_input("segment"),
+        weights=teacher_weights_input,
     output:
-        layer="results/teachers/segment/{shard}.h5",
-        failures="results/teachers/segment/{shard}.failures.jsonl",
+        layer="results/teachers/{teacher}/{shard}.h5",
+        failures="results/teachers/{teacher}/{shard}.failures.jsonl",
+    wildcard_constraints:
+        teacher=teacher_id_pattern("segment"),
     params:
-        teacher=teacher_spec("segment"),
-        runtime=teacher_runtime_args("segment"),
-        batch_size=teacher_batch_size("segment"),
+        teacher=teacher_spec,
+        runtime=teacher_runtime_args,
+        batch_size=teacher_batch_size,
         labeller=teacher_labeller_args(),
     log:
-        "logs/teacher_segment/{shard}.log",
+        "logs/teacher_segment/{teacher}/{shard}.log",
     benchmark:
-        "results/benchmarks/teacher_segment/{shard}.tsv"
-    threads: teacher_threads("segment")
+        "results/benchmarks/teacher_segment/{teacher}/{shard}.tsv"
+    threads: teacher_threads
     resources:
-        gpu=teacher_gpus("segment"),
-        mem_mb=teacher_mem_mb("segment"),
-        runtime=teacher_runtime("segment"),
+        **job_resources(teacher_size, gpu=teacher_gpus),
     conda:
         "../../envs/teachers.yaml"
     shell:

@@ -25,6 +25,8 @@ from tqdm import tqdm
 import numpy as np
 
 from distillery.manifest.content import content_id
+from distillery.manifest.provenance import collect_teachers
+from distillery.manifest.failures import check_failures, failure_report
 from distillery.manifest import (IMAGE_FIELDS, LAYER_SCHEMA_NAME, ROW_FIELDS, STRING_FIELDS, atomic_target,
                                  check_schema, create_layout, manifest_records, read_jsonl, write_jsonl_atomic,
                                  replace_durable, write_text_atomic)
@@ -123,10 +125,12 @@ def merge_shards(shard_paths: list[str], out_h5: str, level: int = 3, progress: 
     """
     total, height, width = _shard_geometry(shard_paths)
     layers = _group_layers(shard_paths, list(layer_paths))
+    teachers = collect_teachers(layers)  # refuses layers that disagree, before anything is written
     tmp = atomic_target(out_h5)
     try:
         with h5py.File(tmp, "w") as dst:
             create_layout(dst, total, height, width, level)
+            dst.attrs["teachers"] = json.dumps(teachers, sort_keys=True)
             dst.attrs["content_id"] = content_id(shard_paths, layer_paths)
             offset = box_offset = 0
             for path in tqdm(shard_paths, desc="merge", unit="shard", disable=not progress):
@@ -169,10 +173,20 @@ def bad_share_report(rejects: list[dict], packed_per_dataset: Counter, max_bad_s
     return report
 
 
+def _frames_per_shard(shard_paths: list[str]) -> dict[str, int]:
+    frames = {}
+    for path in shard_paths:
+        with h5py.File(path, "r") as f:
+            frames[Path(path).name.split(".")[0]] = int(f.attrs["frame_count"])
+    return frames
+
+
 def merge_manifest(shard_paths: list[str], quarantine_paths: list[str], out_h5: str, out_jsonl: str,
                    out_quarantine: str, out_summary: str, max_bad_share: float, level: int = 3,
-                   progress: bool = True, layer_paths: list[str] = ()) -> dict:
-    """Merge shards and quarantine reports; raise TooManyBadFrames past the threshold.
+                   progress: bool = True, layer_paths: list[str] = (), failure_paths: list[str] = (),
+                   max_failed_share: float = 1.0) -> dict:
+    """Merge shards and quarantine reports; raise TooManyBadFrames past the threshold, and
+    TooManyFailedFrames when a teacher failed on too many frames of a shard (manifest/failures.py).
 
     The quarantine report and summary are written in both cases, so a failed
     run leaves the evidence; the manifest only when the data passes.
@@ -184,9 +198,12 @@ def merge_manifest(shard_paths: list[str], quarantine_paths: list[str], out_h5: 
         with h5py.File(path, "r") as f:
             packed.update(d.decode() if isinstance(d, bytes) else d for d in f["dataset"][:])
     report = bad_share_report(rejects, packed, max_bad_share)
+    teacher_failures = failure_report(list(failure_paths), _frames_per_shard(shard_paths), max_failed_share)
     summary = {"frames": sum(packed.values()), "quarantined": len(rejects), "max_bad_share": max_bad_share,
-               "datasets": report, "manifest": str(out_h5), "quarantine_report": str(out_quarantine)}
+               "datasets": report, "manifest": str(out_h5), "quarantine_report": str(out_quarantine),
+               "max_failed_share": max_failed_share, "teacher_failures": teacher_failures}
     write_text_atomic(out_summary, json.dumps(summary, indent=1) + "\n")
+    check_failures(teacher_failures, max_failed_share)
     failing = {d: r for d, r in report.items() if not r["ok"]}
     if failing:
         lines = [f"  {d}: {r['quarantined']} of {r['frames']} frames quarantined ({r['bad_share']:.1%}), "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -21,8 +22,8 @@ def manifest_records(f: h5py.File) -> list[dict]:
     """
     n = int(f.attrs["frame_count"])
     text = {name: f[name].asstr()[:] for name in STRING_FIELDS}
-    flag = {name: f[name][:] for name in ("has_teacher_depth", "has_teacher_label", "has_boxes",
-                                          "has_truth_depth", "confidence_derived")}
+    flag = {name: f[name][:] for name in ("has_teacher_depth", "has_teacher_depth_relative", "has_teacher_label",
+                                          "has_boxes", "has_truth_depth", "confidence_derived")}
     timestamps, shares, intrinsics = f["timestamp"][:], f["tof_valid_share"][:], f["intrinsics"][:]
     return [{
         "row": row,
@@ -33,6 +34,7 @@ def manifest_records(f: h5py.File) -> list[dict]:
         "split": text["split"][row],
         "timestamp": None if np.isnan(timestamps[row]) else float(timestamps[row]),
         "has_teacher_depth": bool(flag["has_teacher_depth"][row]),
+        "has_teacher_depth_relative": bool(flag["has_teacher_depth_relative"][row]),
         "has_seg": bool(flag["has_teacher_label"][row]),
         "has_boxes": bool(flag["has_boxes"][row]),
         "has_truth": bool(flag["has_truth_depth"][row]),
@@ -79,6 +81,17 @@ class Manifest:
         state = self.__dict__.copy()
         state["_file"] = None
         return state
+
+    @property
+    def teachers(self) -> list[dict]:
+        """Every teacher that filled a slot: id, task, backend, kind, weights, weights_sha256, settings."""
+        return json.loads(self.file.attrs.get("teachers", "[]"))
+
+    def teacher(self, slot: str) -> dict | None:
+        """The teacher of one slot: "metric_depth", "relative_depth", "detect" or "segment" (None if empty)."""
+        task, kind = {"metric_depth": ("depth", "metric"), "relative_depth": ("depth", "relative"),
+                      "detect": ("detect", None), "segment": ("segment", None)}[slot]
+        return next((t for t in self.teachers if t["task"] == task and t.get("kind") == kind), None)
 
     @property
     def size(self) -> tuple[int, int]:

@@ -11,6 +11,7 @@ SCHEMA_VERSION on any incompatible change.
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 
@@ -22,7 +23,10 @@ from distillery.classes import IGNORE_LABEL
 
 SCHEMA_NAME = "distillery-manifest"
 LAYER_SCHEMA_NAME = "distillery-layer"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# What changed in each version: the reason an older file is refused, and what rebuilds it.
+SCHEMA_CHANGES = {2: "a relative teacher-depth slot (teacher_depth_relative) and teacher provenance "
+                     "(root attribute `teachers`)"}
 
 
 @dataclass(frozen=True)
@@ -33,14 +37,15 @@ class ImageField:
     channels: tuple[int, ...] = ()
     fill: float = 0
     flag: str | None = None  # name of the present flag, None if always present
+    shuffle: bool = True  # byte-shuffle before Zstd (multi-byte dtypes only); see `zstd`
 
 
 IMAGE_FIELDS: dict[str, ImageField] = {
-    shuffle: bool = True  # byte-shuffle before Zstd (multi-byte dtypes only); see `zstd`
     "rgb": ImageField("uint8", (3,)),
     "tof_depth": ImageField("float32", shuffle=False),
     "tof_confidence": ImageField("float16"),
-    "teacher_depth": ImageField("float16", flag="has_teacher_depth"),
+    "teacher_depth": ImageField("float16", flag="has_teacher_depth"),  # metric teacher, metres
+    "teacher_depth_relative": ImageField("float16", flag="has_teacher_depth_relative"),  # relative, unitless
     "teacher_label": ImageField("uint8", fill=IGNORE_LABEL, flag="has_teacher_label"),
     "truth_depth": ImageField("float32", flag="has_truth_depth"),
     "truth_label": ImageField("uint8", fill=IGNORE_LABEL, flag="has_truth_label"),
@@ -55,6 +60,7 @@ ROW_FIELDS: dict[str, tuple[str, tuple[int, ...], float]] = {
     "tof_valid_share": ("float32", (), 0),
     "confidence_derived": ("bool", (), 0),
     "has_teacher_depth": ("bool", (), 0),
+    "has_teacher_depth_relative": ("bool", (), 0),
     "has_teacher_label": ("bool", (), 0),
     "has_boxes": ("bool", (), 0),
     "has_truth_depth": ("bool", (), 0),
@@ -80,7 +86,8 @@ def zstd(level: int = 3, dtype: str = "uint8", shuffle: bool = True) -> dict:
 
 def create_layout(f: h5py.File, n: int, height: int, width: int, level: int = 3) -> None:
     """Create every dataset of the schema for n frames, unwritten slots at their fill."""
-    f.attrs.update(schema=SCHEMA_NAME, schema_version=SCHEMA_VERSION, height=height, width=width, frame_count=n)
+    f.attrs.update(schema=SCHEMA_NAME, schema_version=SCHEMA_VERSION, height=height, width=width, frame_count=n,
+                   teachers="[]")  # provenance of the teacher slots; the merge fills it
     for name, spec in IMAGE_FIELDS.items():
         shape = (n, height, width, *spec.channels)
         f.create_dataset(name, shape=shape, dtype=spec.dtype, chunks=(1, *shape[1:]) if n else None,
@@ -101,7 +108,7 @@ def create_boxes(f: h5py.File, n: int) -> None:
 
 
 def create_layer(f: h5py.File, shard: str, keys: list[str], height: int, width: int, fields: tuple[str, ...],
-                 boxes: bool = False, level: int = 3) -> None:
+                 boxes: bool = False, level: int = 3, teacher: dict | None = None) -> None:
     """Create a layer file: some image fields (+ their present flags) for the frames of one shard.
 
     Teachers write layers instead of touching shard files; the merge copies
@@ -111,6 +118,8 @@ def create_layer(f: h5py.File, shard: str, keys: list[str], height: int, width: 
     n = len(keys)
     f.attrs.update(schema=LAYER_SCHEMA_NAME, schema_version=SCHEMA_VERSION, shard=shard, height=height,
                    width=width, frame_count=n)
+    if teacher is not None:  # the teacher's description (id, task, backend, ...); the merge gathers them
+        f.attrs["teacher"] = json.dumps(teacher, sort_keys=True)
     f.create_dataset("key", data=np.asarray(keys, dtype=object), dtype=h5py.string_dtype())
     for name in fields:
         spec = IMAGE_FIELDS[name]
@@ -129,5 +138,13 @@ def check_schema(f: h5py.File, path: str | os.PathLike, schema: str = SCHEMA_NAM
     if f.attrs.get("schema") != schema:
         raise ValueError(f"{path}: not a Distillery manifest (schema attribute {f.attrs.get('schema')!r})")
     version = int(f.attrs.get("schema_version", -1))
+    if version < SCHEMA_VERSION:
+        added = "; ".join(SCHEMA_CHANGES[v] for v in range(max(version + 1, 2), SCHEMA_VERSION + 1))
+        raise ValueError(
+            f"{path}: manifest schema version {version}, this Distillery reads version {SCHEMA_VERSION} "
+            f"(which adds {added}). Rebuild it with this version: in the workflow, `snakemake --forcerun "
+            "pack_shard` re-packs the shards and re-runs the teachers and the merge; outside it, re-run "
+            "`distillery ingest` (and `distillery teach` for teacher layers)")
     if version != SCHEMA_VERSION:
-        raise ValueError(f"{path}: manifest schema version {version}, this Distillery reads version {SCHEMA_VERSION}")
+        raise ValueError(f"{path}: manifest schema version {version}, this Distillery reads version "
+                         f"{SCHEMA_VERSION}: it was written by a newer Distillery; update this one")

@@ -10,7 +10,8 @@ layer, ...). It returns one entry per frame: a dict of results, or a
 `FrameFailure` when that frame could not be labelled (recorded, not fatal).
 
 Results per task, all at the stored frame size H x W:
-- depth:   {"teacher_depth": float32 [H, W]}, metres (or relative, see `depth_kind`), 0 = no value
+- depth:   {"teacher_depth": float32 [H, W]}, metres (or relative, see `depth_kind`), 0 = no value;
+           the runner stores a relative teacher's output in the manifest's teacher_depth_relative slot
 - detect:  {"boxes": float32 [k, 6] x1, y1, x2, y2, score, class_id (ours: 2 person, 3 furniture),
             "source_class": int32 [k] the detector's own class id (COCO), -1 when it has none}
 - masks:   {"masks": bool [k, H, W], "scores": float32 [k], "classes": uint8 [k]} (segment backends)
@@ -95,6 +96,7 @@ class Teacher:
     reads: tuple[str, ...] = ("rgb",)
     simulated: bool = False
     depth_kind: str | None = None  # depth teachers: "metric" or "relative_inverse"
+    id: str = ""  # the config's name for this teacher (layer folder, manifest provenance); set by build_teacher
 
     @dataclass(frozen=True)
     class Settings:
@@ -108,9 +110,19 @@ class Teacher:
     def predict(self, batch: dict) -> list[dict | FrameFailure]:
         raise NotImplementedError
 
+    @classmethod
+    def kind(cls) -> str | None:
+        """The manifest slot kind of a depth teacher: "metric" (metres) or "relative"; None for other tasks."""
+        if cls.depth_kind is None:
+            return None
+        return "metric" if cls.depth_kind == "metric" else "relative"
+
     def describe(self) -> dict:
-        """Provenance written into the layer file's attributes."""
-        out = {"task": self.task, "backend": self.backend, "weights": self.weights or "",
+        """Provenance written into the layer file's attributes and gathered into the manifest's `teachers`."""
+        from distillery.teachers.weights import weights_sha256
+
+        out = {"id": self.id or self.backend, "task": self.task, "backend": self.backend, "kind": self.kind(),
+               "weights": self.weights or "", "weights_sha256": weights_sha256(self.backend, self.weights),
                "simulated": self.simulated, "settings": dataclasses.asdict(self.settings)}
         if self.depth_kind:
             out["depth_kind"] = self.depth_kind

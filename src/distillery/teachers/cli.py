@@ -6,8 +6,11 @@
     distillery teach sanity   --shards S1.h5 S2.h5 ... --teacher '{...}' --out sanity.json
     distillery teach download-weights --repo org/repo --file model.safetensors --cache weights
 
-`--teacher` is the task's config entry as JSON; its `weights` may be a local
-path, hf://org/repo[/file] (looked up in --weights-cache) or `random`.
+`--teacher` is the teacher's config entry (`teachers.models`) as JSON: its
+`id` names it in the layer's provenance, `weights` may be a local path,
+hf://org/repo[/file] (looked up in --weights-cache) or `random`. A relative
+depth teacher fills the layer's teacher_depth_relative slot, a metric one
+teacher_depth.
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ DESCRIPTION = ("Label the frames of packed shards with teacher networks (or thei
 
 
 def _add_runtime(p) -> None:
-    p.add_argument("--teacher", required=True, help="the task's config entry as JSON (backend, weights, settings)")
+    p.add_argument("--teacher", required=True,
+                   help="the teacher's config entry as JSON (id, backend, weights, settings)")
     p.add_argument("--weights-cache", default="weights", help="folder of hub weights (default: weights)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     p.add_argument("--precision", default="bf16", choices=("bf16", "fp16", "fp32"),
@@ -71,7 +75,7 @@ def register(sub) -> None:
     p = sub.add_parser("teach", help="teacher stages: depth, boxes and 6-class labels per shard",
                        description=DESCRIPTION)
     steps = p.add_subparsers(dest="teach_step", required=True, metavar="<step>")
-    _add_stage(steps, "depth", "label a shard with metric depth (DA3, DA2 or simulated)")
+    _add_stage(steps, "depth", "label a shard with metric (DA3) or relative (DA2) depth, or their simulations")
     _add_stage(steps, "detect", "detect persons and furniture in a shard (YOLOv8 or simulated)")
     _add_stage(steps, "segment", "segment the boxes (SAM 2 or simulated) and label the rest geometrically")
     _add_sanity(steps)

@@ -86,7 +86,8 @@ class PartialLayer:
         """Store one batch's results and flush, so that a kill after this returns loses none of them."""
         f = self.file
         for i, r in zip((int(i) for i in indices), results):
-            if isinstance(r, dict) and "teacher_depth" in r and not np.isfinite(r["teacher_depth"].astype(np.float16)).all():
+            if isinstance(r, dict) and not all(np.isfinite(r[n].astype(np.float16)).all() for n in self.fields
+                                               if n.startswith("teacher_depth")):
                 r = FrameFailure("depth does not fit float16")
             if isinstance(r, FrameFailure):
                 f["frame_status"][i], f["frame_failure"][i] = FAILED, r.reason

@@ -35,7 +35,7 @@ from tqdm import tqdm
 from distillery.manifest import LAYER_SCHEMA_NAME, check_schema
 from distillery.teachers.base import FrameFailure, TeacherError
 from distillery.teachers.partial import PENDING, PartialLayer
-from distillery.teachers.stages import LAYER_BOXES, LAYER_FIELDS, check_result
+from distillery.teachers.stages import LAYER_BOXES, check_result, layer_fields, slot_result
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +129,7 @@ def predict_batch(stage, batch: dict, shape: tuple[int, int]) -> list:
     checked = []
     for r in results:
         reason = None if isinstance(r, FrameFailure) else check_result(stage.task, r, shape)
-        checked.append(FrameFailure(reason) if reason else r)
+        checked.append(FrameFailure(reason) if reason else slot_result(stage, r))
     return checked
 
 
@@ -190,7 +190,7 @@ def run_shard(stage, shard: str, out: str, failures_out: str, batch_size: int = 
     inputs = (shard, depth_layer, detect_layer) if stage.task == "segment" else (shard,)
     signature = json.dumps({"teacher": provenance, "inputs": [_fingerprint(p) for p in inputs]}, sort_keys=True)
     partial = PartialLayer.open(partial_path(out), shard_name(shard), dataset.keys, size, stage.task,
-                                LAYER_FIELDS[stage.task], LAYER_BOXES[stage.task], signature)
+                                layer_fields(stage), LAYER_BOXES[stage.task], signature)
     try:
         pending = np.flatnonzero(partial.status == PENDING)
         loader = make_loader(dataset, pending, batch_size, workers, stage_runtime(stage).cuda)

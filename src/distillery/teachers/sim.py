@@ -9,7 +9,9 @@ clear error on a frame without ground truth, never silently.
 The errors mimic the real teachers' character, reproducibly per frame key:
 - sim_da3: metric depth with a per-frame scale error (log-normal, `scale_sigma`) and a smooth
   low-frequency relative error (`lowfreq_amp`); it sees glass panes as surfaces, as DA3 does.
-- sim_da2: affine-invariant inverse depth, a * (1 / depth) + b with random a, b per frame: no metric scale.
+- sim_da2: relative depth as DA2 gives it: affine-invariant inverse depth a * (1 / depth) + b with random
+  a, b per frame (no metric scale), a smooth low-frequency error, and boundaries smeared over about
+  `edge_sigma` pixels (the network's output is smooth where the truth jumps).
 - sim_yolo: boxes of the connected person / furniture regions of the truth labels, with jittered
   edges, random misses (`miss_rate`), tiny regions never found, and scores that grow with size.
 - sim_sam2: per box, the truth region of the box's class inside the box, with noisy boundaries.
@@ -71,9 +73,10 @@ class SimDA2(Teacher):
 
     @dataclass(frozen=True)
     class Settings:
-        scale_range: tuple[float, float] = (1.0, 10.0)
-        shift_share: float = 0.3
+        scale_range: tuple[float, float] = (1.0, 10.0)  # a, per frame
+        shift_share: float = 0.3  # b = a x U(0, shift_share), per frame
         lowfreq_amp: float = 0.05
+        edge_sigma: float = 1.0  # px: boundary smear of the inverse depth
         seed: int = 0
 
     def predict(self, batch: dict) -> list:
@@ -84,6 +87,8 @@ class SimDA2(Teacher):
             a = rng.uniform(*s.scale_range)
             b = rng.uniform(0.0, s.shift_share) * a
             inverse = np.divide(1.0, truth, out=np.zeros_like(truth), where=truth > 0)
+            if s.edge_sigma > 0:
+                inverse = ndimage.gaussian_filter(inverse, s.edge_sigma)
             field = smooth_field(rng, *truth.shape, 3)
             out.append({"teacher_depth": (a * inverse * (1.0 + s.lowfreq_amp * field) + b).astype(np.float32)})
         return out

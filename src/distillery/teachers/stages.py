@@ -19,6 +19,23 @@ from distillery.teachers.registry import build_teacher
 
 LAYER_FIELDS = {"depth": ("teacher_depth",), "detect": (), "segment": ("teacher_label",)}
 LAYER_BOXES = {"depth": False, "detect": True, "segment": False}
+RELATIVE_SLOT = "teacher_depth_relative"
+
+
+def layer_fields(stage) -> tuple[str, ...]:
+    """The manifest slots a stage's layer fills: a relative depth teacher fills teacher_depth_relative,
+    never the metric teacher_depth slot (metres), which the labeller and metric students read."""
+    if stage.task == "depth" and stage.kind() == "relative":
+        return (RELATIVE_SLOT,)
+    return LAYER_FIELDS[stage.task]
+
+
+def slot_result(stage, result: dict) -> dict:
+    """A checked result keyed by the slot it fills (a relative teacher's depth moves to its own slot)."""
+    if stage.task == "depth" and stage.kind() == "relative":
+        result = dict(result)
+        result[RELATIVE_SLOT] = result.pop("teacher_depth")
+    return result
 
 
 class LabelStage:

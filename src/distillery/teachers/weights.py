@@ -104,6 +104,45 @@ def resolve(backend: str, spec: str | None, cache: str | Path) -> str | None:
     return str(Path(spec).expanduser())
 
 
+_DIGESTS: dict[tuple, str] = {}
+
+
+def _file_sha256(path: Path) -> str:
+    """Hex SHA-256 of a file, cached per (path, size, mtime) for the life of the process."""
+    import hashlib
+
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _DIGESTS:
+        digest = hashlib.sha256()
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 22), b""):
+                digest.update(block)
+        _DIGESTS[key] = digest.hexdigest()
+    return _DIGESTS[key]
+
+
+def weights_sha256(backend: str, weights: str | None) -> str:
+    """What a teacher's weights are, as the manifest records it: the SHA-256 of the weights file (of each
+    file of a repository folder, combined as `name:sha256` lines), or a phrase for simulated and untrained
+    teachers, which load no file."""
+    if backend_info(backend).simulated:
+        return "simulated teacher: no weights"
+    if not weights or weights == RANDOM:
+        return "random: untrained weights"
+    path = Path(weights)
+    if path.is_file():
+        return _file_sha256(path)
+    files = [f.path for f in weight_files(backend, weights, ".")]
+    missing = [str(f) for f in files if not f.is_file()]
+    if missing:
+        raise MissingWeights(f"weights of teacher backend {backend!r} not found: {missing}")
+    import hashlib
+
+    lines = "".join(f"{f.name}:{_file_sha256(f)}\n" for f in files)
+    return hashlib.sha256(lines.encode()).hexdigest()
+
+
 def how_to_get(f: WeightFile, cache: str | Path) -> str:
     if f.repo:
         return (f"download it on a machine with internet: `snakemake download_weights_all` (or "
@@ -117,6 +156,7 @@ def check_present(backend: str, spec: str, cache: str | Path, include_hub: bool 
     With include_hub=False, files that a hub download can provide are not
     checked (the workflow's download rule fetches them first).
     """
+    check_pickle_source(backend, spec, cache)
     missing = [f for f in weight_files(backend, spec, cache)
                if not f.path.is_file() and (include_hub or f.repo is None)]
     if missing:
@@ -137,4 +177,3 @@ def download(repo: str, filename: str, cache: str | Path) -> Path:
                              f"{type(err).__name__}: {err}. Run this step on a machine with internet "
                              f"(a login node), or copy the file to {target / filename}") from err
     return Path(path)
-    check_pickle_source(backend, spec, cache)

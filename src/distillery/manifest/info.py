@@ -1,0 +1,36 @@
+"""`distillery info`: what a manifest holds, as one dict (printed as JSON).
+
+Frames per split and dataset, the stored size, the mean ToF valid share,
+how many frames have each teacher slot filled (metric depth, relative depth,
+labels, boxes), and which teacher filled each slot: id, backend, kind and
+the SHA-256 of its weights (or, for simulated teachers, that they have none).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from distillery.manifest.reader import Manifest
+
+
+def teacher_lines(m: Manifest) -> list[dict]:
+    """One short entry per teacher of the manifest's provenance."""
+    return [{"id": t["id"], "task": t["task"], "kind": t.get("kind"), "backend": t["backend"],
+             "weights": t.get("weights", ""), "weights_sha256": t.get("weights_sha256", "")} for t in m.teachers]
+
+
+def manifest_info(m: Manifest) -> dict:
+    """The summary `distillery info` prints."""
+    recs = m.records
+    count = lambda flag: sum(bool(r.get(flag)) for r in recs)  # noqa: E731
+    return {
+        "frames": len(m), "size": list(m.size),
+        "splits": dict(Counter(r["split"] for r in recs)),
+        "datasets": dict(Counter(r["dataset"] for r in recs)),
+        "teacher_depth": count("has_teacher_depth"),
+        "teacher_depth_relative": count("has_teacher_depth_relative"),
+        "teacher_label": count("has_seg"),
+        "boxes": count("has_boxes"),
+        "tof_valid_share": round(sum(r["tof_valid_share"] for r in recs) / max(len(recs), 1), 4),
+        "teachers": teacher_lines(m),
+    }
