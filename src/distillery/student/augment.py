@@ -28,7 +28,7 @@ from PIL import Image
 from distillery.classes import IGNORE_LABEL
 from distillery.student.config import AugmentConfig
 
-DEPTH_FIELDS = ("tof_depth", "teacher_depth", "truth_depth")
+DEPTH_FIELDS = ("tof_depth", "teacher_depth", "teacher_depth_relative", "truth_depth")  # relative: scale-free
 CONFIDENCE_FIELDS = ("tof_confidence",)
 LABEL_FIELDS = ("teacher_label", "truth_label")
 

@@ -65,6 +65,7 @@ class TrainConfig:
     augment: bool = False  # the V5 augmentations
     augmentation: AugmentConfig = field(default_factory=AugmentConfig)
     # --- loss ---
+    depth_teacher: str = "metric"  # metric (teacher_depth, m), relative (teacher_depth_relative, SSI loss), tof
     depth_target: str = "hybrid"  # hybrid (teacher per frame, else ToF), fusion (per pixel, like runtime), tof_only
     depth_loss: str = "berhu"  # berhu or l1 (V1)
     berhu_threshold: float = 0.2  # c = this x the batch's max |error|
@@ -90,7 +91,7 @@ class TrainConfig:
     deterministic: bool = True  # deterministic kernels (bit-identical CPU resume)
     device: str = "auto"  # auto (cuda when available), cpu, cuda
     init_from: str | None = None  # fine-tune: parent checkpoint whose weights start this run
-    best_metric: str = "depth/target/rmse"  # validation metric choosing best.pt (never a truth metric)
+    best_metric: str = "depth/target/rmse"  # validation metric choosing best.pt (never truth); relative: .../ssi
     best_mode: str = "min"  # min or max
     save_every_steps: int = 0  # also write last.pt every this many steps; 0 = per epoch only
     log_every_steps: int = 10  # training scalars to TensorBoard and metrics.jsonl
@@ -108,7 +109,8 @@ class TrainConfig:
 
 # Fields that change how a run executes, not what it computes: excluded from the resume fingerprint.
 RUNTIME_FIELDS = ("num_workers", "progress", "log_every_steps", "save_every_steps", "max_steps", "device")
-CHOICES = {"depth_target": ("hybrid", "fusion", "tof_only"), "depth_loss": ("berhu", "l1"),
+CHOICES = {"depth_teacher": ("metric", "relative", "tof"), "depth_target": ("hybrid", "fusion", "tof_only"),
+           "depth_loss": ("berhu", "l1"),
            "amp": ("bf16", "fp16", "off"), "best_mode": ("min", "max"), "device": ("auto", "cpu", "cuda"),
            "backbone": ("efficientvit_b1", "mobilenetv3_small")}
 
@@ -132,6 +134,12 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     for name, allowed in CHOICES.items():
         if getattr(cfg, name) not in allowed:
             raise ValueError(f"training setting {name}={getattr(cfg, name)!r}: choose one of {list(allowed)}")
+    if cfg.depth_teacher == "relative" and cfg.depth_target != "hybrid":
+        raise ValueError(f"depth_target={cfg.depth_target!r} mixes ToF metres into the target, but depth_teacher "
+                         "is relative (unitless): a relative target trains on the relative teacher alone; "
+                         "leave depth_target out, or choose depth_teacher: metric")
+    if cfg.depth_teacher == "relative" and cfg.best_metric == "depth/target/rmse":
+        cfg.best_metric = "depth/target/ssi"  # a relative target has no metres to take an RMSE in
     if "truth" in cfg.best_metric:
         raise ValueError(f"best_metric {cfg.best_metric!r} uses ground truth; select on teacher agreement")
     if cfg.batch_size < 1 or cfg.epochs < 1:

@@ -6,6 +6,7 @@ A sample is a dict of tensors:
     tof_depth        float32 [1, H, W] metres, 0 = invalid
     tof_confidence   float32 [1, H, W] in [0, 1]
     teacher_depth    float32 [1, H, W] metres (zeros when absent) + has_teacher_depth (bool)
+    teacher_depth_relative  float32 [1, H, W] relative teacher, unitless (zeros when absent) + has_ flag
     teacher_label    int64   [H, W] classes, 255 = ignore (all 255 when absent) + has_teacher_label
     truth_depth, truth_label (+ has_ flags)   evaluation datasets only (with_truth=True)
     row, key, source  manifest row, frame key, index of the manifest in the run's list
@@ -34,7 +35,7 @@ from distillery.manifest import Manifest
 from distillery.student.augment import augment
 from distillery.student.config import AugmentConfig, TrainConfig
 
-TRAIN_FIELDS = ("rgb", "tof_depth", "tof_confidence", "teacher_depth", "teacher_label")
+TRAIN_FIELDS = ("rgb", "tof_depth", "tof_confidence", "teacher_depth", "teacher_depth_relative", "teacher_label")
 TRUTH_FIELDS = ("truth_depth", "truth_label")
 
 
@@ -59,6 +60,9 @@ def frame_sample(frame: dict, source: int = 0) -> dict:
     sample = {"rgb": rgb, "tof_depth": _depth(frame["tof_depth"], shape),
               "tof_confidence": _depth(frame["tof_confidence"], shape),
               "row": int(frame["row"]), "key": frame["key"], "source": source}
+    if "teacher_depth_relative" in frame:
+        sample["teacher_depth_relative"] = _depth(frame["teacher_depth_relative"], shape)
+        sample["has_teacher_depth_relative"] = torch.tensor(frame["teacher_depth_relative"] is not None)
     for depth_name, label_name in (("teacher_depth", "teacher_label"), ("truth_depth", "truth_label")):
         if depth_name in frame:
             sample[depth_name] = _depth(frame[depth_name], shape)
@@ -189,9 +193,21 @@ class MixtureSampler(Sampler):
         return (self.steps_per_epoch - self.start_step) * self.batch_size
 
 
+def require_relative_depth(manifests: list[Manifest], frames: list[tuple[int, int]]) -> None:
+    """A run that learns relative depth takes no ToF in its place: without relative teacher depth on any
+    training frame it would learn no depth at all, so it stops, naming the fix."""
+    if not any(manifests[m].records[row].get("has_teacher_depth_relative") for m, row in frames):
+        paths = ", ".join(str(m.h5_path) for m in manifests)
+        raise ValueError(f"depth_teacher is 'relative', but no training frame of {paths} has relative teacher "
+                         "depth: configure a relative teacher (teachers.models, e.g. backend da2) and re-merge, "
+                         "or choose depth_teacher: metric or tof")
+
+
 def build_train_data(manifests: list[Manifest], cfg: TrainConfig, rank: int = 0, world_size: int = 1
                      ) -> tuple[FrameDataset, MixtureSampler]:
     frames, sources = training_sources(manifests, cfg)
+    if cfg.depth_teacher == "relative":
+        require_relative_depth(manifests, frames)
     dataset = FrameDataset(manifests, frames, with_truth=False,
                            augmentation=cfg.augmentation if cfg.augment else None, seed=cfg.seed)
     sampler = MixtureSampler(sources, cfg.samples_per_epoch or len(frames), cfg.batch_size, cfg.seed, rank,

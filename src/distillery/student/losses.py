@@ -1,4 +1,11 @@
-"""Training losses of the student: depth targets, berHu / L1, smoothness, cross-entropy, Kendall.
+"""Training losses of the student: depth targets, berHu / L1, scale-and-shift-invariant, smoothness,
+cross-entropy, Kendall.
+
+A run learns depth from one teacher (`depth_teacher`): the metric teacher
+(metres; berHu or L1 against the target `depth_target` makes of it and the
+ToF), the relative teacher (unitless inverse depth with an unknown scale and
+shift per frame; a scale-and-shift-invariant loss on the student's inverse
+depth, and never ToF metres mixed in), or the ToF alone.
 
 Every loss takes its mask explicitly and averages over the pixels it
 covers; an empty mask gives exactly 0 with a gradient (of zeros), never NaN.
@@ -16,6 +23,19 @@ from distillery.classes import IGNORE_LABEL
 from distillery.fusion import trusted_tof
 
 DEPTH_TARGETS = ("hybrid", "fusion", "tof_only")
+DEPTH_TEACHERS = ("metric", "relative", "tof")
+RELATIVE = "relative"
+
+
+def target_mode(depth_teacher: str = "metric", depth_target: str = "hybrid") -> str:
+    """The target a run learns: a `depth_target` mode for the metric teacher, "tof_only", or "relative"."""
+    if depth_teacher not in DEPTH_TEACHERS:
+        raise ValueError(f"unknown depth teacher {depth_teacher!r}; choose one of {DEPTH_TEACHERS}")
+    if depth_teacher == "relative":
+        if depth_target != "hybrid":
+            raise ValueError(f"depth_target {depth_target!r} mixes ToF metres into a relative target")
+        return RELATIVE
+    return "tof_only" if depth_teacher == "tof" else depth_target
 
 
 def tof_usable(tof_depth: torch.Tensor, tof_confidence: torch.Tensor) -> torch.Tensor:
@@ -35,7 +55,10 @@ def depth_target(batch: dict, mode: str = "hybrid") -> tuple[torch.Tensor, torch
     fusion:   per pixel, ToF where runtime fusion would trust it, the teacher elsewhere
               (frames without a teacher keep only their trusted ToF pixels).
     tof_only: the ToF depth, for the distillation-versus-sensor comparison.
+    relative: the relative teacher's depth (unitless), frames that have it; no ToF anywhere.
     """
+    if mode == RELATIVE:
+        return relative_target(batch)
     tof, teacher = batch["tof_depth"], batch["teacher_depth"]
     has_teacher = _frame_flag(batch["has_teacher_depth"], tof)
     if mode == "hybrid":
@@ -49,6 +72,45 @@ def depth_target(batch: dict, mode: str = "hybrid") -> tuple[torch.Tensor, torch
         raise ValueError(f"unknown depth target {mode!r}; choose one of {DEPTH_TARGETS}")
     valid = torch.isfinite(target) & (target > 0)
     return torch.where(valid, target, torch.zeros_like(target)), valid
+
+
+def relative_target(batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """The relative teacher's inverse depth and where it is valid (frames with it, finite, > 0), [B, 1, H, W]."""
+    rel = batch["teacher_depth_relative"]
+    valid = _frame_flag(batch["has_teacher_depth_relative"], rel) & torch.isfinite(rel) & (rel > 0)
+    return torch.where(valid, rel, torch.zeros_like(rel)), valid
+
+
+def disparity(depth: torch.Tensor, min_depth: float = 1e-3) -> torch.Tensor:
+    """Inverse depth of the student's metric output: what a relative (inverse-depth) teacher is compared with."""
+    return 1.0 / depth.clamp_min(min_depth)
+
+
+def _ssi_normalise(x: torch.Tensor) -> torch.Tensor:
+    """x minus its median, divided by its mean absolute deviation from the median (MiDaS)."""
+    centred = x - x.median()
+    return centred / centred.abs().mean().clamp_min(1e-6)
+
+
+def ssi_per_frame(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor, min_pixels: int = 16
+                  ) -> torch.Tensor:
+    """Per frame with at least `min_pixels` valid pixels, the mean |normalised pred - normalised target|.
+
+    Both are normalised per frame by median and mean absolute deviation (Ranftl et al., MiDaS, the
+    scale-and-shift-invariant MAE), so the loss ignores each frame's unknown scale and shift of the target.
+    """
+    errors = []
+    for p, t, m in zip(pred, target, valid):
+        if int(m.sum()) >= min_pixels:
+            errors.append((_ssi_normalise(p[m]) - _ssi_normalise(t[m])).abs().mean())
+    return torch.stack(errors) if errors else pred.new_zeros(0)
+
+
+def ssi_loss(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor, min_pixels: int = 16
+             ) -> torch.Tensor:
+    """Scale-and-shift-invariant loss, the mean over frames of ssi_per_frame; 0 (zero gradient) without one."""
+    errors = ssi_per_frame(pred, target, valid, min_pixels)
+    return errors.mean() if len(errors) else (pred * 0).sum()
 
 
 def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -120,23 +182,25 @@ class StudentLoss(nn.Module):
 
     def __init__(self, depth_target: str = "hybrid", depth_loss: str = "berhu", berhu_threshold: float = 0.2,
                  smoothness_weight: float = 0.1, kendall: bool = True, kendall_clamp: float = 2.0,
-                 seg_weight: float = 1.0):
+                 seg_weight: float = 1.0, depth_teacher: str = "metric"):
         super().__init__()
         if depth_target not in DEPTH_TARGETS or depth_loss not in ("berhu", "l1"):
             raise ValueError(f"unknown depth target {depth_target!r} or depth loss {depth_loss!r}")
-        self.depth_target, self.depth_loss = depth_target, depth_loss
+        self.depth_target, self.depth_loss = target_mode(depth_teacher, depth_target), depth_loss
         self.berhu_threshold, self.smoothness_weight, self.seg_weight = berhu_threshold, smoothness_weight, seg_weight
         self.kendall = KendallWeighting(kendall_clamp) if kendall else None
 
     @classmethod
     def from_config(cls, cfg) -> StudentLoss:
         return cls(cfg.depth_target, cfg.depth_loss, cfg.berhu_threshold, cfg.smoothness_weight, cfg.kendall,
-                   cfg.kendall_clamp, cfg.seg_weight)
+                   cfg.kendall_clamp, cfg.seg_weight, cfg.depth_teacher)
 
     def forward(self, outputs: dict, batch: dict) -> dict[str, torch.Tensor]:
         depth = outputs["depth"].float()
         target, valid = depth_target(batch, self.depth_target)
-        if self.depth_loss == "berhu":
+        if self.depth_target == RELATIVE:
+            fit = ssi_loss(disparity(depth), target, valid)
+        elif self.depth_loss == "berhu":
             fit = berhu_loss(depth, target, valid, self.berhu_threshold)
         else:
             fit = l1_loss(depth, target, valid)

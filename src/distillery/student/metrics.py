@@ -5,7 +5,8 @@ that batches, and DDP ranks, combine exactly by adding: a batch mean of
 RMSEs is not the RMSE of the set. Depth is compared against several
 references, each with its own mask:
 
-    target             what the run trains on (the depth_target of the config), on the validation split
+    target             what the run trains on (the depth_target of the config), on the validation split;
+                       a relative target has no metres: depth/target/ssi, the scale-and-shift-invariant error
     teacher            the teacher depth, frames that have one
     teacher/near|mid|far   ... by teacher range, 0.3-1 m, 1-2 m, 2-4 m
     teacher_tof_invalid    ... on pixels runtime fusion takes from the student (ToF not usable)
@@ -24,7 +25,7 @@ import torch
 
 from distillery.classes import CLASS_NAMES, IGNORE_LABEL
 from distillery.fusion import trusted_tof
-from distillery.student.losses import depth_target
+from distillery.student.losses import RELATIVE, depth_target, disparity, relative_target, ssi_per_frame
 
 RANGE_BINS = {"near": (0.3, 1.0), "mid": (1.0, 2.0), "far": (2.0, 4.0)}
 TOF_EVAL_RANGE_M = (0.1, 5.0)
@@ -127,7 +128,7 @@ def _frames(flag: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 
 def depth_references(batch: dict, target_mode: str) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """Every depth reference of a batch as name -> (reference depth, mask), masks already excluding 0."""
-    refs = {"target": depth_target(batch, target_mode)}
+    refs = {} if target_mode == RELATIVE else {"target": depth_target(batch, target_mode)}
     tof = batch["tof_depth"]
     student_pixels = ~trusted_tof(tof, batch["tof_confidence"])
     teacher = batch["teacher_depth"]
@@ -157,22 +158,27 @@ class Evaluator:
         self.depth = {n: torch.zeros(len(DEPTH_SUMS), dtype=torch.float64, device=device) for n in self.DEPTH_NAMES}
         self.seg = {n: torch.zeros(num_classes, num_classes, dtype=torch.float64, device=device)
                     for n in self.SEG_NAMES}
+        self.relative = torch.zeros(2, dtype=torch.float64, device=device)  # frames, summed SSI error
 
     @torch.no_grad()
     def update(self, outputs: dict, batch: dict) -> None:
         pred = outputs["depth"].float()
         for name, (reference, mask) in depth_references(batch, self.target_mode).items():
             self.depth[name] += depth_sums(pred, reference, mask)
+        if self.target_mode == RELATIVE:
+            errors = ssi_per_frame(disparity(pred), *relative_target(batch)).double()
+            self.relative += torch.stack([errors.new_tensor(float(len(errors))), errors.sum()])
         predicted = outputs["segmentation"].argmax(1)
         for name in self.SEG_NAMES:
             if f"{name}_label" in batch:
                 self.seg[name] += confusion_matrix(predicted, batch[f"{name}_label"], self.num_classes)
 
     def state(self) -> torch.Tensor:
-        return torch.cat([*self.depth.values(), *(c.flatten() for c in self.seg.values())])
+        return torch.cat([*self.depth.values(), *(c.flatten() for c in self.seg.values()), self.relative])
 
     def load_state(self, state: torch.Tensor) -> None:
-        parts = list(state.split([len(DEPTH_SUMS)] * len(self.depth) + [self.num_classes**2] * len(self.seg)))
+        parts = list(state.split([len(DEPTH_SUMS)] * len(self.depth) + [self.num_classes**2] * len(self.seg) + [2]))
+        self.relative = parts.pop().clone()
         for name in self.depth:
             self.depth[name] = parts.pop(0).clone()
         for name in self.seg:
@@ -184,6 +190,9 @@ class Evaluator:
         for name, sums in self.depth.items():
             if sums[0] > 0:
                 out.update({f"depth/{name}/{k}": v for k, v in depth_from_sums(sums.cpu()).items()})
+        if self.relative[0] > 0:
+            out.update({"depth/target/ssi": float(self.relative[1] / self.relative[0]),
+                        "depth/target/frames": int(self.relative[0])})
         names = CLASS_NAMES if self.num_classes == len(CLASS_NAMES) else tuple(map(str, range(self.num_classes)))
         for name, confusion in self.seg.items():
             if confusion.sum() > 0:

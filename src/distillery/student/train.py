@@ -246,7 +246,7 @@ def evaluate(run: Run) -> dict[str, float]:
     model = run.model
     was_training = model.training
     model.eval()
-    evaluator = Evaluator(run.cfg.num_classes, run.cfg.depth_target, run.device)
+    evaluator = Evaluator(run.cfg.num_classes, run.loss_fn.depth_target, run.device)  # the mode the run learns
     losses = torch.zeros(3, dtype=torch.float64, device=run.device)  # depth, seg, batches
     for batch in run.val_loader:
         batch = to_device(batch, run)
