@@ -448,6 +448,16 @@ def job_resources(size, gpu=0):
             "slurm_partition": slurm_partition}
 
 
+def teacher_failure_lists(wildcards):
+    """The failure list beside every teacher layer: merge inputs, so a shard's failed share is gated."""
+    return [layer[: -len(".h5")] + ".failures.jsonl" for layer in teacher_layers(wildcards)]
+
+
+def max_failed_share():
+    """teachers.max_failed_share (no limit without teachers)."""
+    return (config.get("teachers") or {}).get("max_failed_share", 1.0)
+
+
 def teacher_size(wildcards):
     """sim or real row of JOB_SIZES, by the teacher's backend."""
     return "teacher_real" if _teacher_real(wildcards.teacher) else "teacher_sim"

@@ -6,6 +6,7 @@ rule merge_manifest:
         shards=shard_files,
         quarantines=quarantine_files,
         layers=teacher_layers,
+        failures=teacher_failure_lists,
     output:
         h5="results/manifest/manifest.h5",
         jsonl="results/manifest/manifest.jsonl",
@@ -14,6 +15,7 @@ rule merge_manifest:
     params:
         max_bad_share=config["ingest"]["max_bad_share"],
         compression_level=config["manifest"]["compression_level"],
+        max_failed_share=max_failed_share(),
     log:
         "logs/merge_manifest/merge_manifest.log",
     benchmark:
@@ -24,7 +26,8 @@ rule merge_manifest:
         "../../envs/ingest.yaml"
     shell:
         "distillery merge --shards {input.shards} --quarantines {input.quarantines} "
-        "--layers {input.layers} "
+        "--layers {input.layers} --failures {input.failures} "
+        "--max-failed-share {params.max_failed_share} "
         "--out-h5 {output.h5} --out-jsonl {output.jsonl} "
         "--out-quarantine {output.quarantine} --out-summary {output.summary} "
         "--max-bad-share {params.max_bad_share} "

@@ -7,6 +7,14 @@ variable-length row per frame, so a frame's boxes are written with it and
 never half-appended). `finalise` turns the boxes into the ragged layout the
 merge reads, drops the bookkeeping, writes the failures report and renames
 the file onto the layer path.
+
+Trust on resume: HDF5 (without SWMR) gives no order between a frame's data
+chunk and its status reaching the file, so a kill during a flush can leave a
+frame marked done whose data reads back as zeros. Each batch is therefore
+written in two steps, data (flushed) and then, per frame, a checksum of the
+stored bytes with the status (flushed). A resumed run reads every done frame
+back, and a frame whose bytes do not match its checksum (or cannot be read)
+is labelled again.
 """
 
 from __future__ import annotations
@@ -14,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import zlib
 from pathlib import Path
 
 import h5py
@@ -25,7 +34,7 @@ from distillery.teachers.base import FrameFailure
 log = logging.getLogger(__name__)
 
 PENDING, DONE, FAILED = 0, 1, 2
-BOOKKEEPING = ("frame_status", "frame_failure", "partial_boxes", "partial_box_source")
+BOOKKEEPING = ("frame_status", "frame_failure", "frame_checksum", "partial_boxes", "partial_box_source")
 
 
 def _keys_of(f: h5py.File) -> list[str]:
@@ -46,10 +55,11 @@ class PartialLayer:
         if path.exists():
             reason = cls._stale_reason(path, keys, signature)
             if reason is None:
-                f = h5py.File(path, "r+")
-                log.info("resuming %s: %d of %d frames already done", path, int((f["frame_status"][:] != PENDING)
-                                                                               .sum()), len(keys))
-                return cls(path, f, task, fields, boxes)
+                layer = cls(path, h5py.File(path, "r+"), task, fields, boxes)
+                layer.verify()
+                log.info("resuming %s: %d of %d frames already done", path, int((layer.status != PENDING).sum()),
+                         len(keys))
+                return layer
             log.warning("starting %s anew: %s", path, reason)
             path.unlink()
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -58,6 +68,7 @@ class PartialLayer:
         f.attrs["signature"] = signature
         f.create_dataset("frame_status", shape=(len(keys),), dtype="int8", fillvalue=PENDING)
         f.create_dataset("frame_failure", shape=(len(keys),), dtype=h5py.string_dtype())
+        f.create_dataset("frame_checksum", shape=(len(keys),), dtype="int64", fillvalue=-1)
         if boxes:
             f.create_dataset("partial_boxes", shape=(len(keys),), dtype=h5py.vlen_dtype(np.float32))
             f.create_dataset("partial_box_source", shape=(len(keys),), dtype=h5py.vlen_dtype(np.int32))
@@ -72,8 +83,8 @@ class PartialLayer:
                     return "it was written with other settings or inputs"
                 if _keys_of(f) != keys:
                     return "its frames differ from the shard's"
-                if "frame_status" not in f:
-                    return "it has no frame status"
+                if "frame_status" not in f or "frame_checksum" not in f:
+                    return "it has no frame status or checksums"
         except OSError as err:  # truncated by a kill during a flush: nothing in it can be trusted
             return f"it is unreadable ({err})"
         return None
@@ -82,24 +93,74 @@ class PartialLayer:
     def status(self) -> np.ndarray:
         return self.file["frame_status"][:]
 
+    def _stored(self, r: dict) -> dict:
+        """A result's arrays as they are stored (dataset dtypes), so the checksum sees what reads back."""
+        out = {name: np.ascontiguousarray(r[name], dtype=self.file[name].dtype) for name in self.fields}
+        if self.boxes:
+            out["partial_boxes"] = np.asarray(r["boxes"], np.float32).ravel()
+            out["partial_box_source"] = np.asarray(r["source_class"], np.int32)
+        return out
+
+    @staticmethod
+    def checksum(index: int, arrays) -> int:
+        """CRC-32 of a frame's stored bytes, seeded by its row (an unwritten slot never matches)."""
+        crc = zlib.crc32(str(index).encode())
+        for a in arrays:
+            crc = zlib.crc32(np.ascontiguousarray(a).tobytes(), crc)
+        return crc
+
     def write(self, indices, results) -> None:
-        """Store one batch's results and flush, so that a kill after this returns loses none of them."""
+        """Store one batch's results and flush, so that a kill after this returns loses none of them.
+
+        Data first (flushed), then checksums and statuses (flushed): see the module docstring."""
         f = self.file
+        done, failed = {}, {}
         for i, r in zip((int(i) for i in indices), results):
             if isinstance(r, dict) and not all(np.isfinite(r[n].astype(np.float16)).all() for n in self.fields
                                                if n.startswith("teacher_depth")):
                 r = FrameFailure("depth does not fit float16")
             if isinstance(r, FrameFailure):
-                f["frame_status"][i], f["frame_failure"][i] = FAILED, r.reason
+                failed[i] = r.reason
                 continue
+            stored = self._stored(r)
+            for name, value in stored.items():
+                f[name][i] = value
             for name in self.fields:
-                f[name][i] = r[name]
                 f["has_" + name][i] = True
-            if self.boxes:
-                f["partial_boxes"][i] = r["boxes"].astype(np.float32).ravel()
-                f["partial_box_source"][i] = np.asarray(r["source_class"], np.int32)
-            f["frame_status"][i] = DONE
+            done[i] = self.checksum(i, stored.values())
         f.flush()
+        for i, crc in done.items():
+            f["frame_checksum"][i], f["frame_status"][i] = crc, DONE
+        for i, reason in failed.items():
+            f["frame_status"][i], f["frame_failure"][i] = FAILED, reason
+        f.flush()
+
+    def _read_back(self, i: int) -> list:
+        names = list(self.fields) + (["partial_boxes", "partial_box_source"] if self.boxes else [])
+        return [np.asarray(self.file[name][i]) for name in names]
+
+    def verify(self) -> list[int]:
+        """Set every done frame whose stored bytes fail their checksum back to pending; returns those rows."""
+        f = self.file
+        status, sums = f["frame_status"][:], f["frame_checksum"][:]
+        bad = []
+        for i in np.flatnonzero(status == DONE):
+            try:
+                ok = self.checksum(int(i), self._read_back(int(i))) == int(sums[i])
+            except OSError:  # a chunk cut short by the kill: unreadable
+                ok = False
+            if not ok:
+                bad.append(int(i))
+        if bad:
+            keys = _keys_of(f)
+            log.warning("re-labelling %d frame(s) marked done whose stored data fails its checksum: %s",
+                        len(bad), ", ".join(keys[i] for i in bad[:10]))
+            for i in bad:
+                f["frame_status"][i] = PENDING
+                for name in self.fields:
+                    f["has_" + name][i] = False
+            f.flush()
+        return bad
 
     def _ragged_boxes(self, status: np.ndarray) -> None:
         f = self.file

@@ -16,8 +16,10 @@ output, so a finished-looking layer is always complete.
 
 A frame that a teacher fails on (an exception, non-finite output) is
 recorded in the failures report with its reason and left without a value
-(present flag false); the shard carries on. Configuration errors
-(`TeacherError`) stop the run.
+(present flag false); the shard carries on. Fatal errors (a broken CUDA
+context, out of memory, a model that does not load, configuration errors:
+see faults.py) stop the run with a non-zero exit, so that the workflow
+retries the job; what was labelled before stays in the partial file.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from tqdm import tqdm
 
 from distillery.manifest import LAYER_SCHEMA_NAME, check_schema
 from distillery.teachers.base import FrameFailure, TeacherError
+from distillery.teachers.faults import as_fatal, is_fatal, with_injected_faults
 from distillery.teachers.partial import PENDING, PartialLayer
 from distillery.teachers.stages import LAYER_BOXES, check_result, layer_fields, slot_result
 
@@ -121,6 +124,8 @@ def predict_batch(stage, batch: dict, shape: tuple[int, int]) -> list:
     except TeacherError:
         raise
     except Exception as err:  # any model error: isolate the frame(s) that cause it
+        if is_fatal(err):
+            raise as_fatal(err, batch["key"]) from err
         if len(batch["key"]) == 1:
             log.warning("frame %s failed: %s: %s", batch["key"][0], type(err).__name__, err)
             return [FrameFailure(f"{type(err).__name__}: {err}")]
@@ -182,6 +187,7 @@ def make_loader(dataset, pending: np.ndarray, batch_size: int, workers: int, pin
 def run_shard(stage, shard: str, out: str, failures_out: str, batch_size: int = 8, workers: int = 0,
               depth_layer: str | None = None, detect_layer: str | None = None, progress: bool = True) -> dict:
     """Label every frame of `shard` with `stage` into the layer file `out`; resumes a killed run."""
+    stage = with_injected_faults(stage)
     dataset = ShardFrames(shard, stage.reads, depth_layer, detect_layer)
     with h5py.File(shard, "r") as f:
         size = int(f.attrs["height"]), int(f.attrs["width"])
