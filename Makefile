@@ -28,7 +28,9 @@ demo: setup
 	@echo "manifest:   $(CURDIR)/results/manifest/manifest.h5"
 	@echo "index:      $(CURDIR)/results/manifest/manifest.jsonl"
 	@echo "quarantine: $(CURDIR)/results/manifest/quarantine.jsonl"
-	@echo "student:    $(CURDIR)/results/train/ (best.pt, metrics.jsonl, tensorboard/)"
+	@echo "students:   $(CURDIR)/results/train/<version>/ (best.pt, metrics.jsonl, tensorboard/)"
+	@echo "evaluation: $(CURDIR)/results/evaluation/<version>/<set>.json"
+	@echo "report:     $(CURDIR)/results/report/lineage.html (open in a browser; lineage.md beside it)"
 	@echo "logs:       $(CURDIR)/logs/"
 
 test: setup slurm-deps browser-deps

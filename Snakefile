@@ -15,6 +15,7 @@ include: "workflow/rules/teachers.smk"
 include: "workflow/rules/manifest.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/report.smk"
 include: "workflow/rules/deploy.smk"
 
 
@@ -22,5 +23,6 @@ rule all:
     input:
         rules.merge_manifest.output,
         training_targets(),
+        report_targets(),
         deploy_targets(),
     default_target: True

@@ -26,6 +26,12 @@ def tiny_config(**overrides) -> dict:
                    "max_pair_dt": 0.02},
         "sharding": {"frames_per_shard": 4, "seed": 0, "splits": {"train": 0.6, "val": 0.2, "test": 0.2}},
         "manifest": {"compression_level": 3},
+        # Every lineage role on one of the two worlds (the default config's V1..V9 name roles), and one
+        # tiny version for `rule all` (train, evaluate, report) instead of the whole lineage.
+        "lineage": {"roles": {"nyu": "rooms", "sun": "rooms", "diode": "rooms", "corridor": "corridors"}},
+        "training": {"build": ["demo"], "versions": {"demo": {
+            "backbone": "mobilenetv3_small", "epochs": 1, "samples_per_epoch": 8, "batch_size": 4,
+            "max_val_frames": 4, "freeze_encoder_epochs": 0}}},
     }
     cfg.update(overrides)
     return cfg

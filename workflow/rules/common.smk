@@ -108,28 +108,32 @@ def quarantine_files(wildcards):
     )
 
 
-# Each training version's own settings (docs/training.md): no init_from, fine-tunes state freeze_encoder_epochs.
+# The lineage (docs/lineage.md): roles resolved, parents and names checked at DAG build, so a wrong
+# parent, role or cycle stops `snakemake -n` naming the version and the value.
+from distillery.student import lineage
 from distillery.student import versions as training_versions
 
-training_versions.check_versions(config.get("training") or {}, list(DATASETS))
+TRAINING = config.get("training") or {}
+ROLES = (config.get("lineage") or {}).get("roles") or {}
+VERSIONS = lineage.check_lineage(TRAINING, ROLES, list(DATASETS))  # parents first
+# Each version's own settings (docs/training.md): no init_from, fine-tunes state freeze_encoder_epochs.
+training_versions.check_versions(TRAINING, list(DATASETS))
+
+
+def built_versions():
+    """The versions `rule all` builds: training.build, or every version when it is null."""
+    build = TRAINING.get("build")
+    return VERSIONS if build is None else [v for v in VERSIONS if v in build]
 
 
 def training_targets():
-    """best.pt of every version that config["training"]["build"] lists (none without a training section)."""
-    return expand(
-        "results/train/{version}/best.pt",
-        version=config.get("training", {}).get("build", []),
-    )
+    """best.pt of every built version (none without a training section)."""
+    return expand("results/train/{version}/best.pt", version=built_versions())
 
 
 def train_version(wildcards):
-    """The settings of one training version, as the config writes them."""
-    versions = config.get("training", {}).get("versions", {})
-    if wildcards.version not in versions:
-        raise ValueError(
-            f"config: training.versions has no {wildcards.version!r} (has {sorted(versions)})"
-        )
-    return versions[wildcards.version]
+    """The settings of one training version: training.defaults, then the version's own keys."""
+    return lineage.version_entry(TRAINING, wildcards.version)
 
 
 def train_inputs(wildcards):
@@ -142,9 +146,9 @@ def train_inputs(wildcards):
 
 
 def train_settings(wildcards):
-    """A version's `distillery train` settings (all but `parent`, `gpus`) as one shell-quoted JSON object."""
-    workflow_keys = ("parent", "gpus")
-    settings = {k: v for k, v in train_version(wildcards).items() if k not in workflow_keys}
+    """A version's `distillery train` settings as one shell-quoted JSON object: workflow keys (parent,
+    gpus) dropped, roles in `datasets` / `val_datasets` resolved to dataset names."""
+    settings = lineage.resolved_settings(train_version(wildcards), ROLES, list(DATASETS), wildcards.version)
     return shlex.quote(json.dumps(settings, sort_keys=True))
 
 
@@ -366,6 +370,36 @@ def evaluation_args():
 
 def evaluation_gpus():
     return int(EVALUATION["device"] == "cuda")
+
+
+# Report (docs/lineage.md): one page over every evaluation of every built version.
+def report_targets():
+    """The report, when any version is built (`rule all` asks for it)."""
+    return ["results/report/lineage.html"] if built_versions() else []
+
+
+def report_inputs(wildcards):
+    """Every evaluation JSON and best.pt of the built versions, and the manifest."""
+    versions = built_versions()
+    return {
+        "evaluations": evaluation_targets(versions),
+        "checkpoints": expand("results/train/{version}/best.pt", version=versions),
+        "manifest": "results/manifest/manifest.h5",
+    }
+
+
+def report_lineage():
+    """The built versions' entries (defaults applied, roles resolved) as one shell-quoted JSON object."""
+    summary = lineage.lineage_summary(TRAINING, ROLES, list(DATASETS))
+    built = built_versions()
+    return shlex.quote(json.dumps({v: summary[v] for v in built}, sort_keys=True))
+
+
+def report_checkpoint_args():
+    """`--checkpoint VERSION=results/train/VERSION/best.pt` for every built version."""
+    return " ".join(
+        f"--checkpoint {v}=results/train/{v}/best.pt" for v in built_versions()
+    )
 
 
 # Job resources: what each job asks a cluster for, from this one table, sized by what the job really

@@ -51,7 +51,7 @@ class Evaluation:
 
     def depth(self, reference: str, region: str = "all", metric: str = "rmse", kind: str = "depth") -> dict | None:
         """{"mean", "ci95"} of one depth metric, or None when that reference/region is absent."""
-        value = self.data.get(kind, {}).get(reference, {}).get(region, {}).get(metric)
+        value = ((((self.data.get(kind) or {}).get(reference) or {}).get(region) or {}).get(metric))
         return value if isinstance(value, dict) and _finite(value.get("mean")) else None
 
     def miou(self) -> dict | None:

@@ -64,7 +64,9 @@ def _ci_errors(values: list[dict | None]) -> tuple[np.ndarray, np.ndarray]:
             means.append(math.nan)
             err.append((0.0, 0.0))
             continue
-        lo, hi = (v.get("ci95") or [v["mean"], v["mean"]])[:2]
+        lo, hi = (v.get("ci95") or [None, None])[:2]
+        lo = v["mean"] if lo is None or not math.isfinite(lo) else lo  # no interval (e.g. one sequence)
+        hi = v["mean"] if hi is None or not math.isfinite(hi) else hi
         means.append(v["mean"])
         err.append((max(v["mean"] - lo, 0.0), max(hi - v["mean"], 0.0)))
     return np.asarray(means, dtype=float), np.asarray(err, dtype=float).T.reshape(2, -1)
