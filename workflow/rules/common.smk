@@ -1,5 +1,6 @@
 # Config validation and every input/param function the rules use.
 import json
+import os
 import shlex
 from pathlib import Path
 
@@ -508,3 +509,9 @@ def train_threads(wildcards):
 
     workers = train_version(wildcards).get("num_workers", TrainConfig.num_workers)
     return (int(workers) + 1) * max(train_gpus(wildcards), 1)
+
+
+# Conda environments (envs/*.yaml, `--sdm conda`) install this project from DISTILLERY_PROJECT, the
+# workflow's own folder: Snakemake copies env files into .snakemake/conda/, so they cannot name it
+# relative to themselves.
+os.environ["DISTILLERY_PROJECT"] = str(Path(workflow.basedir).resolve())

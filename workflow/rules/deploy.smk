@@ -71,7 +71,7 @@ rule export_onnx:
     resources:
         **job_resources("export"),
     conda:
-        "../../envs/train.yaml"
+        "../../envs/distillery.yaml"
     shell:
         "distillery export --checkpoint {input.checkpoint} --manifest {input.manifest} "
         "--out {output.onnx} --fp16-out {output.fp16} --parity-out {output.parity} "
@@ -93,7 +93,7 @@ rule calibration_set:
     resources:
         **job_resources("export"),
     conda:
-        "../../envs/train.yaml"
+        "../../envs/distillery.yaml"
     shell:
         "distillery calibrate --manifest {input.manifest} --out {output.calibration} "
         "--frames {params.frames} --seed {params.seed} > {log} 2>&1"
@@ -121,7 +121,7 @@ rule quantize_int8:
     resources:
         **job_resources("export"),
     conda:
-        "../../envs/train.yaml"
+        "../../envs/distillery.yaml"
     shell:
         "distillery quantize --onnx {input.onnx} --calibration {input.calibration} "
         "--manifest {input.manifest} --out {output.onnx} --report {output.report} "
@@ -145,7 +145,7 @@ rule fused_graph:
     resources:
         **job_resources("export"),
     conda:
-        "../../envs/train.yaml"
+        "../../envs/distillery.yaml"
     shell:
         "distillery fused-graph --checkpoint {input.checkpoint} --manifest {input.manifest} "
         "--out {output.onnx} --report {output.report} --frames {params.frames} "
@@ -174,7 +174,7 @@ rule model_card:
     resources:
         **job_resources("deploy_small"),
     conda:
-        "../../envs/train.yaml"
+        "../../envs/distillery.yaml"
     shell:
         "distillery model-card --version {wildcards.version} {params.parent} "
         "--checkpoint {input.checkpoint} --manifest {input.manifest} "
@@ -202,7 +202,7 @@ rule jetson_bundle:
     resources:
         **job_resources("deploy_small"),
     conda:
-        "../../envs/train.yaml"
+        "../../envs/distillery.yaml"
     shell:
         "distillery jetson-bundle --deploy-dir {params.deploy_dir} --out-dir {output.folder} "
         "--tarball {output.tarball} > {log} 2>&1"

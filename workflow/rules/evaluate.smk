@@ -21,7 +21,7 @@ rule evaluate_version:
     resources:
         **job_resources("evaluate_version", gpu=evaluation_gpus()),
     conda:
-        "../../envs/train.yaml"
+        "../../envs/distillery.yaml"
     shell:
         "distillery evaluate --checkpoint {input.checkpoint} --manifest {input.manifest} "
         "--set {wildcards.dataset} --out {output.json} --version-name {wildcards.version} "

@@ -15,7 +15,7 @@ rule extract_bag:
     resources:
         **job_resources("extract_bag"),
     conda:
-        "../../envs/ingest.yaml"
+        "../../envs/distillery.yaml"
     shell:
         "distillery extract-bag {input.bag} --out {output.folder} {params.settings} --quiet "
         "> {log} 2>&1"
@@ -36,7 +36,7 @@ rule index_dataset:
     resources:
         **job_resources("index_dataset"),
     conda:
-        "../../envs/ingest.yaml"
+        "../../envs/distillery.yaml"
     shell:
         "distillery index --dataset {input.folder:q} --name {wildcards.dataset} "
         "{params.reader} --out {output.index} --quarantine {output.quarantine} "
@@ -60,7 +60,7 @@ checkpoint plan_shards:
     resources:
         **job_resources("plan_shards"),
     conda:
-        "../../envs/ingest.yaml"
+        "../../envs/distillery.yaml"
     shell:
         "distillery plan-shards {input.indexes} --out {output.plan} "
         "--frames-per-shard {params.frames_per_shard} --seed {params.seed} "
@@ -84,7 +84,7 @@ rule pack_shard:
     resources:
         **job_resources("pack_shard"),
     conda:
-        "../../envs/ingest.yaml"
+        "../../envs/distillery.yaml"
     shell:
         "distillery pack-shard --frames {input.frames} --out {output.h5} "
         "--quarantine {output.quarantine} {params.settings} > {log} 2>&1"

@@ -23,7 +23,7 @@ rule merge_manifest:
     resources:
         **job_resources("merge_manifest"),
     conda:
-        "../../envs/ingest.yaml"
+        "../../envs/distillery.yaml"
     shell:
         "distillery merge --shards {input.shards} --quarantines {input.quarantines} "
         "--layers {input.layers} --failures {input.failures} "

@@ -20,7 +20,7 @@ rule report:
     resources:
         **job_resources("report"),
     conda:
-        "../../envs/train.yaml"
+        "../../envs/distillery.yaml"
     shell:
         "distillery report --evaluations {input.evaluations} --lineage {params.lineage} "
         "--manifest {input.manifest} {params.checkpoints} --deploy-dir {params.deploy_dir} "

@@ -13,6 +13,6 @@ rule synthesize_world:
     resources:
         **job_resources("synthesize_world"),
     conda:
-        "../../envs/ingest.yaml"
+        "../../envs/distillery.yaml"
     shell:
         "distillery synth --out {output.world} {params.settings} > {log} 2>&1"

@@ -21,7 +21,7 @@ rule train_student:
     resources:
         **job_resources(train_size, gpu=train_gpus),
     conda:
-        "../../envs/train.yaml"
+        "../../envs/distillery.yaml"
     shell:
         "{params.launcher} train --manifest {input.manifest} --out {params.out} "
         "--config-json {params.settings} {params.init_from} --threads {threads} --quiet "
