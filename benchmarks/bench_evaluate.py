@@ -49,7 +49,8 @@ def generated_manifest(path: Path, frames: int, sequences: int, size=(240, 320),
             f["truth_depth"][i], f["has_truth_depth"][i] = truth, True
             f["teacher_depth"][i], f["has_teacher_depth"][i] = truth * 1.05, True
             f["truth_label"][i], f["has_truth_label"][i] = (ramp * 1.2).astype(np.uint8) % 6, True
-            f["key"][i], f["dataset"][i], f["sequence"][i], f["split"][i] = f"bench/{sequence}/{i:04d}", "bench", sequence, "test"
+            f["key"][i], f["sequence"][i] = f"bench/{sequence}/{i:04d}", sequence
+            f["dataset"][i], f["split"][i] = "bench", "test"
     return str(path)
 
 

@@ -33,7 +33,7 @@ BINS = {"near": (0.3, 1.0), "mid": (1.0, 2.0), "far": (2.0, 4.0)}
 def evaluated(tmp_path_factory):
     """A two-dataset manifest (train/val/test sequences), a random-weight student, one evaluation."""
     tmp = tmp_path_factory.mktemp("eval")
-    manifest = write_manifest(tmp / "manifest.h5", frames=12, size=(48, 64), datasets=("rooms", "halls"),
+    manifest = write_manifest(tmp / "manifest.h5", frames=24, size=(48, 64), datasets=("rooms", "halls"),
                               splits=("train", "val", "test"))
     with h5py.File(manifest, "a") as f:  # rooms/seq2/0005 (test): ToF confidence too low everywhere
         row = list(f["key"].asstr()[:]).index("rooms/seq2/0005")
@@ -110,14 +110,14 @@ def _check(entry, values):
 def test_every_number_recomputes_from_predictions_and_manifest(evaluated):
     result, npz = evaluated["json"], evaluated["npz"]
     with h5py.File(evaluated["manifest"], "r") as f:
-        keys = list(f["key"].asstr()[:])
+        keys, splits = list(f["key"].asstr()[:]), f["split"].asstr()[:]
         rows = [keys.index(k) for k in npz["keys"]]
-        assert {f["split"].asstr()[r] for r in rows} == {"test"} and {f["dataset"].asstr()[r] for r in rows} == {"rooms"}
-        test_rooms = [i for i, k in enumerate(keys) if f["split"].asstr()[i] == "test" and k.startswith("rooms/")]
+        assert {splits[r] for r in rows} == {"test"} and {f["dataset"].asstr()[r] for r in rows} == {"rooms"}
+        test_rooms = [i for i, k in enumerate(keys) if splits[i] == "test" and k.startswith("rooms/")]
         assert sorted(rows) == test_rooms
         frames = [_frame_inputs(f, r) for r in rows]
         seq_ids = [f"rooms/{f['sequence'].asstr()[r]}" for r in rows]
-    sums = {("depth", ref): [] for ref in ("truth", "tof", "teacher")} | {("fused", r): [] for r in ("truth", "teacher")}
+    sums = {("depth", r): [] for r in ("truth", "tof", "teacher")} | {("fused", r): [] for r in ("truth", "teacher")}
     confusion = np.zeros((len(rows), 6, 6))
     for i, fr in enumerate(frames):
         fused, trusted = _fuse(npz["depth"][i].astype(np.float64), fr["tof"], fr["conf"])
@@ -154,7 +154,8 @@ def test_every_number_recomputes_from_predictions_and_manifest(evaluated):
     seg = result["segmentation"]
     assert seg["reference"] == "truth_label" and seg["confusion"] == total.astype(int).tolist()
     for name, value in zip(CLASSES, iou):
-        assert (seg["per_class_iou"][name] is None) if math.isnan(value) else seg["per_class_iou"][name] == pytest.approx(value)
+        got = seg["per_class_iou"][name]
+        assert got is None if math.isnan(value) else got == pytest.approx(value)
     resampled = np.einsum("rf,fij->rij", w, confusion)
     r_tp = np.diagonal(resampled, axis1=1, axis2=2)
     r_union = resampled.sum(1) + resampled.sum(2) - r_tp
@@ -166,7 +167,7 @@ def test_every_number_recomputes_from_predictions_and_manifest(evaluated):
 def test_header_frames_and_fusion_flags(evaluated):
     result, frames = evaluated["json"], evaluated["frames"]
     assert result["version"] == "V3" and result["set"] == "rooms" and result["split"] == "test"
-    assert result["frames"] == len(frames) == 4 and result["sequences"] == 2
+    assert result["frames"] == len(frames) == 8 and result["sequences"] == 4
     assert result["bootstrap"] == {"resamples": 200, "seed": 3, "unit": "sequence"}
     assert len(result["checkpoint_sha256"]) == 64 and result["manifest_content_id"] == "c0ffee"
     assert result["teachers"] == [{"id": "sim_da3", "task": "depth", "kind": "metric"}]

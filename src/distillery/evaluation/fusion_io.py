@@ -53,7 +53,8 @@ def fuse_split(checkpoint: str, manifest_path: str, out: str, split: str = "test
     manifest = Manifest(manifest_path)
     rows = manifest.indices(split=split, dataset=dataset)
     if not len(rows):
-        raise ValueError(f"{manifest_path}: no frames in split {split!r}" + (f" of dataset {dataset!r}" if dataset else ""))
+        where = f" of dataset {dataset!r}" if dataset else ""
+        raise ValueError(f"{manifest_path}: no frames in split {split!r}{where}")
     model = load_student(checkpoint, device)
     loader = make_loader(FrameDataset([manifest], [(0, int(r)) for r in rows]), batch_size, 0)
     keys, student, fused, scale, flag = [], [], [], [], []
