@@ -68,6 +68,7 @@ def test_val_datasets_choose_the_frames_best_pt_is_chosen_on(tmp_path):
 def test_dry_run_stops_at_dag_build_naming_version_and_value(tmp_path, version, words):
     cfg = tiny_config()
     cfg["training"] = _training(base=V, child={**V, "parent": "base", **version})
+    cfg["training"]["defaults"] = {"freeze_encoder_epochs": None}  # the default config's defaults state one
     proc = snakemake(tmp_path, "-n", config=cfg, check=False)
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0 and all(w in out for w in words), out[-3000:]
