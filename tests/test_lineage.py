@@ -54,6 +54,18 @@ def test_roles_map_to_generated_worlds_of_their_own_family_and_seed():
     assert {worlds[ROLES[r]]["family"] for r in ("nyu", "sun", "diode")} == {"room"}
 
 
+def test_schema_and_code_agree_on_roles_and_workflow_keys():
+    schema = yaml.safe_load((ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    roles = schema["properties"]["lineage"]["properties"]["roles"]["properties"]
+    assert tuple(roles) == lineage.ROLES
+    version_keys = set(schema["$defs"]["train_version"]["properties"])
+    assert set(lineage.WORKFLOW_KEYS) <= version_keys
+    from distillery.student.config import TrainConfig
+
+    fields = {f.name for f in __import__("dataclasses").fields(TrainConfig)}
+    assert version_keys - set(lineage.WORKFLOW_KEYS) <= fields  # every other key is a training setting
+
+
 def test_settings_resolve_roles_and_defaults():
     training = DEFAULT["training"]
     settings = lineage.resolved_settings(lineage.version_entry(training, "V8"), ROLES, DATASETS, "V8")
@@ -134,7 +146,7 @@ def finished_tree(tmp_path_factory):
     work = tmp_path_factory.mktemp("lineage")
     cfg = tiny_config(training={"build": None},
                       sharding={"frames_per_shard": 16, "seed": 0, "splits": {"train": 0.6, "val": 0.2, "test": 0.2}})
-    snakemake(work, "-p", "results/manifest/manifest.h5", config=cfg)
+    snakemake(work, "-p", "results/manifest/manifest.h5", config=cfg, timeout=1500)
     stamp = time.time() + 10
     files = [f"results/train/{v}/best.pt" for v in lineage.parents_first(DEFAULT["training"]["versions"])]
     files += [f"results/evaluation/{v}/{s}{ext}" for v in VERSIONS for s in TEST_SETS
@@ -163,3 +175,23 @@ def test_rerun_a_version_and_exactly_its_descendants(finished_tree):
     assert jobs_of(out, "evaluate_version") == {"V5", "V7", "V8"}
     counts = job_counts(out)
     assert counts["evaluate_version"] == 3 * len(TEST_SETS) and counts["report"] == 1
+
+
+@pytest.mark.slow
+def test_lineage_trains_evaluates_and_reports_end_to_end(tmp_path):
+    """Two tiny versions (a parent and its fine-tune): best.pt, evaluation JSONs and the report page."""
+    tiny = {"backbone": "mobilenetv3_small", "epochs": 1, "samples_per_epoch": 4, "batch_size": 2,
+            "max_val_frames": 2, "freeze_encoder_epochs": 0}
+    cfg = tiny_config(training={"build": ["P", "C"], "versions": {
+        "P": {**tiny, "depth_teacher": "metric", "datasets": ["nyu", "corridor"], "val_datasets": ["nyu"]},
+        "C": {**tiny, "parent": "P", "datasets": ["corridor"], "val_datasets": ["corridor"]}}},
+        evaluation={"sets": None, "bootstrap": {"resamples": 20, "seed": 0}, "batch_size": 4, "device": "cpu"})
+    snakemake(tmp_path, "-p", "results/report/lineage.html", config=cfg, timeout=900)
+    page = (tmp_path / "results" / "report" / "lineage.html").read_text()
+    for version in ("P", "C"):
+        for dataset in TEST_SETS:
+            assert (tmp_path / "results" / "evaluation" / version / f"{dataset}.json").is_file()
+            assert re.search(rf"<td[^>]*>{version}</td><td[^>]*>{dataset}</td>", page)
+    assert page.count('class="panel"') >= 2  # fixed test frames, taken in turn from each dataset
+    summary = (tmp_path / "results" / "report" / "lineage.md").read_text()
+    assert "| C | P |" in summary  # the lineage table: C fine-tunes P
