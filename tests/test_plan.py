@@ -90,8 +90,8 @@ def test_misfit_names_the_request_and_the_largest_node():
 def test_jobs_of_a_slurm_dry_run_checked_against_a_small_partition(slurm_dry_run):
     jobs = parse_jobs(slurm_dry_run.stdout + slurm_dry_run.stderr)
     small = parse_sinfo("node1|2|4000|(null)|infinite\n")
-    misfits, notes = check_jobs(jobs, query=lambda partition: small)
-    assert not notes
+    misfits, checked, notes = check_jobs(jobs, query=lambda partition: small)
+    assert not notes and checked
     by_rule = {m["rule"]: m for m in misfits}
     assert "train_student" in by_rule and "8 CPUs" in by_rule["train_student"]["reason"]
     assert "synthesize_world" not in by_rule  # 1 CPU, 2000 MB fits
@@ -99,8 +99,8 @@ def test_jobs_of_a_slurm_dry_run_checked_against_a_small_partition(slurm_dry_run
     def unreachable(partition):
         raise RuntimeError("sinfo not found: not on a Slurm login node")
 
-    misfits, notes = check_jobs(jobs, query=unreachable)
-    assert not misfits and "not checked" in notes[0]
+    misfits, checked, notes = check_jobs(jobs, query=unreachable)
+    assert not misfits and not checked and "not checked" in notes[0]
 
 
 @pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz not installed (make setup installs it as root)")

@@ -9,6 +9,7 @@ whether its jobs fit a node.
 
 from __future__ import annotations
 
+import copy
 import os
 from pathlib import Path
 
@@ -49,13 +50,18 @@ def profile_settings(profiles: list[str], snakefile: Path | None) -> dict:
 
 
 def load_config(configfiles: list[str], snakefile: Path | None) -> dict:
-    """The workflow config as Snakemake builds it: the default config, updated by each --configfile."""
+    """The workflow config as Snakemake builds it, key order included (the order of split fractions
+    decides splits): the --configfile settings, the default config on top, then those settings again."""
     from snakemake.utils import update_config
 
-    config: dict = {}
+    overwrite: dict = {}
+    for path in configfiles:
+        update_config(overwrite, yaml.safe_load(Path(path).read_text()) or {})
+    config = copy.deepcopy(overwrite)
     default = (snakefile.parent if snakefile else Path.cwd()) / "config" / "config.yaml"
-    for path in ([default] if default.exists() else []) + [Path(p) for p in configfiles]:
-        update_config(config, yaml.safe_load(Path(path).read_text()) or {})
+    if default.exists():
+        update_config(config, yaml.safe_load(default.read_text()) or {})
+        update_config(config, overwrite)
     return config
 
 
@@ -98,7 +104,6 @@ def make_plan(targets: list[str] = (), configfiles: list[str] = (), profiles: li
     elif sizes.shard_source and any("shard" in j.wildcards for j in all_jobs):
         plan.notes.append(f"shards: {len(sizes.shard_frames)} from the {sizes.shard_source}")
     if check_fit if check_fit is not None else executor == "slurm":
-        plan.misfits, fit_notes = check_jobs(all_jobs)
+        plan.misfits, plan.fit_checked, fit_notes = check_jobs(all_jobs)
         plan.notes += fit_notes
-        plan.fit_checked = True
     return plan

@@ -15,7 +15,13 @@ COLUMNS = ("rule", "jobs", "GPU/job", "GPU-h", "CPU-h", "wall", "disk", "source 
 def _row(r) -> list[str]:
     jobs = f"{r.jobs}" + (f" ({r.estimated_jobs} est.)" if r.estimated_jobs else "")
     return [r.rule + (f"[{r.variant}]" if r.variant else ""), jobs, str(r.gpus_per_job), f"{r.gpu_hours:.2f}", f"{r.cpu_hours:.3f}",
-            human_duration(r.wall_s), human_bytes(r.disk_bytes), f"{r.cost_source} (per {r.unit.rstrip('s')})"]
+            human_duration(r.wall_s), human_bytes(r.disk_bytes), _source(r)]
+
+
+def _source(r) -> str:
+    if r.cost_source.startswith("no command"):
+        return r.cost_source
+    return f"{r.cost_source} (per {r.unit.rstrip('s')})"
 
 
 def format_table(plan: Plan) -> str:
@@ -32,15 +38,21 @@ def format_table(plan: Plan) -> str:
     where = f"{plan.slots} jobs at once ({plan.executor})"
     lines += ["", f"wall time: {where}, stages one after another (an upper bound)",
               f"manifest: {human_bytes(t['manifest_bytes'])} expected (merge_manifest outputs)"]
+    if t["upper_bound_rules"]:
+        lines.append(f"upper bounds (no record or default, the runtime request): {t['upper_bound_gpu_hours']:.2f} "
+                     f"GPU-h and {t['upper_bound_cpu_hours']:.3f} CPU-h of the totals, in "
+                     f"{', '.join(sorted(set(t['upper_bound_rules'])))}")
     if t["disk_unknown_rules"]:
-        lines.append(f"disk unknown for: {', '.join(t['disk_unknown_rules'])} (no outputs on disk, no default)")
+        lines.append(f"disk unknown for: {', '.join(sorted(set(t['disk_unknown_rules'])))} "
+                     "(no outputs on disk, no default)")
     gpu = plan.gpu_jobs()
     lines.append("GPU jobs: " + ("none" if not gpu else f"{t['gpu_jobs']}"))
     lines += [f"  {g['rule']}{'[' + g['variant'] + ']' if g['variant'] else ''}: {g['jobs']} x {g['gpus_per_job']} GPU on partition {g['partition'] or '(local)'}"
               for g in gpu]
     if plan.fit_checked:
-        lines.append("partition fit: " + ("every job fits a node" if not plan.misfits else
-                                          f"{sum(m['jobs'] for m in plan.misfits)} jobs fit no node"))
+        where = ", ".join(plan.fit_checked)
+        lines.append(f"partition fit ({where}): " + ("every job fits a node" if not plan.misfits else
+                                                     f"{sum(m['jobs'] for m in plan.misfits)} jobs fit no node"))
         lines += [f"  {m['rule']} ({m['jobs']} jobs) on {m['partition']}: {m['reason']}" for m in plan.misfits]
     lines += [f"note: {n}" for n in plan.notes]
     return "\n".join(lines)

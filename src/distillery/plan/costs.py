@@ -134,6 +134,8 @@ def path_bytes(path: Path) -> int:
 def disk_per_unit(jobs: list[Job], sizes: WorkSizes, workdir: Path, defaults: dict) -> tuple[float | None, str]:
     """Output bytes per unit of a row: from its rule's outputs on disk, else the default, else unknown."""
     job = jobs[0]
+    if not job.outputs:
+        return 0.0, "no outputs"
     unit = job_units(job, sizes)[1]
     on_disk: dict[tuple, int] = {}
     for template in job.outputs:

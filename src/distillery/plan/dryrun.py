@@ -174,3 +174,26 @@ def downstream_of(jobs: list[Job], paths: list[str]) -> list[Job]:
                     changed = True
                     break
     return [j for j in jobs if any(j is r for r in reached)]
+
+
+def job_depths(jobs: list[Job]) -> dict[int, int]:
+    """Each job's stage (by id(job)): 0 for jobs needing no other job's output, else 1 + its producers' deepest."""
+    producers = {o.rstrip("/"): j for j in jobs for o in j.outputs}
+    depths: dict[int, int] = {}
+
+    def depth(job: Job, seen: frozenset = frozenset()) -> int:
+        if id(job) not in depths:
+            found = []
+            for path in job.inputs:
+                parts = Path(path).parts
+                for i in range(len(parts), 0, -1):
+                    producer = producers.get(str(Path(*parts[:i])))
+                    if producer is not None and producer is not job and id(producer) not in seen:
+                        found.append(depth(producer, seen | {id(job)}) + 1)
+                        break
+            depths[id(job)] = max(found, default=0)
+        return depths[id(job)]
+
+    for job in jobs:
+        depth(job)
+    return depths

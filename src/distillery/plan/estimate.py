@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from distillery.plan.costs import Cost, device, disk_per_unit, rule_cost
-from distillery.plan.dryrun import Job
+from distillery.plan.dryrun import Job, job_depths
 from distillery.plan.units import WorkSizes, job_units, variant
 
 
@@ -48,7 +48,7 @@ class Plan:
     executor: str
     notes: list[str] = field(default_factory=list)
     misfits: list[dict] = field(default_factory=list)
-    fit_checked: bool = False
+    fit_checked: list[str] = field(default_factory=list)  # partitions Slurm answered for
     dry_run_counts: dict[str, int] = field(default_factory=dict)  # the dry run's own "Job stats"
 
     @property
@@ -61,6 +61,9 @@ class Plan:
                 "wall_s": sum(r.wall_s for r in self.rules),
                 "disk_bytes": sum(disk),
                 "disk_unknown_rules": [r.rule for r in self.rules if r.disk_bytes is None],
+                "upper_bound_rules": [r.rule for r in self.rules if r.cost_source.startswith("no record")],
+                "upper_bound_gpu_hours": sum(r.gpu_hours for r in self.rules if r.cost_source.startswith("no record")),
+                "upper_bound_cpu_hours": sum(r.cpu_hours for r in self.rules if r.cost_source.startswith("no record")),
                 "manifest_bytes": next((r.disk_bytes for r in self.rules if r.rule == "merge_manifest"), None)}
 
     def gpu_jobs(self) -> list[dict]:
@@ -104,12 +107,13 @@ def estimate_rule(jobs: list[Job], sizes: WorkSizes, workdir: Path, records: boo
 
 def estimate(jobs: list[Job], sizes: WorkSizes, workdir: Path, records: bool, defaults: dict,
              executor: str, job_limit: int, cores: int, estimated: set | None = None) -> Plan:
-    """The plan of a dry run's jobs: one row per rule, device and variant, in the dry run's order."""
+    """The plan of a dry run's jobs: one row per rule, device and variant, in the order stages run."""
     groups: dict[tuple, list[Job]] = defaultdict(list)
     for job in jobs:
         groups[(job.rule, device(job), tuple(variant(job).items()))].append(job)
+    depths = job_depths(jobs)
     rows = []
-    for group in groups.values():
+    for group in sorted(groups.values(), key=lambda g: min(depths[id(j)] for j in g)):
         slots = job_slots(group[0], executor, job_limit, cores)
         rows.append(estimate_rule(group, sizes, workdir, records, defaults, slots, estimated or set()))
     return Plan(rows, job_limit if executor != "local" else cores, executor)

@@ -116,8 +116,9 @@ def misfit(request: dict, nodes: list[Node]) -> str | None:
             f"{_node_gpus(big, request['gpu_model'])}{gpu_kind} GPUs")
 
 
-def check_jobs(jobs: list[Job], query=query_partition) -> tuple[list[dict], list[str]]:
-    """Jobs (grouped by rule, partition and request) that fit no node, and notes on partitions not checked."""
+def check_jobs(jobs: list[Job], query=query_partition) -> tuple[list[dict], list[str], list[str]]:
+    """Jobs (grouped by rule, partition and request) that fit no node, the partitions checked, and
+    notes on partitions not checked."""
     cache: dict[str, list[Node] | str] = {}
     found: dict[tuple, dict] = {}
     for job in jobs:
@@ -139,4 +140,5 @@ def check_jobs(jobs: list[Job], query=query_partition) -> tuple[list[dict], list
             found.setdefault(key, {"rule": job.rule, "partition": partition, "jobs": 0, "request": request,
                                    "reason": reason})["jobs"] += 1
     notes = [f"partition {p!r} not checked: {v}" for p, v in cache.items() if isinstance(v, str)]
-    return list(found.values()), notes
+    checked = [p for p, v in cache.items() if not isinstance(v, str)]
+    return list(found.values()), checked, notes

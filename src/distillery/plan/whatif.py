@@ -14,6 +14,7 @@ config files given by relative path resolve as in the real run.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
 from pathlib import Path
@@ -23,6 +24,7 @@ from distillery.plan.units import WorkSizes, count_lines, shard_sizes
 
 SHARD_PLAN = "results/shards/plan"
 _NOT_LINKED = {"results", "logs", ".snakemake"}
+_FORCE_ALL = ("--forceall", "-F")
 
 
 def pending_shard_plan(jobs: list[Job]) -> Job | None:
@@ -70,6 +72,7 @@ def _write_plan(config: dict, workdir: Path, scratch: Path, sizes: WorkSizes) ->
     sharding = config.get("sharding", {})
     overrides = {d["name"]: d["split"] for d in config.get("datasets", []) if d.get("split")}
     folder = scratch / SHARD_PLAN
+    logging.getLogger("distillery.ingest.shards").setLevel(logging.ERROR)  # its warnings belong to the real run
     plan_shards(_indexes(config, workdir, scratch, sizes), str(folder), int(sharding.get("frames_per_shard", 256)),
                 sharding.get("splits", {"train": 0.8, "val": 0.1, "test": 0.1}), int(sharding.get("seed", 0)),
                 overrides)
@@ -99,10 +102,16 @@ def expand_checkpoint(args: list[str], workdir: Path, snakefile: str | None, job
             sizes.shard_frames = _write_plan(config, workdir, scratch, sizes)
         except (OSError, ValueError) as err:
             return [], f"shard count unknown ({err}); the per-shard jobs are missing from this plan"
-        what_if = parse_jobs(dry_run(args, scratch, snakefile))
+        # The scratch folder holds no outputs, so every job after the checkpoint runs there anyway;
+        # forcing would also re-run the checkpoint and hide them again.
+        what_if = parse_jobs(dry_run([a for a in args if a not in _FORCE_ALL], scratch, snakefile))
     sources = sorted(set(sizes.dataset_sources.values()))
-    sizes.shard_source = (f"estimated before plan_shards has run: {len(sizes.shard_frames)} shards of "
+    sizes.shard_source = (f"estimated before plan_shards runs: {len(sizes.shard_frames)} shards of "
                           f"{sum(sizes.shard_frames.values())} frames (frames from {', '.join(sources)})")
+    by_key = {j.key: j for j in what_if}
+    for job in jobs:  # inputs the real dry run could not know yet (<TBD>)
+        if "<TBD>" in job.inputs and job.key in by_key:
+            job.inputs = by_key[job.key].inputs
     known = {j.key for j in jobs}
     added = [j for j in downstream_of(what_if, checkpoint.outputs) if j.key not in known]
     return added, sizes.shard_source
