@@ -102,7 +102,7 @@ def test_calibration_set_is_seeded_stratified_train_only_and_plain_numpy(work, t
     assert {split[k] for k in keys} == {"train"}
     again = build_calibration(work["manifest"], tmp_path / "a.npz", 6, 0)
     other = build_calibration(work["manifest"], tmp_path / "b.npz", 6, 1)
-    assert again["keys"] == sorted(keys, key=keys.index) and other["keys"] != again["keys"]
+    assert again["keys"] == keys and other["keys"] != keys
 
 
 def test_int8_is_explicit_symmetric_qdq_and_reports_its_accuracy_cost(work):
@@ -237,3 +237,36 @@ def test_deploy_defaults_agree_across_schema_config_and_cli():
     assert export.parity_frames == config["parity_frames"] and fused.frames == config["fused_frames"]
     assert (bench.warmup, bench.runs) == (config["engine_warmup"], config["engine_runs"])
     assert config["engines"] is False  # engines are off in the embedded default
+
+
+def _workflow_config(engines: bool) -> dict:
+    from workflow_util import tiny_config
+
+    return tiny_config(training={"build": ["demo"], "versions": {"demo": {"backbone": "mobilenetv3_small",
+                                                                          "epochs": 1, "encoder_weights": "random"}}},
+                       deploy={"engines": engines, "precisions": ["fp16", "int8"]})
+
+
+@pytest.mark.parametrize("engines", [False, True])
+def test_workflow_deploys_every_built_version_and_engines_only_when_switched_on(tmp_path, engines):
+    from workflow_util import snakemake
+
+    proc = snakemake(tmp_path, "-n", "--quiet", "rules", config=_workflow_config(engines))
+    out = proc.stdout + proc.stderr
+    for rule in ("export_onnx", "calibration_set", "quantize_int8", "fused_graph", "model_card", "jetson_bundle"):
+        assert rule in out
+    assert ("build_engine" in out) == engines and ("engine_latency" in out) == engines
+
+
+def test_engine_rule_without_tensorrt_stops_naming_what_is_missing(work, tmp_path):
+    from workflow_util import snakemake
+
+    if _tensorrt_gpu() is None:
+        pytest.skip("TensorRT and a GPU are present: the engine rule would build")
+    deploy = tmp_path / "results/deploy/demo"
+    deploy.mkdir(parents=True)
+    (deploy / "student.fp16.onnx").write_bytes((work["dir"] / "student.fp16.onnx").read_bytes())
+    proc = snakemake(tmp_path, "results/deploy/demo/engines/fp16.plan", "--allowed-rules", "build_engine",
+                     config=_workflow_config(True), check=False)
+    assert proc.returncode != 0
+    assert "Deployment: TensorRT engines" in proc.stdout + proc.stderr

@@ -1,0 +1,135 @@
+"""Deployed student on CPU: PyTorch eager, ONNX Runtime FP32 and INT8 latency, fusion, against the FLOP roofline.
+
+One 1x3x240x320 frame, 2 threads everywhere, median and p99 over --runs timed
+runs after --warmup untimed ones. In the same run the machine's fp32 matmul
+throughput (torch, 2 threads, 1024^3) is measured, and the student's FLOPs are
+counted (torch.utils.flop_counter, 2 FLOPs per multiply-add), so every latency
+is also given as a ratio to the roofline time FLOPs / matmul throughput: a
+ratio near 1 means the runtime keeps the cores as busy as a dense matmul does.
+
+    python benchmarks/bench_deploy.py [--deploy-dir results/deploy/demo] [--runs 200]
+
+With --deploy-dir the workflow's student.onnx / student.int8.onnx are timed;
+otherwise a randomly initialised EfficientViT-B1 student is exported and
+quantised here (calibrated on 8 random frames: its latency, not its accuracy,
+is what this measures).
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from common import report
+
+from distillery import fusion
+from distillery.deploy import spec
+from distillery.deploy.parity import ort_session
+
+THREADS = 2
+
+
+def latency(fn, warmup: int, runs: int) -> dict:
+    """Median, p99 and mean of fn() in ms after `warmup` untimed calls."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - start) * 1e3)
+    t = np.asarray(times)
+    return {"median_ms": round(float(np.median(t)), 3), "p99_ms": round(float(np.percentile(t, 99)), 3),
+            "mean_ms": round(float(t.mean()), 3), "runs": runs}
+
+
+def matmul_gflops(n: int = 1024, reps: int = 20) -> float:
+    """Best-of fp32 matmul throughput (GFLOP/s) of torch on THREADS threads."""
+    a, b = torch.rand(n, n), torch.rand(n, n)
+    for _ in range(3):
+        a @ b
+    best = float("inf")
+    for _ in range(reps):
+        start = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - start)
+    return 2 * n**3 / best / 1e9
+
+
+def student_gflop(model) -> float:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        model(torch.rand(1, 3, spec.HEIGHT, spec.WIDTH))
+    return counter.get_total_flops() / 1e9
+
+
+def onnx_files(deploy_dir: str | None, model, tmp: Path) -> tuple[Path, Path, str]:
+    """student.onnx and student.int8.onnx: the workflow's, or exported and quantised here."""
+    if deploy_dir:
+        d = Path(deploy_dir)
+        return d / "student.onnx", d / "student.int8.onnx", str(d)
+    from distillery.deploy.export import export_student
+    from distillery.deploy.quantize import quantize_int8
+
+    print("exporting and quantising a random-weight student", flush=True)
+    fp32, calib = tmp / "student.onnx", tmp / "calibration.npz"
+    export_student(model, fp32)
+    rng = np.random.default_rng(0)
+    np.savez(calib, rgb=rng.integers(0, 256, (8, 3, spec.HEIGHT, spec.WIDTH), dtype=np.uint8),
+             keys=np.array([f"random/{i}" for i in range(8)]), datasets=np.array(["random"] * 8),
+             seed=np.int64(0), split=np.array("none"))
+    quantize_int8(fp32, calib, tmp / "student.int8.onnx")
+    return fp32, tmp / "student.int8.onnx", "exported here (random weights)"
+
+
+def fusion_latency(warmup: int, runs: int) -> dict:
+    """distillery.fusion.fuse of one frame with ~22 % trusted ToF (numpy)."""
+    rng = np.random.default_rng(0)
+    student = rng.uniform(0.5, 5, (spec.HEIGHT, spec.WIDTH)).astype(np.float32)
+    tof = (student * 1.2).astype(np.float32)
+    conf = (rng.random(student.shape) < 0.22).astype(np.float32)
+    return latency(lambda: fusion.fuse(student, tof, conf), warmup, runs)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--deploy-dir", default=None, help="results/deploy/<version> of a workflow run")
+    p.add_argument("--runs", type=int, default=200)
+    p.add_argument("--warmup", type=int, default=20)
+    args = p.parse_args()
+    torch.set_num_threads(THREADS)
+    from distillery.student.config import TrainConfig
+    from distillery.student.model import build_student
+
+    model = build_student(TrainConfig(backbone="efficientvit_b1", encoder_weights="random")).eval()
+    x = np.random.default_rng(1).random((1, 3, spec.HEIGHT, spec.WIDTH), dtype=np.float32)
+    with tempfile.TemporaryDirectory() as tmp:
+        fp32, int8, source = onnx_files(args.deploy_dir, model, Path(tmp))
+        sessions = {"ort_fp32": ort_session(fp32, THREADS), "ort_int8": ort_session(int8, THREADS)}
+        figures = {"threads": THREADS, "input": [1, 3, spec.HEIGHT, spec.WIDTH], "onnx": source}
+        xt = torch.from_numpy(x)
+        print(f"timing {args.runs} runs each after {args.warmup} warm-up runs", flush=True)
+        with torch.no_grad():
+            figures["torch_eager"] = latency(lambda: model(xt), args.warmup, args.runs)
+        for name, session in sessions.items():
+            figures[name] = latency(lambda s=session: s.run(None, {spec.INPUT: x}), args.warmup, args.runs)
+    figures["fusion_numpy"] = fusion_latency(args.warmup, args.runs)
+    gflops = matmul_gflops()
+    flop = student_gflop(model)
+    roofline_ms = flop / gflops * 1e3
+    figures.update(matmul_fp32_gflops=round(gflops, 1), student_gflop=round(flop, 3),
+                   roofline_ms=round(roofline_ms, 3))
+    figures["ratio_to_roofline"] = {k: round(figures[k]["median_ms"] / roofline_ms, 3)
+                                    for k in ("torch_eager", "ort_fp32", "ort_int8")}
+    figures["int8_speedup_vs_fp32"] = round(figures["ort_fp32"]["median_ms"] / figures["ort_int8"]["median_ms"], 3)
+    report("bench_deploy", figures)
+
+
+if __name__ == "__main__":
+    main()
