@@ -201,6 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     report_cli.register(sub)
     for add in (_add_index, _add_plan, _add_pack, _add_merge, _add_ingest, _add_info):
         add(sub)
+    from distillery.manifest.failures import TooManyFailedFrames
     return parser
 
 
@@ -213,7 +214,8 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     try:
         return args.func(args)
-    except (FrameError, TooManyBadFrames, FileNotFoundError, ValueError, json.JSONDecodeError) as err:
+    except (FrameError, TooManyBadFrames, TooManyFailedFrames, FileNotFoundError, ValueError,
+            json.JSONDecodeError) as err:
         print(f"distillery {args.command}: error: {err}", file=sys.stderr)
         return 1
 

@@ -423,7 +423,7 @@ JOB_SIZES = {
     "teacher_sim": (2000, 30),  # simulated teacher (any task) and its sanity gate
     "teacher_real": (32000, 240),  # a real network: weights, activations, DataLoader workers
     "train_cpu": (8000, 720),
-    "train_gpu": (32000, 720),
+    "train_gpu": (16000, 720),  # the student and its DataLoader workers beside a GPU
     "evaluate_version": (4000, 60),
     "report": (4000, 30),
     "export": (4000, 30),  # ONNX export, INT8 calibration and quantisation, fused graph
