@@ -493,6 +493,19 @@ def max_failed_share():
     return (config.get("teachers") or {}).get("max_failed_share", 1.0)
 
 
+def check_job_sizes():
+    """On Slurm, evaluate every pending job's resources before anything is submitted, so that a job no
+    node can hold stops the run at once rather than when it becomes ready (jobs behind a checkpoint are
+    checked when the checkpoint has run and they appear)."""
+    if _on_slurm():
+        for job in workflow.dag.needrun_jobs():
+            job.resources
+
+
+onstart:
+    check_job_sizes()
+
+
 def teacher_size(wildcards):
     """sim or real row of JOB_SIZES, by the teacher's backend."""
     return "teacher_real" if _teacher_real(wildcards.teacher) else "teacher_sim"
