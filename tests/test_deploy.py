@@ -266,7 +266,7 @@ def test_engine_rule_without_tensorrt_stops_naming_what_is_missing(work, tmp_pat
     deploy = tmp_path / "results/deploy/demo"
     deploy.mkdir(parents=True)
     (deploy / "student.fp16.onnx").write_bytes((work["dir"] / "student.fp16.onnx").read_bytes())
-    proc = snakemake(tmp_path, "results/deploy/demo/engines/fp16.plan", "--allowed-rules", "build_engine",
+    proc = snakemake(tmp_path, "-p", "results/deploy/demo/engines/fp16.plan", "--allowed-rules", "build_engine",
                      config=_workflow_config(True), check=False)
     assert proc.returncode != 0
     assert "Deployment: TensorRT engines" in proc.stdout + proc.stderr
