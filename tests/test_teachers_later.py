@@ -30,4 +30,5 @@ def test_real_folders_without_teachers_build_the_manifest_and_teachers_come_late
         {"id": "da2", "backend": "da2", "weights": "random", "arch": "small"}]})
     plan = job_counts(snakemake(work, "-n", config=later).stdout)
     shards = len(list((work / "results/shards").glob("shard-*.h5")))
-    assert plan == {"teacher_sanity": 1, "teacher_depth": shards, "merge_manifest": 1, "all": 1}
+    assert plan == {"teacher_settings": 1, "teacher_sanity": 1, "teacher_depth": shards, "merge_manifest": 1,
+                    "all": 1}

@@ -72,7 +72,8 @@ def test_sim_teachers_fill_every_frame_resume_a_killed_shard_and_the_gate_stops_
     assert "Nothing to be done" in snakemake(tmp_path, "-n", config=cfg).stdout
     # One teacher's setting changed: that teacher's gate and layers, then the merge; no other teacher.
     plan = job_counts(snakemake(tmp_path, "-n", config=teacher_config(relative={"seed": 3})).stdout)
-    assert plan == {"teacher_sanity": 1, "teacher_depth": len(names), "merge_manifest": 1, "all": 1}
+    assert plan == {"teacher_settings": 1, "teacher_sanity": 1, "teacher_depth": len(names), "merge_manifest": 1,
+                    "all": 1}
 
     real = teacher_config(depth={"backend": "da3", "weights": "random"}, device="cuda")
     sanity_job = snakemake(tmp_path, "-n", config=real).stdout.split("rule teacher_sanity:")[1].split("\n\n")[0]

@@ -197,9 +197,10 @@ def teacher_ids(task):
     return [tid for tid, entry in TEACHER_BY_ID.items() if entry["task"] == task]
 
 
-def teacher_id_pattern(task):
-    """Wildcard constraint of a task's rules: exactly its teachers' ids."""
-    return "|".join(re.escape(tid) for tid in teacher_ids(task)) or "(?!)"
+def teacher_id_pattern(task=None):
+    """Wildcard constraint of a task's rules (of every teacher's without a task): exactly the ids."""
+    ids = teacher_ids(task) if task else list(TEACHER_BY_ID)
+    return "|".join(re.escape(tid) for tid in ids) or "(?!)"
 
 
 def _weight_files(tid):
@@ -269,10 +270,19 @@ def teacher_sanity_args():
     return shlex.quote(json.dumps(TEACHERS.get("sanity", {}), sort_keys=True))
 
 
-def depth_gates(wildcards):
-    """Every depth teacher's sanity report, which detect jobs wait for (ancient: re-running a gate
-    after a depth teacher's settings changed does not re-label boxes)."""
-    return [ancient(f"results/teachers/{tid}/sanity.json") for tid in teacher_ids("depth")]
+def teacher_settings(wildcards):
+    """What a teacher's labels depend on, as one shell-quoted JSON object: its entry (for real backends also
+    the precision, for the segment teacher also the labeller). The teacher_settings rule writes it to
+    results/teachers/<id>/settings.json, which every job of the teacher reads: a change re-labels exactly
+    that teacher's layers (a batch size, device or new shard changes nothing there)."""
+    tid = wildcards.teacher
+    entry = TEACHER_BY_ID[tid]
+    content = {"teacher": {k: v for k, v in entry.items() if k != "batch_size"}}
+    if _teacher_real(tid):
+        content["precision"] = TEACHERS["precision"]
+    if entry["task"] == "segment":
+        content["labeller"] = TEACHERS.get("labeller", {})
+    return shlex.quote(json.dumps(content, sort_keys=True))
 
 
 def segment_layers(wildcards):

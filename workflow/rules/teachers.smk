@@ -6,6 +6,7 @@
 localrules:
     download_weights,
     download_weights_all,
+    teacher_settings,
 
 
 rule download_weights:
@@ -30,9 +31,30 @@ rule download_weights_all:
         list(HUB_WEIGHTS),
 
 
+rule teacher_settings:
+    output:
+        settings="results/teachers/{teacher}/settings.json",
+    wildcard_constraints:
+        teacher=teacher_id_pattern(),
+    params:
+        settings=teacher_settings,
+    log:
+        "logs/teacher_settings/{teacher}.log",
+    benchmark:
+        "results/benchmarks/teacher_settings/{teacher}.tsv"
+    resources:
+        mem_mb=500,
+        runtime=5,
+    conda:
+        "../../envs/teachers.yaml"
+    shell:
+        "distillery teach settings --settings {params.settings} --out {output.settings} > {log} 2>&1"
+
+
 rule teacher_sanity:
     input:
         shards=shard_files,
+        settings="results/teachers/{teacher}/settings.json",
         weights=teacher_weights_input,
     output:
         report="results/teachers/{teacher}/sanity.json",
@@ -60,6 +82,7 @@ rule teacher_depth:
         shard="results/shards/{shard}.h5",
         # ancient: the gate re-runs when a shard is added; that must not re-label the other shards
         sanity=ancient("results/teachers/{teacher}/sanity.json"),
+        settings="results/teachers/{teacher}/settings.json",  # changed settings re-label its layers
         weights=teacher_weights_input,
     output:
         layer="results/teachers/{teacher}/{shard}.h5",
@@ -88,7 +111,7 @@ rule teacher_depth:
 rule teacher_detect:
     input:
         shard="results/shards/{shard}.h5",
-        gates=depth_gates,
+        settings="results/teachers/{teacher}/settings.json",
         weights=teacher_weights_input,
     output:
         layer="results/teachers/{teacher}/{shard}.h5",
@@ -118,6 +141,7 @@ rule teacher_segment:
     input:
         unpack(segment_layers),
         shard="results/shards/{shard}.h5",
+        settings="results/teachers/{teacher}/settings.json",
         weights=teacher_weights_input,
     output:
         layer="results/teachers/{teacher}/{shard}.h5",

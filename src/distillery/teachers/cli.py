@@ -5,6 +5,7 @@
     distillery teach segment  (the same, plus --depth-layer and --detect-layer, --labeller '{...}')
     distillery teach sanity   --shards S1.h5 S2.h5 ... --teacher '{...}' --out sanity.json
     distillery teach download-weights --repo org/repo --file model.safetensors --cache weights
+    distillery teach settings --settings '{"teacher": {...}}' --out results/teachers/<id>/settings.json
 
 `--teacher` is the teacher's config entry (`teachers.models`) as JSON: its
 `id` names it in the layer's provenance, `weights` may be a local path,
@@ -70,6 +71,22 @@ def _add_download(sub) -> None:
     p.set_defaults(func=_run_download)
 
 
+def _add_settings(sub) -> None:
+    p = sub.add_parser("settings", help="write what a teacher's labels depend on (the workflow's re-label trigger)",
+                       description="Write the settings of one teacher as indented JSON; every job of the teacher "
+                                   "reads the file, so the workflow re-labels a teacher's layers when it changes.")
+    p.add_argument("--settings", required=True, help="the settings as JSON")
+    p.add_argument("--out", required=True, help="file to write")
+    p.set_defaults(func=_run_settings)
+
+
+def _run_settings(args) -> int:
+    from distillery.manifest import write_text_atomic
+
+    write_text_atomic(args.out, json.dumps(json.loads(args.settings), indent=1, sort_keys=True) + "\n")
+    return 0
+
+
 def register(sub) -> None:
     """Add `teach` and its steps to the top-level `distillery` parser."""
     p = sub.add_parser("teach", help="teacher stages: depth, boxes and 6-class labels per shard",
@@ -79,6 +96,7 @@ def register(sub) -> None:
     _add_stage(steps, "detect", "detect persons and furniture in a shard (YOLOv8 or simulated)")
     _add_stage(steps, "segment", "segment the boxes (SAM 2 or simulated) and label the rest geometrically")
     _add_sanity(steps)
+    _add_settings(steps)
     _add_download(steps)
 
 
