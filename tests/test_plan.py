@@ -6,18 +6,14 @@ import shutil
 import subprocess
 
 import pytest
+import yaml
 from workflow_util import ROOT, snakemake, tiny_config
 
 from distillery.plan.dryrun import Job, downstream_of, parse_job_stats, parse_jobs
-from distillery.plan.partition_fit import check_jobs, misfit, parse_gres, parse_sinfo, parse_time_limit
+from distillery import cluster
+from distillery.plan.partition_fit import check_jobs
 from distillery.plan.records import read_record
 from distillery.plan.units import WorkSizes, job_units
-
-SINFO = """\
-gpu01|64|512000|gpu:l40s:4(S:0-1)|2-00:00:00
-gpu02|32|256000|gpu:l40s:2|2-00:00:00
-"""
-
 
 @pytest.fixture(scope="module")
 def slurm_dry_run(tmp_path_factory):
@@ -36,7 +32,9 @@ def test_jobs_and_counts_of_a_real_dry_run(slurm_dry_run):
     assert plan.checkpoint and plan.outputs == ["results/shards/plan"]
     synth = [j for j in jobs if j.rule == "synthesize_world"]
     assert {j.wildcards["dataset"] for j in synth} == {"corridors", "rooms"}
-    assert all(j.resources["slurm_partition"] == "l40s_public" and j.resource_int("mem_mb") > 0 for j in synth)
+    profile = yaml.safe_load((ROOT / "profiles" / "slurm" / "config.yaml").read_text())
+    partition = profile["default-resources"]["slurm_partition"]
+    assert all(j.resources["slurm_partition"] == partition and j.resource_int("mem_mb") > 0 for j in synth)
 
 
 def test_downstream_follows_files_inside_a_checkpoint_folder():
@@ -68,36 +66,19 @@ def test_units_follow_wildcards_then_rule_then_job():
     assert job_units(Job("pack_shard", wildcards={"shard": "unknown"}), sizes) == (1, "job")
 
 
-def test_sinfo_parsing():
-    nodes = parse_sinfo(SINFO)
-    assert [(n.name, n.cpus, n.mem_mb, n.gpus) for n in nodes] == [
-        ("gpu01", 64, 512000, {"l40s": 4}), ("gpu02", 32, 256000, {"l40s": 2})]
-    assert nodes[0].time_limit_min == 2 * 24 * 60
-    assert parse_time_limit("infinite") == float("inf") and parse_time_limit("30:00") == 30
-    assert parse_gres("(null)") == {} and parse_gres("gpu:2,mps:100") == {"": 2}
-
-
-def test_misfit_names_the_request_and_the_largest_node():
-    nodes = parse_sinfo(SINFO)
-    ok = {"cpus": 8, "mem_mb": 64000, "gpus": 1, "gpu_model": "l40s", "runtime_min": 720}
-    assert misfit(ok, nodes) is None
-    too_big = dict(ok, cpus=96)
-    assert "96 CPUs" in misfit(too_big, nodes) and "gpu01" in misfit(too_big, nodes)
-    assert "a100" in misfit(dict(ok, gpu_model="a100"), nodes)
-    assert "allows 2880 min" in misfit(dict(ok, runtime_min=5000), nodes)
-
-
 def test_jobs_of_a_slurm_dry_run_checked_against_a_small_partition(slurm_dry_run):
     jobs = parse_jobs(slurm_dry_run.stdout + slurm_dry_run.stderr)
-    small = parse_sinfo("node1|2|4000|(null)|infinite\n")
+    small = cluster.parse_sinfo("node1|2|4000|(null)\n")
     misfits, checked, notes = check_jobs(jobs, query=lambda partition: small)
     assert not notes and checked
-    by_rule = {m["rule"]: m for m in misfits}
-    assert "train_student" in by_rule and "8 CPUs" in by_rule["train_student"]["reason"]
-    assert "synthesize_world" not in by_rule  # 1 CPU, 2000 MB fits
+    too_big = {j.rule for j in jobs if "slurm_partition" in j.resources and not j.local
+               and (j.cpus > 2 or j.resource_int("mem_mb") > 4000)}
+    assert too_big and {m["rule"] for m in misfits} == too_big
+    for m in misfits:
+        assert f"{m['request']['mem_mb']} MB" in m["reason"] and "node1" in m["reason"]
 
     def unreachable(partition):
-        raise RuntimeError("sinfo not found: not on a Slurm login node")
+        raise cluster.SlurmQueryError("sinfo not found: cannot check job sizes against the cluster")
 
     misfits, checked, notes = check_jobs(jobs, query=unreachable)
     assert not misfits and not checked and "not checked" in notes[0]
