@@ -1,8 +1,12 @@
 """A real single-node Slurm cluster (with accounting) for the workflow's Slurm tests.
 
 Starts munged, a private MariaDB, slurmdbd, slurmctld and slurmd on this
-machine with two fake L40S GPUs, creates the cluster, an account and the
-current user, and stops exactly the processes it started (by PID). Needs
+machine, creates the cluster, an account and the current user, and stops
+exactly the processes it started (by PID). The cluster is shaped like a small
+real one, not enlarged to fit the workflow: one node of 2 CPUs and 21 GB
+(smaller than a real GPU teacher's request) with two fake L40S GPUs, memory a
+consumable resource, accounting enforced with an account name of its own, and
+separate CPU and GPU partitions (both on this node). Needs
 root and Debian's slurm-wlm, slurmdbd, munge and mariadb-server (`make
 slurm-deps` installs them).
 
@@ -23,14 +27,12 @@ import time
 from pathlib import Path
 
 DAEMONS = ("munged", "mariadbd", "slurmdbd", "slurmctld", "slurmd", "sacctmgr")
-PARTITION = "debug"
-ACCOUNT = "robotics"
+CPU_PARTITION = "cpu-small"
+GPU_PARTITION = "gpu-l40s"
+ACCOUNT = "percept-lab"
 GPUS = 2
-# The node advertises the size of a typical GPU node, not this machine's, so that
-# the profile's real requests (8 CPUs, 64 GB for a teacher) are schedulable;
-# `SlurmdParameters=config_overrides` keeps slurmd from draining it.
-NODE_CPUS = 16
-NODE_MEMORY_MB = 128000
+NODE_CPUS = 2
+NODE_MEMORY_MB = 21000  # RealMemory a little below the machine's 24 GB, or the node drains
 DB_PORT = 3307
 
 SLURM_CONF = """\
@@ -59,9 +61,9 @@ JobAcctGatherType=jobacct_gather/none
 GresTypes=gpu
 MinJobAge=600
 KillWait=30
-SlurmdParameters=config_overrides
 NodeName=localhost CPUs={cpus} RealMemory={memory} Gres=gpu:l40s:{gpus} State=UNKNOWN
-PartitionName={partition} Nodes=localhost Default=YES MaxTime=INFINITE State=UP
+PartitionName={cpu_partition} Nodes=localhost Default=YES MaxTime=INFINITE State=UP
+PartitionName={gpu_partition} Nodes=localhost MaxTime=INFINITE State=UP
 """
 
 SLURMDBD_CONF = """\
@@ -90,7 +92,8 @@ def _write_configs(d: Path) -> Path:
     for sub in ("state", "spool", "db", "munge"):
         (d / sub).mkdir(parents=True, exist_ok=True)
     conf = d / "slurm.conf"
-    conf.write_text(SLURM_CONF.format(d=d, cpus=NODE_CPUS, memory=NODE_MEMORY_MB, gpus=GPUS, partition=PARTITION))
+    conf.write_text(SLURM_CONF.format(d=d, cpus=NODE_CPUS, memory=NODE_MEMORY_MB, gpus=GPUS,
+                                      cpu_partition=CPU_PARTITION, gpu_partition=GPU_PARTITION))
     gres = "\n".join(f"NodeName=localhost Name=gpu Type=l40s File=/dev/fakegpu{i}" for i in range(GPUS))
     (d / "gres.conf").write_text(gres + "\n")
     dbd = d / "slurmdbd.conf"
@@ -199,7 +202,8 @@ def start(d: Path) -> dict:
     _spawn(d, "slurmd", ["slurmd", "-D", "-N", "localhost", "-f", str(conf)], env)
     _wait("an idle node", lambda: "idle" in subprocess.run(["sinfo", "-h", "-o", "%t"], env=env,
                                                            capture_output=True, text=True).stdout)
-    return {"SLURM_CONF": str(conf), "partition": PARTITION, "account": ACCOUNT}
+    return {"SLURM_CONF": str(conf), "cpu_partition": CPU_PARTITION, "gpu_partition": GPU_PARTITION,
+            "account": ACCOUNT}
 
 
 def stop(d: Path) -> None:
@@ -232,6 +236,7 @@ if __name__ == "__main__":
     folder = Path(sys.argv[2]).resolve()
     if sys.argv[1] == "start":
         info = start(folder)
-        print(f"export SLURM_CONF={info['SLURM_CONF']}  # partition {info['partition']}, account {info['account']}")
+        print(f"export SLURM_CONF={info['SLURM_CONF']}  # partitions {info['cpu_partition']} (CPU), "
+              f"{info['gpu_partition']} (GPU), account {info['account']}")
     else:
         stop(folder)

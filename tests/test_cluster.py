@@ -68,7 +68,7 @@ def test_cpu_jobs_go_to_the_cpu_partition_without_gpu_fields_and_gpu_jobs_to_the
     threads = {re.search(r"wildcards: version=(\w+)", b).group(1): re.findall(r"threads: (\d+)", b) or ["1"]
                for b in blocks}  # a one-thread job prints no threads line
     assert by_version["gpu"]["slurm_partition"] == "big" and by_version["gpu"]["gpu_model"] == "l40s"
-    assert by_version["gpu"]["mem_mb"] == "32000" and by_version["gpu"]["gpu"] == "1"
+    assert by_version["gpu"]["mem_mb"] == "16000" and by_version["gpu"]["gpu"] == "1"
     assert by_version["cpu"]["slurm_partition"] == "small" and "gpu_model" not in by_version["cpu"]
     assert by_version["cpu"]["mem_mb"] == "8000" and threads == {"gpu": ["2"], "cpu": ["1"]}  # trainer + workers
 

@@ -1,23 +1,29 @@
 """The workflow on a real single-node Slurm cluster, through the profile users run.
 
-The cluster (tests/slurm_cluster.py) has accounting, an account `robotics`,
-a partition `debug` and two fake L40S GPUs. The profile is profiles/slurm
-with only partition and account edited, as a user adapts it to a cluster.
+The cluster (tests/slurm_cluster.py) is shaped like a small real one: a node
+of 2 CPUs and 21 GB with two fake L40S GPUs, memory consumable, accounting
+enforced with the account `percept-lab`, a CPU and a GPU partition. The
+profile is profiles/slurm with only the partition names and the account
+edited, as a user adapts it to a cluster.
 """
 
+import json
 import os
+import re
 import shutil
 import subprocess
 import time
 
 import pytest
 import yaml
-from slurm_cluster import ACCOUNT, PARTITION, available, start, stop
+from slurm_cluster import ACCOUNT, CPU_PARTITION, GPU_PARTITION, available, start, stop
 from workflow_util import BIN, ROOT, snakemake, tiny_config
 
 from distillery.manifest import Manifest
 
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(available() is not None, reason=str(available()))]
+# A Slurm wave takes tens of seconds on a small machine: the demo DAG alone runs for 10-20 minutes.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400),
+              pytest.mark.skipif(available() is not None, reason=str(available()))]
 
 
 @pytest.fixture(scope="module")
@@ -35,12 +41,30 @@ def cluster(tmp_path_factory):
 
 
 def user_profile(dest):
-    """profiles/slurm with partition and account edited: all a user changes for their cluster."""
+    """profiles/slurm with partitions and account edited: all a user changes for their cluster."""
     shutil.copytree(ROOT / "profiles" / "slurm", dest)
     cfg = yaml.safe_load((dest / "config.yaml").read_text())
-    cfg["default-resources"].update(slurm_partition=PARTITION, slurm_account=ACCOUNT)
+    cfg["default-resources"].update(slurm_partition=CPU_PARTITION, gpu_partition=GPU_PARTITION,
+                                    slurm_account=ACCOUNT)
     (dest / "config.yaml").write_text(yaml.safe_dump(cfg))
     return dest
+
+
+def demo_config(**training) -> dict:
+    """The tiny DAG: simulated teachers and one short CPU training run (trainer + one loader worker)."""
+    cfg = tiny_config()
+    cfg["training"]["versions"]["demo"].update(num_workers=1, **training)
+    return cfg
+
+
+def run_profile(work, profile, config, env=None, timeout=1800, targets=()):
+    """`snakemake --profile <user profile>` as a user runs it; the status checks start after 5 s."""
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "config.yaml").write_text(yaml.safe_dump(config))
+    env = dict(env or os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}")
+    cmd = [str(BIN / "snakemake"), "-s", str(ROOT / "Snakefile"), "-d", str(work), "--profile", str(profile),
+           "--slurm-init-seconds-before-status-checks", "5", *targets, "--configfile", str(work / "config.yaml")]
+    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
 
 
 def sacct_jobs():
@@ -55,8 +79,10 @@ def demo_run(cluster, tmp_path_factory):
     root = tmp_path_factory.mktemp("demo")
     profile = user_profile(root / "profile")
     # The plugin waits 40 s before its first status check by default; 5 s keeps the test short.
-    snakemake(root / "work", "--profile", str(profile), "--slurm-init-seconds-before-status-checks", "5",
-              config=tiny_config(), timeout=900)
+    # The manifest and the trained student (deployment exports need full-size frames, not the tiny ones).
+    proc = run_profile(root / "work", profile, demo_config(),
+                       targets=("results/manifest/manifest.h5", "results/train/demo/best.pt"))
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     return root / "work", profile
 
 
@@ -66,7 +92,52 @@ def test_demo_dag_runs_through_the_slurm_profile(demo_run):
     assert (work / "results" / "train" / "demo" / "best.pt").exists()
     jobs = sacct_jobs()
     assert jobs and all(state == "COMPLETED" for _, state, *_ in jobs), jobs
-    assert {(acct, part) for _, _, acct, part, _ in jobs} == {(ACCOUNT, PARTITION)}
+    assert {(acct, part) for _, _, acct, part, _ in jobs} == {(ACCOUNT, CPU_PARTITION)}  # no job asked a GPU
+    assert not any("gres/gpu" in tres for *_, tres in jobs), jobs
+
+
+def test_a_job_no_node_can_hold_stops_the_run_at_once_naming_it(cluster, tmp_path):
+    # A real teacher (untrained weights: no download) on CUDA asks for a GPU node's memory: 32 GB > 21 GB.
+    cfg = demo_config()
+    cfg["teachers"] = {"device": "cuda", "models": [
+        {"id": "da3", "backend": "da3", "weights": "random", "arch": "da3metric-large"},
+        {"id": "yolo_sim", "backend": "sim_yolo"}, {"id": "sam2_sim", "backend": "sim_sam2"}]}
+    proc = run_profile(tmp_path / "big", user_profile(tmp_path / "profile"), cfg, timeout=900)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert re.search(r"rule teacher_sanity asks for \d CPUs, 32000 MB, 1 GPU \(l40s\)", out), out[-4000:]
+    assert f"partition '{GPU_PARTITION}'" in out and "largest node is localhost: 2 CPUs, 21000 MB, 2 l40s" in out
+    assert "teacher_sanity" not in subprocess.run(["squeue", "-h", "-o", "%k"], capture_output=True,
+                                                  text=True).stdout  # never submitted
+
+
+def _slurm_logs(work, rule):
+    return sorted((work / ".snakemake" / "slurm_logs" / f"rule_{rule}").rglob("*.log"))
+
+
+def test_a_fatal_teacher_error_fails_the_slurm_job_and_it_is_retried(cluster, tmp_path):
+    work, profile = tmp_path / "fatal", user_profile(tmp_path / "profile")
+    env = dict(os.environ, DISTILLERY_TEACHER_FAULT="fatal")
+    proc = run_profile(work, profile, tiny_config(training={"build": []}), env=env)
+    assert proc.returncode != 0
+    logs = [p.read_text() for p in _slurm_logs(work, "teacher_depth")]
+    shard_attempts = {}
+    for p in _slurm_logs(work, "teacher_depth"):
+        shard_attempts[p.parent] = shard_attempts.get(p.parent, 0) + 1
+    assert shard_attempts and max(shard_attempts.values()) == 3, shard_attempts  # the first try and 2 retries
+    teacher_logs = " ".join(p.read_text() for p in (work / "logs" / "teacher_depth").rglob("*.log"))
+    assert "fatal teacher error" in teacher_logs and "CUDA error" in teacher_logs, logs[-1][-2000:]
+
+
+def test_a_per_frame_failure_share_above_the_threshold_stops_the_merge_naming_shard_and_share(cluster, tmp_path):
+    work, profile = tmp_path / "frames", user_profile(tmp_path / "profile")
+    env = dict(os.environ, DISTILLERY_TEACHER_FAULT="frames:0.5")
+    proc = run_profile(work, profile, tiny_config(training={"build": []}), env=env)
+    assert proc.returncode != 0
+    log = (work / "logs" / "merge_manifest" / "merge_manifest.log").read_text()
+    assert re.search(r"teacher \w+, shard shard-\d+: failed on \d+ of \d+ frames \(\d+\.\d%\)", log), log
+    summary = json.loads((work / "results" / "manifest" / "summary.json").read_text())
+    assert any(not r["ok"] for r in summary["teacher_failures"].values())
 
 
 def test_dry_run_with_the_profile_name_from_the_project_root(cluster, tmp_path):
