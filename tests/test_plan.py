@@ -109,3 +109,23 @@ def test_make_setup_installs_graphviz_and_make_dag_writes_svgs(tmp_path):
                    capture_output=True, text=True, check=True, timeout=300)
     for svg in (dag, rules):
         assert svg.stat().st_size > 0 and "<svg" in svg.read_text() and "plan_shards" in svg.read_text()
+
+
+def test_table_names_sources_upper_bounds_gpu_jobs_and_misfits():
+    from distillery.plan.cli import format_table
+    from distillery.plan.estimate import Plan, RuleEstimate
+
+    depth = RuleEstimate("teacher_depth", "da3", "gpu", 500, 1, 4, "gpu", 1e6, "frames", 1.38, 1.38, 10.0, 50.0,
+                         1.79e10, "default: bench_teachers.py, 201 frames/s", "default", 500)
+    sanity = RuleEstimate("teacher_sanity", "da3", "gpu", 1, 1, 4, "gpu", 1, "job", 4.0, 4.0, 14400.0, 14400.0,
+                          None, "no record or default: the rule's runtime request (240 min/job), an upper bound",
+                          "unknown")
+    misfit = {"rule": "teacher_depth", "partition": "gpu", "jobs": 500, "request": {},
+              "reason": "asks for 64 CPUs, but no node of partition 'gpu' has that much"}
+    table = format_table(Plan([sanity, depth], 100, "slurm", misfits=[misfit], fit_checked=["gpu"]))
+    row = next(line for line in table.splitlines() if line.startswith("teacher_depth[da3]"))
+    assert "500 (500 est.)" in row and "17.9 GB" in row and row.endswith("201 frames/s (per frame)")
+    assert "total" in table and "5.38" in table  # GPU-hours of both rows
+    assert "upper bounds" in table and "4.00 GPU-h" in table
+    assert "teacher_depth[da3]: 500 x 1 GPU on partition gpu" in table
+    assert "500 jobs fit no node" in table and "64 CPUs" in table

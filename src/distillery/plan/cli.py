@@ -14,8 +14,9 @@ COLUMNS = ("rule", "jobs", "GPU/job", "GPU-h", "CPU-h", "wall", "disk", "source 
 
 def _row(r) -> list[str]:
     jobs = f"{r.jobs}" + (f" ({r.estimated_jobs} est.)" if r.estimated_jobs else "")
-    return [r.rule + (f"[{r.variant}]" if r.variant else ""), jobs, str(r.gpus_per_job), f"{r.gpu_hours:.2f}", f"{r.cpu_hours:.3f}",
-            human_duration(r.wall_s), human_bytes(r.disk_bytes), _source(r)]
+    name = r.rule + (f"[{r.variant}]" if r.variant else "")
+    return [name, jobs, str(r.gpus_per_job), f"{r.gpu_hours:.2f}", f"{r.cpu_hours:.3f}", human_duration(r.wall_s),
+            human_bytes(r.disk_bytes), _source(r)]
 
 
 def _source(r) -> str:
@@ -47,8 +48,9 @@ def format_table(plan: Plan) -> str:
                      "(no outputs on disk, no default)")
     gpu = plan.gpu_jobs()
     lines.append("GPU jobs: " + ("none" if not gpu else f"{t['gpu_jobs']}"))
-    lines += [f"  {g['rule']}{'[' + g['variant'] + ']' if g['variant'] else ''}: {g['jobs']} x {g['gpus_per_job']} GPU on partition {g['partition'] or '(local)'}"
-              for g in gpu]
+    for g in gpu:
+        name = g["rule"] + (f"[{g['variant']}]" if g["variant"] else "")
+        lines.append(f"  {name}: {g['jobs']} x {g['gpus_per_job']} GPU on partition {g['partition'] or '(local)'}")
     if plan.fit_checked:
         where = ", ".join(plan.fit_checked)
         lines.append(f"partition fit ({where}): " + ("every job fits a node" if not plan.misfits else

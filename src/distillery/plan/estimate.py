@@ -68,8 +68,8 @@ class Plan:
 
     def gpu_jobs(self) -> list[dict]:
         """The jobs that would run on GPU partitions, per rule and partition."""
-        return [{"rule": r.rule, "variant": r.variant, "jobs": r.jobs, "gpus_per_job": r.gpus_per_job, "partition": r.partition}
-                for r in self.rules if r.gpus_per_job > 0]
+        return [{"rule": r.rule, "variant": r.variant, "jobs": r.jobs, "gpus_per_job": r.gpus_per_job,
+                 "partition": r.partition} for r in self.rules if r.gpus_per_job > 0]
 
     def to_dict(self) -> dict:
         return {"executor": self.executor, "slots": self.slots, "rules": [asdict(r) for r in self.rules],
@@ -96,7 +96,8 @@ def estimate_rule(jobs: list[Job], sizes: WorkSizes, workdir: Path, records: boo
     wall = max(max(walls, default=0.0), sum(walls) / slots)
     first = jobs[0]
     return RuleEstimate(
-        rule=first.rule, variant=",".join(variant(first).values()), device=device(first), jobs=len(jobs), gpus_per_job=first.gpus, cpus_per_job=first.cpus,
+        rule=first.rule, variant=",".join(variant(first).values()), device=device(first), jobs=len(jobs),
+        gpus_per_job=first.gpus, cpus_per_job=first.cpus,
         partition=first.resources.get("slurm_partition"), units=sum(amounts), unit=cost.unit,
         gpu_hours=gpu_s / 3600, cpu_hours=cost.cpu_s * sum(amounts) / 3600,
         job_wall_s=sum(walls) / len(walls), wall_s=wall,
