@@ -17,7 +17,6 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/deploy.smk"
-include: "workflow/rules/deploy.smk"
 
 
 rule all:
@@ -25,6 +24,5 @@ rule all:
         rules.merge_manifest.output,
         training_targets(),
         report_targets(),
-        deploy_targets(),
         deploy_targets(),
     default_target: True

@@ -180,7 +180,6 @@ def _run_info(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from distillery.deploy import cli as deploy_cli
     from distillery.plan import cli as plan_cli
-    from distillery.deploy import cli as deploy_cli
     from distillery.student import cli as student_cli
     from distillery.evaluation import cli as evaluation_cli
     from distillery.report import cli as report_cli
@@ -198,7 +197,6 @@ def build_parser() -> argparse.ArgumentParser:
     bag_cli.register(sub)
     student_cli.register(sub)
     teachers_cli.register(sub)
-    deploy_cli.register(sub)
     deploy_cli.register(sub)
     evaluation_cli.register(sub)
     report_cli.register(sub)
