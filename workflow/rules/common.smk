@@ -505,8 +505,8 @@ def max_failed_share():
 
 def check_job_sizes():
     """On Slurm, evaluate every pending job's resources before anything is submitted, so that a job no
-    node can hold stops the run at once rather than when it becomes ready (jobs behind a checkpoint are
-    checked when the checkpoint has run and they appear)."""
+    node can hold stops the run at once rather than when it becomes ready. Jobs behind a checkpoint (the
+    teachers, per shard) are checked when they become ready, still before they are submitted."""
     if _on_slurm():
         for job in workflow.dag.needrun_jobs():
             job.resources
