@@ -88,10 +88,11 @@ def test_sim_teachers_fill_every_frame_resume_a_killed_shard_and_the_gate_stops_
 
 
 def test_a_missing_local_weights_file_stops_the_dag_before_any_job(tmp_path):
-    cfg = teacher_config(detect={"backend": "yolo", "weights": str(tmp_path / "models/yolov8l.pt")})
+    missing = tmp_path / "weights/models/yolov8l.pt"  # inside the weights cache, where pickles may be loaded from
+    cfg = teacher_config(detect={"backend": "yolo", "weights": str(missing)})
     proc = snakemake(tmp_path, "-n", config=cfg, check=False)
     out = proc.stdout + proc.stderr
-    assert proc.returncode != 0 and str(tmp_path / "models/yolov8l.pt") in out and "copy the file there" in out
+    assert proc.returncode != 0 and str(missing) in out and "copy the file there" in out
     assert not (tmp_path / "results").exists()
 
 
