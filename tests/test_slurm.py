@@ -111,22 +111,18 @@ def test_a_job_no_node_can_hold_stops_the_run_at_once_naming_it(cluster, tmp_pat
                                                   text=True).stdout  # never submitted
 
 
-def _slurm_logs(work, rule):
-    return sorted((work / ".snakemake" / "slurm_logs" / f"rule_{rule}").rglob("*.log"))
-
-
 def test_a_fatal_teacher_error_fails_the_slurm_job_and_it_is_retried(cluster, tmp_path):
     work, profile = tmp_path / "fatal", user_profile(tmp_path / "profile")
     env = dict(os.environ, DISTILLERY_TEACHER_FAULT="fatal")
     proc = run_profile(work, profile, tiny_config(training={"build": []}), env=env)
     assert proc.returncode != 0
-    logs = [p.read_text() for p in _slurm_logs(work, "teacher_depth")]
-    shard_attempts = {}
-    for p in _slurm_logs(work, "teacher_depth"):
-        shard_attempts[p.parent] = shard_attempts.get(p.parent, 0) + 1
-    assert shard_attempts and max(shard_attempts.values()) == 3, shard_attempts  # the first try and 2 retries
-    teacher_logs = " ".join(p.read_text() for p in (work / "logs" / "teacher_depth").rglob("*.log"))
-    assert "fatal teacher error" in teacher_logs and "CUDA error" in teacher_logs, logs[-1][-2000:]
+    # One Slurm log per attempt of a job: .snakemake/slurm_logs/rule_<rule>/<wildcards>/<jobid>.log
+    attempts = {}
+    for log in (work / ".snakemake" / "slurm_logs").glob("rule_teacher_*/*/*.log"):
+        attempts[log.parent] = attempts.get(log.parent, 0) + 1
+    assert attempts and max(attempts.values()) == 3, attempts  # the first try and the profile's 2 retries
+    teacher_logs = " ".join(p.read_text() for p in (work / "logs").glob("teacher_*/*/*.log"))
+    assert "fatal teacher error" in teacher_logs and "CUDA error" in teacher_logs, teacher_logs[-2000:]
 
 
 def test_a_per_frame_failure_share_above_the_threshold_stops_the_merge_naming_shard_and_share(cluster, tmp_path):
