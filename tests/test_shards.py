@@ -49,6 +49,8 @@ def test_shards_are_cut_per_sequence_and_named_by_their_frames(tmp_path):
     for name in plan["shards"]:
         rows = read_jsonl(tmp_path / "p1" / f"{name}.jsonl")
         assert len({r["sequence"] for r in rows}) == 1 and shard_name(rows) == name
+        moved = [dict(r, rgb=f"/elsewhere/{r['sequence']}/{r['rgb']}") for r in rows]
+        assert shard_name(moved) == name  # a moved dataset keeps its shard names
     bigger = _index(tmp_path / "b.jsonl", "a", 5, 5)  # two sequences more, and frames appended to s02
     rows = read_jsonl(bigger) + [{"dataset": "a", "sequence": "s02", "frame_id": "0099", "rgb": "x", "depth": "y"}]
     write_jsonl_atomic(bigger, rows)

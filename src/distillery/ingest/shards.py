@@ -10,9 +10,11 @@ are stable under added data:
   split empty: the plan warns, and a dataset's `split` setting decides);
 - shards are cut per sequence (consecutive runs of at most
   frames_per_shard frames, so frames appended to a sequence only change
-  its last shard) and named by a hash of their frame list, so an unchanged
-  shard keeps its name, its packed file and its teacher labels, and new
-  data only adds shards.
+  its last shard) and named by a hash of their frame list (file paths
+  reduced to file names), so an unchanged shard keeps its name, its packed
+  file and its teacher labels, and new data only adds shards. Files
+  replaced in place under the same names are not seen: re-pack them with
+  `snakemake --forcerun pack_shard`.
 """
 
 from __future__ import annotations
@@ -55,9 +57,16 @@ def assign_splits(seq_sizes: dict[str, int], fractions: dict[str, float], seed: 
     return {seq: sequence_split(salt, seq, fractions, seed) for seq in seq_sizes}
 
 
+# Fields of an index row that hold file paths: the name sees only their file names, so moving a
+# dataset folder (or the whole project) renames no shard and re-packs nothing.
+PATH_FIELDS = ("rgb", "depth", "confidence", "truth_depth", "truth_semantics")
+
+
 def shard_name(rows: list[dict]) -> str:
-    """A shard's name: a hash of its frame list (every field, split included), so same frames, same name."""
-    text = "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows)
+    """A shard's name: a hash of its frame list (every field, split included, paths as file names),
+    so the same frames give the same name."""
+    text = "".join(json.dumps({k: Path(v).name if k in PATH_FIELDS and v else v for k, v in r.items()},
+                              sort_keys=True) + "\n" for r in rows)
     return "shard-" + hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
