@@ -89,7 +89,7 @@ def expand_checkpoint(args: list[str], workdir: Path, snakefile: str | None, job
                       sizes: WorkSizes, config: dict) -> tuple[list[Job], str]:
     """Jobs to add after the pending shard-plan checkpoint, and a note saying how they were found.
 
-    Fills `sizes.shard_frames` with the estimated shards. Returns ([], note) when a dataset cannot
+    Adds the estimated shards to `sizes.shard_frames`. Returns ([], note) when a dataset cannot
     be indexed (its folder is missing or unreadable).
     """
     checkpoint = pending_shard_plan(jobs)
@@ -99,15 +99,17 @@ def expand_checkpoint(args: list[str], workdir: Path, snakefile: str | None, job
         scratch = Path(tmp)
         _link_workdir(workdir, scratch)
         try:
-            sizes.shard_frames = _write_plan(config, workdir, scratch, sizes)
+            shards = _write_plan(config, workdir, scratch, sizes)
         except (OSError, ValueError) as err:
             return [], f"shard count unknown ({err}); the per-shard jobs are missing from this plan"
         # The scratch folder holds no outputs, so every job after the checkpoint runs there anyway;
         # forcing would also re-run the checkpoint and hide them again.
         what_if = parse_jobs(dry_run([a for a in args if a not in _FORCE_ALL], scratch, snakefile))
+    # Shards of an earlier plan keep their sizes: the records of the run that packed them refer to them.
+    sizes.shard_frames.update(shards)
     sources = sorted(set(sizes.dataset_sources.values()))
-    sizes.shard_source = (f"estimated before plan_shards runs: {len(sizes.shard_frames)} shards of "
-                          f"{sum(sizes.shard_frames.values())} frames (frames from {', '.join(sources)})")
+    sizes.shard_source = (f"estimated before plan_shards runs: {len(shards)} shards of "
+                          f"{sum(shards.values())} frames (frames from {', '.join(sources)})")
     by_key = {j.key: j for j in what_if}
     for job in jobs:  # inputs the real dry run could not know yet (<TBD>)
         if "<TBD>" in job.inputs and job.key in by_key:
