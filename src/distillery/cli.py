@@ -164,16 +164,10 @@ def _add_info(sub) -> None:
 
 def _run_info(args) -> int:
     from distillery.manifest import Manifest
+    from distillery.manifest.info import manifest_info
 
     with Manifest(args.manifest) as m:
-        recs = m.records
-        out = {"frames": len(m), "size": list(m.size), "splits": {}, "datasets": {},
-               "teacher_depth": sum(r["has_teacher_depth"] for r in recs), "teacher_label": sum(r["has_seg"] for r in recs),
-               "tof_valid_share": round(sum(r["tof_valid_share"] for r in recs) / max(len(recs), 1), 4)}
-        for r in recs:
-            out["splits"][r["split"]] = out["splits"].get(r["split"], 0) + 1
-            out["datasets"][r["dataset"]] = out["datasets"].get(r["dataset"], 0) + 1
-    print(json.dumps(out, indent=1))
+        print(json.dumps(manifest_info(m), indent=1))
     return 0
 
 
