@@ -173,3 +173,10 @@ def test_kills_at_random_points_then_a_resume_give_the_uninterrupted_layer_each_
         assert relabelled or not (set(written) & seen), (sorted(set(written) & seen), log[-1500:])
         seen |= set(written)
     assert seen == set(range(96))
+
+
+def test_frames_a_relative_teacher_fails_on_are_recorded_not_fatal(shard, tmp_path, monkeypatch):
+    monkeypatch.setenv("DISTILLERY_TEACHER_FAULT", "frames:0.5")
+    stage = build_stage("depth", {"backend": "sim_da2"}, Runtime())
+    result = run_shard(stage, shard, str(tmp_path / "r.h5"), str(tmp_path / "r.jsonl"), 4, progress=False)
+    assert 0 < result["failed"] < 24 and len(read_jsonl(tmp_path / "r.jsonl")) == result["failed"]

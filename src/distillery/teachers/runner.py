@@ -133,7 +133,10 @@ def predict_batch(stage, batch: dict, shape: tuple[int, int]) -> list:
         return [r for sub in split_batch(batch) for r in predict_batch(stage, sub, shape)]
     checked = []
     for r in results:
-        reason = None if isinstance(r, FrameFailure) else check_result(stage.task, r, shape)
+        if isinstance(r, FrameFailure):  # the teacher's own verdict on this frame
+            checked.append(r)
+            continue
+        reason = check_result(stage.task, r, shape)
         checked.append(FrameFailure(reason) if reason else slot_result(stage, r))
     return checked
 
