@@ -187,21 +187,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="<stage>")
     synth_cli.register(sub)
-    plan_cli.register(sub)
     bag_cli.register(sub)
+    plan_cli.register(sub)
     student_cli.register(sub)
     teachers_cli.register(sub)
-    deploy_cli.register(sub)
     evaluation_cli.register(sub)
     report_cli.register(sub)
+    deploy_cli.register(sub)
     for add in (_add_index, _add_plan, _add_pack, _add_merge, _add_ingest, _add_info):
         add(sub)
-    from distillery.manifest.failures import TooManyFailedFrames
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     from distillery.ingest.frames import FrameError
+    from distillery.manifest.failures import TooManyFailedFrames
     from distillery.manifest.merge import TooManyBadFrames
 
     args = build_parser().parse_args(argv)

@@ -122,7 +122,7 @@ training_versions.check_versions(TRAINING, list(DATASETS))
 
 
 def built_versions():
-    """The versions `rule all` builds: training.build, or every version when it is null."""
+    """The versions the default target builds: training.build, or every version when it is null."""
     build = TRAINING.get("build")
     return VERSIONS if build is None else [v for v in VERSIONS if v in build]
 
@@ -385,7 +385,7 @@ def evaluation_gpus():
 
 # Report (docs/lineage.md): one page over every evaluation of every built version.
 def report_targets():
-    """The report, when any version is built (`rule all` asks for it)."""
+    """The report, when any version is built (the default target asks for it)."""
     return ["results/report/lineage.html"] if built_versions() else []
 
 
@@ -493,16 +493,6 @@ def job_resources(size, gpu=0):
             "slurm_partition": slurm_partition}
 
 
-def teacher_failure_lists(wildcards):
-    """The failure list beside every teacher layer: merge inputs, so a shard's failed share is gated."""
-    return [layer[: -len(".h5")] + ".failures.jsonl" for layer in teacher_layers(wildcards)]
-
-
-def max_failed_share():
-    """teachers.max_failed_share (no limit without teachers)."""
-    return (config.get("teachers") or {}).get("max_failed_share", 1.0)
-
-
 def check_job_sizes():
     """On Slurm, evaluate every pending job's resources before anything is submitted, so that a job no
     node can hold stops the run at once rather than when it becomes ready. Jobs behind a checkpoint (the
@@ -514,6 +504,16 @@ def check_job_sizes():
 
 onstart:
     check_job_sizes()
+
+
+def teacher_failure_lists(wildcards):
+    """The failure list beside every teacher layer: merge inputs, so a shard's failed share is gated."""
+    return [layer[: -len(".h5")] + ".failures.jsonl" for layer in teacher_layers(wildcards)]
+
+
+def max_failed_share():
+    """teachers.max_failed_share (no limit without teachers)."""
+    return (config.get("teachers") or {}).get("max_failed_share", 1.0)
 
 
 def teacher_size(wildcards):
@@ -537,4 +537,59 @@ def train_threads(wildcards):
 # Conda environments (envs/*.yaml, `--sdm conda`) install this project from DISTILLERY_PROJECT, the
 # workflow's own folder: Snakemake copies env files into .snakemake/conda/, so they cannot name it
 # relative to themselves.
-os.environ["DISTILLERY_PROJECT"] = str(Path(workflow.basedir).resolve())
+os.environ.update(DISTILLERY_PROJECT=str(Path(workflow.basedir).resolve()))
+
+
+# Deployment (workflow/rules/deploy.smk, README "Deployment").
+DEPLOY = config.get("deploy") or {}
+DEPLOY_DIR = "results/deploy/{version}"
+
+
+def deploy_setting(key, default):
+    return DEPLOY.get(key, default)
+
+
+def deploy_versions():
+    """The versions whose deployment the default target asks for: every built version."""
+    return built_versions()
+
+
+def deploy_targets():
+    """What the default target asks of deployment: every built version's bundle (which needs every export
+    stage), and its engines' latency when deploy.engines is true."""
+    versions = deploy_versions()
+    targets = expand("results/deploy/{version}/jetson_bundle.tar.gz", version=versions)
+    if deploy_setting("engines", False):
+        targets += expand(
+            "results/deploy/{version}/engines/{precision}.latency.json",
+            version=versions,
+            precision=deploy_setting("precisions", ["fp32", "fp16", "int8"]),
+        )
+    return targets
+
+
+def deploy_dir(wildcards):
+    """The deployment folder of a version (its files are the rules' named inputs and outputs)."""
+    return DEPLOY_DIR.format(version=wildcards.version)
+
+
+def deploy_parent(wildcards):
+    """`--parent NAME` of a fine-tuned version, nothing for a run from scratch."""
+    parent = train_version(wildcards).get("parent")
+    return f"--parent {parent}" if parent else ""
+
+
+def deploy_evaluations(wildcards):
+    """The version's evaluation JSON files, which the model card quotes."""
+    return evaluation_targets([wildcards.version])
+
+
+def engine_onnx(wildcards):
+    """The ONNX file an engine of a precision is built from (the precision is in the file)."""
+    name = {"fp32": "student.onnx", "fp16": "student.fp16.onnx", "int8": "student.int8.onnx"}
+    return f"results/deploy/{wildcards.version}/{name[wildcards.precision]}"
+
+
+wildcard_constraints:
+    version="[A-Za-z0-9_.-]+",
+    precision="fp32|fp16|int8",

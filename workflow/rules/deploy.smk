@@ -2,55 +2,6 @@
 # bundle; TensorRT engines per version x precision and their latency when deploy.engines is true.
 # Engine jobs need TensorRT and an NVIDIA GPU where they run; without them they stop, saying what is
 # missing and where the README explains it, and nothing else is affected.
-DEPLOY = config.get("deploy") or {}
-DEPLOY_DIR = "results/deploy/{version}"
-
-
-def deploy_setting(key, default):
-    return DEPLOY.get(key, default)
-
-
-def deploy_versions():
-    """The versions `rule all` builds (common.smk's built_versions, where the lineage defines it)."""
-    if "built_versions" in globals():
-        return built_versions()
-    return (config.get("training") or {}).get("build") or []
-
-
-def deploy_targets():
-    """What `rule all` asks of deployment: every built version's bundle (which needs every export
-    stage), and its engines' latency when deploy.engines is true."""
-    versions = deploy_versions()
-    targets = expand(DEPLOY_DIR + "/jetson_bundle.tar.gz", version=versions)
-    if deploy_setting("engines", False):
-        targets += expand(
-            DEPLOY_DIR + "/engines/{precision}.latency.json",
-            version=versions,
-            precision=deploy_setting("precisions", ["fp32", "fp16", "int8"]),
-        )
-    return targets
-
-
-def deploy_parent(wildcards):
-    """`--parent NAME` of a fine-tuned version, nothing for a run from scratch."""
-    parent = train_version(wildcards).get("parent")
-    return f"--parent {parent}" if parent else ""
-
-
-def deploy_evaluations(wildcards):
-    """The version's evaluation JSON files, which the model card quotes."""
-    return evaluation_targets([wildcards.version])
-
-
-def engine_onnx(wildcards):
-    """The ONNX file an engine of a precision is built from (the precision is in the file)."""
-    name = {"fp32": "student.onnx", "fp16": "student.fp16.onnx", "int8": "student.int8.onnx"}
-    return f"results/deploy/{wildcards.version}/{name[wildcards.precision]}"
-
-
-wildcard_constraints:
-    version="[A-Za-z0-9_.-]+",
-    precision="fp32|fp16|int8",
 
 
 rule export_onnx:
@@ -58,9 +9,9 @@ rule export_onnx:
         checkpoint="results/train/{version}/best.pt",
         manifest="results/manifest/manifest.h5",
     output:
-        onnx=DEPLOY_DIR + "/student.onnx",
-        fp16=DEPLOY_DIR + "/student.fp16.onnx",
-        parity=DEPLOY_DIR + "/parity.json",
+        onnx="results/deploy/{version}/student.onnx",
+        fp16="results/deploy/{version}/student.fp16.onnx",
+        parity="results/deploy/{version}/parity.json",
     params:
         frames=deploy_setting("parity_frames", 16),
     log:
@@ -82,7 +33,7 @@ rule calibration_set:
     input:
         manifest="results/manifest/manifest.h5",
     output:
-        calibration=DEPLOY_DIR + "/calibration.npz",
+        calibration="results/deploy/{version}/calibration.npz",
     params:
         frames=deploy_setting("calibration_frames", 64),
         seed=deploy_setting("calibration_seed", 0),
@@ -101,12 +52,12 @@ rule calibration_set:
 
 rule quantize_int8:
     input:
-        onnx=DEPLOY_DIR + "/student.onnx",
-        calibration=DEPLOY_DIR + "/calibration.npz",
+        onnx="results/deploy/{version}/student.onnx",
+        calibration="results/deploy/{version}/calibration.npz",
         manifest="results/manifest/manifest.h5",
     output:
-        onnx=DEPLOY_DIR + "/student.int8.onnx",
-        report=DEPLOY_DIR + "/quantization.json",
+        onnx="results/deploy/{version}/student.int8.onnx",
+        report="results/deploy/{version}/quantization.json",
     params:
         eval_frames=(
             f"--eval-frames {deploy_setting('eval_frames', None)}"
@@ -133,8 +84,8 @@ rule fused_graph:
         checkpoint="results/train/{version}/best.pt",
         manifest="results/manifest/manifest.h5",
     output:
-        onnx=DEPLOY_DIR + "/fused.onnx",
-        report=DEPLOY_DIR + "/fused.json",
+        onnx="results/deploy/{version}/fused.onnx",
+        report="results/deploy/{version}/fused.json",
     params:
         frames=deploy_setting("fused_frames", 16),
     log:
@@ -156,15 +107,15 @@ rule model_card:
     input:
         checkpoint="results/train/{version}/best.pt",
         manifest="results/manifest/manifest.h5",
-        onnx=DEPLOY_DIR + "/student.onnx",
-        int8=DEPLOY_DIR + "/student.int8.onnx",
-        fused=DEPLOY_DIR + "/fused.onnx",
-        calibration=DEPLOY_DIR + "/calibration.npz",
+        onnx="results/deploy/{version}/student.onnx",
+        int8="results/deploy/{version}/student.int8.onnx",
+        fused="results/deploy/{version}/fused.onnx",
+        calibration="results/deploy/{version}/calibration.npz",
         evaluations=deploy_evaluations,
     output:
-        card=DEPLOY_DIR + "/model_card.json",
+        card="results/deploy/{version}/model_card.json",
     params:
-        deploy_dir=DEPLOY_DIR,
+        deploy_dir=deploy_dir,
         evaluation_dir="results/evaluation/{version}",
         parent=deploy_parent,
     log:
@@ -184,17 +135,17 @@ rule model_card:
 
 rule jetson_bundle:
     input:
-        card=DEPLOY_DIR + "/model_card.json",
-        onnx=DEPLOY_DIR + "/student.onnx",
-        fp16=DEPLOY_DIR + "/student.fp16.onnx",
-        int8=DEPLOY_DIR + "/student.int8.onnx",
-        fused=DEPLOY_DIR + "/fused.onnx",
-        calibration=DEPLOY_DIR + "/calibration.npz",
+        card="results/deploy/{version}/model_card.json",
+        onnx="results/deploy/{version}/student.onnx",
+        fp16="results/deploy/{version}/student.fp16.onnx",
+        int8="results/deploy/{version}/student.int8.onnx",
+        fused="results/deploy/{version}/fused.onnx",
+        calibration="results/deploy/{version}/calibration.npz",
     output:
-        folder=directory(DEPLOY_DIR + "/jetson_bundle"),
-        tarball=DEPLOY_DIR + "/jetson_bundle.tar.gz",
+        folder=directory("results/deploy/{version}/jetson_bundle"),
+        tarball="results/deploy/{version}/jetson_bundle.tar.gz",
     params:
-        deploy_dir=DEPLOY_DIR,
+        deploy_dir=deploy_dir,
     log:
         "logs/jetson_bundle/{version}.log",
     benchmark:
@@ -214,14 +165,16 @@ rule build_engine:
     input:
         onnx=engine_onnx,
     output:
-        engine=DEPLOY_DIR + "/engines/{precision}.plan",
-        meta=DEPLOY_DIR + "/engines/{precision}.json",
+        engine="results/deploy/{version}/engines/{precision}.plan",
+        meta="results/deploy/{version}/engines/{precision}.json",
     log:
         "logs/build_engine/{version}/{precision}.log",
     benchmark:
         "results/benchmarks/build_engine/{version}/{precision}.tsv"
     resources:
         **job_resources("deploy_gpu", gpu=1),
+    conda:
+        "../../envs/engines.yaml"
     shell:
         "distillery engine-build --onnx {input.onnx} --precision {wildcards.precision} "
         "--out {output.engine} --meta {output.meta} > {log} 2>&1 || {{ cat {log} >&2; exit 1; }}"
@@ -229,10 +182,10 @@ rule build_engine:
 
 rule engine_latency:
     input:
-        engine=DEPLOY_DIR + "/engines/{precision}.plan",
-        calibration=DEPLOY_DIR + "/calibration.npz",
+        engine="results/deploy/{version}/engines/{precision}.plan",
+        calibration="results/deploy/{version}/calibration.npz",
     output:
-        latency=DEPLOY_DIR + "/engines/{precision}.latency.json",
+        latency="results/deploy/{version}/engines/{precision}.latency.json",
     params:
         warmup=deploy_setting("engine_warmup", 50),
         runs=deploy_setting("engine_runs", 1000),
@@ -242,6 +195,8 @@ rule engine_latency:
         "results/benchmarks/engine_latency/{version}/{precision}.tsv"
     resources:
         **job_resources("deploy_gpu", gpu=1),
+    conda:
+        "../../envs/engines.yaml"
     shell:
         "distillery engine-bench --engine {input.engine} --frames {input.calibration} "
         "--warmup {params.warmup} --runs {params.runs} --out {output.latency} "
