@@ -24,7 +24,7 @@ $(VENV)/.installed: pyproject.toml
 # The demo: the sample worlds, teachers, manifest, all nine versions of the lineage (short CPU runs),
 # their evaluation and the report. `snakemake` alone also exports and quantizes every version.
 demo: setup
-	$(BIN)/snakemake results/report/lineage.html
+	$(BIN)/snakemake
 	@echo
 	@$(BIN)/distillery info results/manifest/manifest.h5
 	@echo "manifest:   $(CURDIR)/results/manifest/manifest.h5"
@@ -33,6 +33,7 @@ demo: setup
 	@echo "students:   $(CURDIR)/results/train/<version>/ (best.pt, metrics.jsonl, tensorboard/)"
 	@echo "evaluation: $(CURDIR)/results/evaluation/<version>/<set>.json"
 	@echo "report:     $(CURDIR)/results/report/lineage.html (open in a browser; lineage.md beside it)"
+	@echo "deployment: $(CURDIR)/results/deploy/<version>/ (student.onnx, student.int8.onnx, fused.onnx, model_card.json, jetson_bundle.tar.gz)"
 	@echo "logs:       $(CURDIR)/logs/"
 
 test: setup slurm-deps browser-deps

@@ -242,9 +242,11 @@ def test_deploy_defaults_agree_across_schema_config_and_cli():
 def _workflow_config(engines: bool) -> dict:
     from workflow_util import tiny_config
 
-    return tiny_config(training={"build": ["demo"], "versions": {"demo": {"backbone": "mobilenetv3_small",
-                                                                          "epochs": 1, "encoder_weights": "random"}}},
-                       deploy={"engines": engines, "precisions": ["fp16", "int8"]})
+    cfg = tiny_config(training={"build": ["demo"], "versions": {"demo": {"backbone": "mobilenetv3_small",
+                                                                         "epochs": 1, "encoder_weights": "random"}}},
+                      deploy={"engines": engines, "precisions": ["fp16", "int8"]})
+    cfg["ingest"] = {**cfg["ingest"], "height": 240, "width": 320}  # the deployed graph's size (dry runs only)
+    return cfg
 
 
 @pytest.mark.parametrize("engines", [False, True])

@@ -4,6 +4,7 @@ import os
 import shlex
 from pathlib import Path
 
+from snakemake.logging import logger
 from snakemake.utils import validate
 
 
@@ -390,11 +391,16 @@ def report_targets():
 
 
 def report_inputs(wildcards):
-    """Every evaluation JSON and best.pt of the built versions, and the manifest."""
+    """Every evaluation JSON, best.pt and INT8 accuracy (quantization.json) of the built versions, and
+    the manifest: the report waits for quantization, so its INT8-vs-FP32 table is never left out."""
     versions = built_versions()
     return {
         "evaluations": evaluation_targets(versions),
         "checkpoints": expand("results/train/{version}/best.pt", version=versions),
+        "quantization": expand(
+            "results/deploy/{version}/quantization.json",
+            version=versions if deployable() else [],
+        ),
         "manifest": "results/manifest/manifest.h5",
     }
 
@@ -554,9 +560,27 @@ def deploy_versions():
     return built_versions()
 
 
+DEPLOY_SIZE = (240, 320)  # the deployed graph's input (distillery.deploy.spec): H x W
+
+
+def deployable():
+    """Whether the manifest's frames fit the deployed graph (ingest.height/width = 240/320). A workflow
+    at another size trains, evaluates and reports, and says once why it deploys nothing."""
+    size = (config["ingest"]["height"], config["ingest"]["width"])
+    if size != DEPLOY_SIZE and not globals().get("_DEPLOY_NOTE_SHOWN"):
+        globals()["_DEPLOY_NOTE_SHOWN"] = True
+        logger.warning(
+            f"deployment skipped: frames are stored at {size[0]}x{size[1]}, the deployed graph takes "
+            f"{DEPLOY_SIZE[0]}x{DEPLOY_SIZE[1]} (set ingest.height/width to deploy)"
+        )
+    return size == DEPLOY_SIZE
+
+
 def deploy_targets():
     """What the default target asks of deployment: every built version's bundle (which needs every export
     stage), and its engines' latency when deploy.engines is true."""
+    if not deployable():
+        return []
     versions = deploy_versions()
     targets = expand("results/deploy/{version}/jetson_bundle.tar.gz", version=versions)
     if deploy_setting("engines", False):
