@@ -66,7 +66,8 @@ def test_a_dataset_path_with_spaces_and_shell_characters_reaches_the_reader_inta
     subprocess.run([sys.executable, "-m", "distillery.cli", "synth", "--out", str(folder), "--family", "room",
                     "--seed", "1", "--sequences", "1", "--frames", "2", "--height", "48", "--width", "64"],
                    check=True, capture_output=True)
-    cfg = tiny_config(datasets=[{"name": "odd", "path": str(folder)}])
+    cfg = tiny_config(datasets=[{"name": "odd", "path": str(folder)}],
+                      lineage={"roles": {role: "odd" for role in ("nyu", "sun", "diode", "corridor")}})
     snakemake(tmp_path / "work", "-p", "results/index/odd.jsonl", config=cfg)
     assert len((tmp_path / "work/results/index/odd.jsonl").read_text().splitlines()) == 2
     assert not (tmp_path / "work" / "pwned").exists()

@@ -116,4 +116,16 @@ def expand_checkpoint(args: list[str], workdir: Path, snakefile: str | None, job
             job.inputs = by_key[job.key].inputs
     known = {j.key for j in jobs}
     added = [j for j in downstream_of(what_if, checkpoint.outputs) if j.key not in known]
-    return added, sizes.shard_source
+    return added + _feeders(what_if, added, known, workdir, forced=any(a in _FORCE_ALL for a in args)), \
+        sizes.shard_source
+
+
+def _feeders(what_if: list[Job], added: list[Job], known: set, workdir: Path, forced: bool) -> list[Job]:
+    """Jobs outside the checkpoint's descendants that only the added jobs need (a teacher's settings
+    file, say): the real dry run cannot list them either. Those whose outputs exist in the working
+    folder are left out unless the run is forced."""
+    needed = {path for job in added for path in job.inputs}
+    added_keys = {j.key for j in added}
+    return [j for j in what_if
+            if j.key not in known and j.key not in added_keys and needed.intersection(j.outputs)
+            and (forced or not all((workdir / out).exists() for out in j.outputs))]
