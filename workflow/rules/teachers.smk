@@ -43,8 +43,7 @@ rule teacher_settings:
     benchmark:
         "results/benchmarks/teacher_settings/{teacher}.tsv"
     resources:
-        mem_mb=500,
-        runtime=5,
+        **job_resources("teacher_settings"),
     conda:
         "../../envs/teachers.yaml"
     shell:
