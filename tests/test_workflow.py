@@ -44,7 +44,8 @@ def test_wrong_config_type_fails_naming_it(tmp_path):
 
 @pytest.mark.slow
 def test_full_dag_builds_the_manifest_and_resumes(tmp_path):
-    snakemake(tmp_path, config=tiny_config())
+    # Up to the manifest: the lineage's train -> evaluate -> report is tests/test_lineage.py's end-to-end run.
+    snakemake(tmp_path, "results/manifest/manifest.h5", config=tiny_config())
     manifest = tmp_path / "results" / "manifest"
     m = Manifest(manifest / "manifest.h5")
     assert len(m) == 15 and m.size == (48, 64)
@@ -60,5 +61,5 @@ def test_full_dag_builds_the_manifest_and_resumes(tmp_path):
     assert summary["frames"] == 15
     for rule in ("synthesize_world", "index_dataset", "pack_shard", "merge_manifest"):
         assert list((tmp_path / "logs" / rule).iterdir()), rule
-    again = snakemake(tmp_path, "-n", config=tiny_config())
+    again = snakemake(tmp_path, "-n", "results/manifest/manifest.h5", config=tiny_config())
     assert "Nothing to be done" in again.stdout + again.stderr
