@@ -45,7 +45,7 @@ def test_wrong_config_type_fails_naming_it(tmp_path):
 @pytest.mark.slow
 def test_full_dag_builds_the_manifest_and_resumes(tmp_path):
     # Up to the manifest: the lineage's train -> evaluate -> report is tests/test_lineage.py's end-to-end run.
-    snakemake(tmp_path, "results/manifest/manifest.h5", config=tiny_config())
+    snakemake(tmp_path, "-p", "results/manifest/manifest.h5", config=tiny_config())
     manifest = tmp_path / "results" / "manifest"
     m = Manifest(manifest / "manifest.h5")
     assert len(m) == 15 and m.size == (48, 64)
