@@ -27,7 +27,7 @@ def _args(*argv: str):
 
 
 def test_settings_come_from_yaml_then_json_then_set(tmp_path):
-    (tmp_path / "train.yaml").write_text(yaml.safe_dump({"epochs": 3, "lr": 3e-4, "batch_size": 8}))
+    (tmp_path / "train.yaml").write_text(yaml.safe_dump({"epochs": 3, "lr": 3e-4, "batch_size": 8, "freeze_encoder_epochs": 1}))
     cfg = training_config(_args("--config", str(tmp_path / "train.yaml"), "--config-json", '{"epochs": 4}',
                                 "--set", "batch_size=2", "--set", "augmentation.flip_p=0.0",
                                 "--weight", "1", "--init-from", "parent.pt", "--quiet"))
@@ -60,13 +60,15 @@ def test_cli_trains_then_resumes_a_finished_run_and_reports_bad_settings(tmp_pat
 def test_schema_knows_every_training_setting():
     schema = yaml.safe_load((ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text())
     version = schema["$defs"]["train_version"]["properties"]
-    assert set(version) == {f.name for f in dataclasses.fields(TrainConfig)} | {"parent", "gpus"}
+    workflow_only = {"parent", "gpus", "datasets"}  # lineage.WORKFLOW_KEYS that are not TrainConfig fields
+    assert set(version) == {f.name for f in dataclasses.fields(TrainConfig)} | workflow_only
     augmentation = version["augmentation"]["properties"]
     assert set(augmentation) == {f.name for f in dataclasses.fields(TrainConfig().augmentation)}
 
 
 def _training_config(dataset_root, **version) -> dict:
-    cfg = tiny_config(datasets=[{"name": "native", "path": str(dataset_root)}])
+    cfg = tiny_config(datasets=[{"name": "native", "path": str(dataset_root)}],
+                      lineage={"roles": {role: "native" for role in ("nyu", "sun", "diode", "corridor")}})
     cfg["training"] = {"build": ["tiny"], "versions": {"tiny": {**TINY_VERSION, **version}}}
     return cfg
 
