@@ -99,11 +99,11 @@ def test_wrong_training_setting_fails_before_any_job(tmp_path):
 def test_workflow_trains_the_student_on_cpu_and_is_then_up_to_date(tmp_path):
     root = make_native(tmp_path / "native", 3, sequences=["a", "b", "c", "d", "e"], truth=True)
     workdir = tmp_path / "wd"
-    snakemake(workdir, config=_training_config(root))
+    snakemake(workdir, "-p", "results/train/tiny/best.pt", config=_training_config(root))
     best = load_checkpoint(workdir / "results" / "train" / "tiny" / "best.pt")
     assert best["config"]["backbone"] == "mobilenetv3_small" and torch.isfinite(
         best["model"]["depth_decoder.head.weight"]).all()
     assert (workdir / "logs" / "train_student" / "tiny.log").exists()
     assert (workdir / "results" / "benchmarks" / "train_student" / "tiny.tsv").exists()
-    again = snakemake(workdir, "-n", config=_training_config(root))
+    again = snakemake(workdir, "-n", "results/train/tiny/best.pt", config=_training_config(root))
     assert "train_student" not in again.stdout + again.stderr
