@@ -42,6 +42,14 @@ def test_a_sequence_split_depends_on_its_own_name_and_the_seed_only():
     assert set(assign_splits(sizes, {"train": 1.0, "val": 0.0}, 0, "a").values()) == {"train"}
 
 
+def test_the_order_of_the_split_keys_moves_no_sequence():
+    """YAML tools sort keys on a rewrite: {test, train, val} must split as {train, val, test} does."""
+    sizes = {f"s{i}": 10 for i in range(40)}
+    config_order = assign_splits(sizes, {"train": 0.6, "val": 0.2, "test": 0.2}, 0, "a")
+    sorted_order = assign_splits(sizes, {"test": 0.2, "train": 0.6, "val": 0.2}, 0, "a")
+    assert config_order == sorted_order and set(config_order.values()) == {"train", "val", "test"}
+
+
 def test_shards_are_cut_per_sequence_and_named_by_their_frames(tmp_path):
     a = _index(tmp_path / "a.jsonl", "a", 3, 5)
     plan = plan_shards([a], str(tmp_path / "p1"), 4, {"train": 0.5, "val": 0.5})

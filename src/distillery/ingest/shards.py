@@ -39,9 +39,17 @@ def unit_hash(*parts) -> float:
     return int.from_bytes(digest[:8], "big") / 2**64
 
 
+def _split_rank(split: str) -> tuple[int, str]:
+    order = ("train", "val", "test")
+    return (order.index(split) if split in order else len(order), split)
+
+
 def sequence_split(dataset: str, sequence: str, fractions: dict[str, float], seed: int) -> str:
-    """The split of one sequence: a function of (seed, dataset, sequence) and the fractions only."""
-    splits = [(s, f) for s, f in fractions.items() if f > 0]
+    """The split of one sequence: a function of (seed, dataset, sequence) and the fractions only.
+
+    Splits are laid out on [0, 1) in a fixed order (train, val, test, then others by name), not
+    in the config's key order, so rewriting the config (YAML tools sort keys) moves no sequence."""
+    splits = [(s, fractions[s]) for s in sorted(fractions, key=_split_rank) if fractions[s] > 0]
     if not splits:
         raise ValueError(f"split fractions {fractions}: at least one must be positive")
     u = unit_hash(seed, dataset, sequence) * sum(f for _, f in splits)
