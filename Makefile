@@ -75,20 +75,23 @@ slurm-deps:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SLURM_PACKAGES) >/dev/null; \
 	  rm -f /usr/sbin/policy-rc.d; fi
 
+# $(call apt_tool,COMMAND,PACKAGES,NOTE): nothing when COMMAND exists; as root, install Debian's
+# PACKAGES; otherwise print NOTE and the apt-get line to run (NOTE must hold no comma).
+define apt_tool
+	@if command -v $(1) >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(2) >/dev/null; \
+	else echo "note: $(3): sudo apt-get install $(2)"; fi
+endef
+
 # Graphviz's `dot` draws the job and rule graphs (`make dag`, `snakemake --dag | dot -Tsvg`). As root,
 # Debian's graphviz package; otherwise a note saying what to install.
 GRAPHVIZ_PACKAGES := graphviz
 graphviz-deps:
-	@if command -v dot >/dev/null 2>&1; then :; \
-	elif [ "$$(id -u)" = 0 ]; then \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(GRAPHVIZ_PACKAGES) >/dev/null; \
-	else echo "note: the DAG pictures need Graphviz: sudo apt-get install $(GRAPHVIZ_PACKAGES)"; fi
+	$(call apt_tool,dot,$(GRAPHVIZ_PACKAGES),the DAG pictures need Graphviz)
 
 # A headless browser opens the lineage report in the tests (tests/test_report.py): Debian's chromium
 # as root; otherwise that test is skipped, saying why.
 BROWSER_PACKAGES := chromium
 browser-deps:
-	@if command -v chromium >/dev/null 2>&1; then :; \
-	elif [ "$$(id -u)" = 0 ]; then \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(BROWSER_PACKAGES) >/dev/null; \
-	else echo "note: the report's browser test needs Chromium: sudo apt-get install $(BROWSER_PACKAGES)"; fi
+	$(call apt_tool,chromium,$(BROWSER_PACKAGES),the report's browser test needs Chromium)

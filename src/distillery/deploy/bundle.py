@@ -21,7 +21,7 @@ import tarfile
 from pathlib import Path
 
 from distillery.deploy import engine, spec
-from distillery.deploy.card import sha256
+from distillery.manifest.content import file_sha256
 
 README = """# {version}: student for the robot
 
@@ -92,7 +92,7 @@ def assemble(out_dir: str | os.PathLike, files: dict[str, str], card_path: str |
         version=card["version"], h=spec.HEIGHT, w=spec.WIDTH, classes=", ".join(CLASS_NAMES), grid=grid_size(),
         k=topk_k(), checks=_checks(card)))
     names = sorted(p.name for p in tmp.iterdir())
-    (tmp / "SHA256SUMS").write_text("".join(f"{sha256(tmp / n)}  {n}\n" for n in names))
+    (tmp / "SHA256SUMS").write_text("".join(f"{file_sha256(tmp / n)}  {n}\n" for n in names))
     shutil.rmtree(out, ignore_errors=True)
     os.replace(tmp, out)
     if tarball:

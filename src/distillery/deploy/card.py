@@ -10,7 +10,6 @@ evaluation results present, and the SHA-256 of every file it describes.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -19,14 +18,7 @@ import h5py
 
 from distillery.classes import CLASS_NAMES, IGNORE_LABEL
 from distillery.deploy import spec
-
-
-def sha256(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+from distillery.manifest.content import file_sha256
 
 
 def manifest_provenance(manifest: str | os.PathLike) -> dict:
@@ -70,13 +62,13 @@ def build_card(version: str, checkpoint, manifest, files: dict, parity: dict, qu
         "format": "distillery-model-card", "format_version": 1,
         "version": version, "parent": parent or cfg.get("init_from") or None,
         "backbone": cfg.get("backbone"), "depth_target": cfg.get("depth_target"),
-        "checkpoint": {"path": str(checkpoint), "sha256": sha256(checkpoint), "epoch": ckpt.get("epoch"),
+        "checkpoint": {"path": str(checkpoint), "sha256": file_sha256(checkpoint), "epoch": ckpt.get("epoch"),
                        "validation_metrics": ckpt.get("metrics")},
         "teacher_provenance": manifest_provenance(manifest),
         "io": spec.input_spec(len(CLASS_NAMES)),
         "input_note": "rgb is float32 in [0, 1] (camera pixels / 255), RGB order, NCHW; normalisation is in the graph",
         "classes": {str(i): name for i, name in enumerate(CLASS_NAMES)}, "ignore_label": IGNORE_LABEL,
-        "files": {role: {"file": Path(p).name, "sha256": sha256(p), "bytes": Path(p).stat().st_size}
+        "files": {role: {"file": Path(p).name, "sha256": file_sha256(p), "bytes": Path(p).stat().st_size}
                   for role, p in files.items()},
         "export": export_info, "parity": parity, "quantization": quantization, "fused_graph": fused,
         "evaluation": evaluation_results(evaluation_dir),

@@ -161,10 +161,15 @@ def _common(p, checkpoint: bool = False, manifest: bool = True) -> None:
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: the libraries' choice)")
 
 
+def _subparser(sub, name: str, summary: str):
+    return sub.add_parser(name, help=summary, description=__doc__,
+                          formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
 def register(sub) -> None:
-    fmt = argparse.RawDescriptionHelpFormatter
-    p = sub.add_parser("export", help="checkpoint -> ONNX (opset 17), checked, simplified, parity vs PyTorch",
-                       description=__doc__, formatter_class=fmt)
+    from distillery.deploy import engine
+
+    p = _subparser(sub, "export", "checkpoint -> ONNX (opset 17), checked, simplified, parity vs PyTorch")
     _common(p, checkpoint=True)
     p.add_argument("--out", required=True, help="student.onnx to write")
     p.add_argument("--fp16-out", default=None, help="also write an FP16 copy (float32 I/O) here")
@@ -172,16 +177,14 @@ def register(sub) -> None:
     p.add_argument("--parity-frames", type=int, default=16, help="test frames compared (default 16)")
     p.set_defaults(func=_run_export)
 
-    p = sub.add_parser("calibrate", help="draw the INT8 calibration set from the train split",
-                       description=__doc__, formatter_class=fmt)
+    p = _subparser(sub, "calibrate", "draw the INT8 calibration set from the train split")
     _common(p)
     p.add_argument("--out", required=True, help="calibration.npz to write")
     p.add_argument("--frames", type=int, default=64, help="frames in the set (default 64)")
     p.add_argument("--seed", type=int, default=0, help="seed of the draw (default 0)")
     p.set_defaults(func=_run_calibrate)
 
-    p = sub.add_parser("quantize", help="Q/DQ INT8 ONNX with ONNX Runtime, and its accuracy vs FP32",
-                       description=__doc__, formatter_class=fmt)
+    p = _subparser(sub, "quantize", "Q/DQ INT8 ONNX with ONNX Runtime, and its accuracy vs FP32")
     _common(p)
     p.add_argument("--onnx", required=True, help="FP32 student.onnx")
     p.add_argument("--calibration", required=True, help="calibration.npz")
@@ -190,16 +193,14 @@ def register(sub) -> None:
     p.add_argument("--eval-frames", type=int, default=None, help="test frames evaluated (default: all)")
     p.set_defaults(func=_run_quantize)
 
-    p = sub.add_parser("fused-graph", help="student + ToF fusion as one TensorRT-buildable ONNX graph",
-                       description=__doc__, formatter_class=fmt)
+    p = _subparser(sub, "fused-graph", "student + ToF fusion as one TensorRT-buildable ONNX graph")
     _common(p, checkpoint=True)
     p.add_argument("--out", required=True, help="fused.onnx to write")
     p.add_argument("--report", required=True, help="fused.json (check against distillery.fusion) to write")
     p.add_argument("--frames", type=int, default=16, help="test frames checked (default 16)")
     p.set_defaults(func=_run_fused)
 
-    p = sub.add_parser("model-card", help="model_card.json of an exported version", description=__doc__,
-                       formatter_class=fmt)
+    p = _subparser(sub, "model-card", "model_card.json of an exported version")
     _common(p, checkpoint=True)
     p.add_argument("--version", required=True, help="version name")
     p.add_argument("--parent", default=None, help="parent version (fine-tunes)")
@@ -208,27 +209,16 @@ def register(sub) -> None:
     p.add_argument("--out", required=True, help="model_card.json to write")
     p.set_defaults(func=_run_card)
 
-    p = sub.add_parser("jetson-bundle", help="self-contained folder + tarball to build engines on a Jetson",
-                       description=__doc__, formatter_class=fmt)
+    p = _subparser(sub, "jetson-bundle", "self-contained folder + tarball to build engines on a Jetson")
     p.add_argument("--deploy-dir", required=True, help="folder with the exported files and model_card.json")
     p.add_argument("--out-dir", required=True, help="bundle folder to write")
     p.add_argument("--tarball", default=None, help="also write the bundle as this .tar.gz")
     p.set_defaults(func=_run_bundle)
 
-    p = sub.add_parser("engine-build", help="TensorRT engine from an ONNX file (needs TensorRT and a GPU)",
-                       description=__doc__, formatter_class=fmt)
-    p.add_argument("--onnx", required=True)
-    p.add_argument("--precision", choices=("fp32", "fp16", "int8"), required=True)
-    p.add_argument("--out", required=True, help="engine (.plan) to write")
-    p.add_argument("--meta", required=True, help="engine metadata JSON to write")
+    p = _subparser(sub, "engine-build", "TensorRT engine from an ONNX file (needs TensorRT and a GPU)")
+    engine.add_build_arguments(p, meta_required=True)
     p.set_defaults(func=_run_engine_build)
 
-    p = sub.add_parser("engine-bench", help="latency of a TensorRT engine (needs TensorRT and a GPU)",
-                       description=__doc__, formatter_class=fmt)
-    p.add_argument("--engine", required=True)
-    p.add_argument("--batch", type=int, default=1)
-    p.add_argument("--warmup", type=int, default=50)
-    p.add_argument("--runs", type=int, default=1000)
-    p.add_argument("--frames", default=None, help="calibration.npz: time on real frames")
-    p.add_argument("--out", required=True, help="latency JSON to write")
+    p = _subparser(sub, "engine-bench", "latency of a TensorRT engine (needs TensorRT and a GPU)")
+    engine.add_bench_arguments(p, out_required=True)
     p.set_defaults(func=_run_engine_bench)

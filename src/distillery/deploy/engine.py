@@ -232,7 +232,7 @@ def sample_inputs(runner: Runner, frames: str | None, batch: int) -> dict:
     return out
 
 
-def benchmark(engine_path: str, batch: int = 1, warmup: int = 50, runs: int = 500, frames: str | None = None) -> dict:
+def benchmark(engine_path: str, batch: int = 1, warmup: int = 50, runs: int = 1000, frames: str | None = None) -> dict:
     """Latency of execute (+ stream sync) after warm-up: mean, p50, p99, min (ms), and GPU memory."""
     runner = Runner(engine_path, batch)
     try:
@@ -297,26 +297,34 @@ def run_all(bundle: str, runs: int, warmup: int) -> dict:
     return summary
 
 
+def add_build_arguments(p: argparse.ArgumentParser, meta_required: bool = False) -> None:
+    """The `build` options (shared with `distillery engine-build`)."""
+    p.add_argument("--onnx", required=True, help="ONNX file; the precision must match its tensors")
+    p.add_argument("--precision", choices=tuple(ONNX_FILES), required=True)
+    p.add_argument("--out", required=True, help="engine file (.plan) to write")
+    p.add_argument("--meta", required=meta_required, default=None, help="engine metadata JSON to write")
+
+
+def add_bench_arguments(p: argparse.ArgumentParser, out_required: bool = False) -> None:
+    """The `bench` options (shared with `distillery engine-bench`)."""
+    p.add_argument("--engine", required=True, help="engine file (.plan)")
+    p.add_argument("--batch", type=int, default=1, help="batch size timed (default 1)")
+    p.add_argument("--warmup", type=int, default=50, help="untimed runs first (default 50)")
+    p.add_argument("--runs", type=int, default=1000, help="timed runs (default 1000)")
+    p.add_argument("--frames", default=None, help="calibration.npz: time on real frames")
+    p.add_argument("--out", required=out_required, default=None, help="latency JSON to write")
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="build_and_bench.py", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
-    b = sub.add_parser("build", help="build one engine from an ONNX file")
-    b.add_argument("--onnx", required=True)
-    b.add_argument("--precision", choices=tuple(ONNX_FILES), required=True)
-    b.add_argument("--out", required=True, help="engine file (.plan) to write")
-    b.add_argument("--meta", default=None, help="engine metadata JSON to write")
-    r = sub.add_parser("bench", help="time one engine: warm-up, then many timed runs")
-    r.add_argument("--engine", required=True)
-    r.add_argument("--batch", type=int, default=1)
-    r.add_argument("--warmup", type=int, default=50)
-    r.add_argument("--runs", type=int, default=500)
-    r.add_argument("--frames", default=None, help="calibration.npz: time on real frames")
-    r.add_argument("--out", default=None, help="latency JSON to write")
+    add_build_arguments(sub.add_parser("build", help="build one engine from an ONNX file"))
+    add_bench_arguments(sub.add_parser("bench", help="time one engine: warm-up, then many timed runs"))
     a = sub.add_parser("all", help="in a bundle folder: build fp32/fp16/int8, benchmark, compare")
     a.add_argument("--bundle", default=str(Path(__file__).resolve().parent))
     a.add_argument("--warmup", type=int, default=50)
-    a.add_argument("--runs", type=int, default=500)
+    a.add_argument("--runs", type=int, default=1000, help="timed runs per engine (default 1000)")
     return p.parse_args(argv)
 
 

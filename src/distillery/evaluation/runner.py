@@ -14,7 +14,6 @@ predictions the numbers were computed from (docs/evaluation.md).
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -29,6 +28,7 @@ from distillery.evaluation.regions import (FUSED_REFERENCES, NUM_CELLS, REFERENC
                                           references, region_cells)
 from distillery.fusion import fuse
 from distillery.manifest import Manifest, atomic_target, write_jsonl_atomic, write_text_atomic
+from distillery.manifest.content import file_sha256
 from distillery.student.checkpoint import load_student
 from distillery.student.data import FrameDataset, make_loader
 from distillery.student.metrics import DEPTH_SUMS, cell_depth_sums, frame_confusions
@@ -61,14 +61,6 @@ def test_rows(manifest: Manifest, dataset: str, split: str) -> np.ndarray:
         raise ValueError(f"{manifest.h5_path}: dataset {dataset!r} has no {split!r} frames (its splits: {splits}); "
                          "give it test sequences in the sharding splits")
     return rows
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def provenance(manifest: Manifest) -> tuple[list, str]:
@@ -200,7 +192,7 @@ def evaluate(checkpoint: str, manifest_path: str, dataset: str, out_json: str,
     names = CLASS_NAMES if confusion.shape[1] == len(CLASS_NAMES) else tuple(map(str, range(confusion.shape[1])))
     teachers, content_id = provenance(manifest)
     result = {"version": settings.version or Path(checkpoint).parent.name, "set": dataset,
-              "checkpoint": str(checkpoint), "checkpoint_sha256": sha256_file(checkpoint),
+              "checkpoint": str(checkpoint), "checkpoint_sha256": file_sha256(checkpoint),
               "manifest": str(manifest_path), "manifest_content_id": content_id, "split": settings.split,
               "frames": len(acc.frames), "sequences": len(sequences), "teachers": teachers,
               "bootstrap": {"resamples": settings.resamples, "seed": settings.seed, "unit": "sequence"},

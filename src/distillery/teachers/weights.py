@@ -19,6 +19,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from distillery.manifest.content import file_sha256
 from distillery.teachers.registry import backend_info
 
 HUB_PREFIX = "hf://"
@@ -109,16 +110,10 @@ _DIGESTS: dict[tuple, str] = {}
 
 def _file_sha256(path: Path) -> str:
     """Hex SHA-256 of a file, cached per (path, size, mtime) for the life of the process."""
-    import hashlib
-
     st = path.stat()
     key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
     if key not in _DIGESTS:
-        digest = hashlib.sha256()
-        with open(path, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 22), b""):
-                digest.update(block)
-        _DIGESTS[key] = digest.hexdigest()
+        _DIGESTS[key] = file_sha256(path)
     return _DIGESTS[key]
 
 
