@@ -71,6 +71,25 @@ def test_a_relative_target_takes_no_tof_for_frames_without_a_relative_teacher():
     assert loss(outputs, none)["depth_fit"].item() == 0.0
 
 
+def test_a_plain_l1_on_a_relative_teacher_regresses_its_unitless_values_as_metres():
+    """The reference V1 recipe: the student that fits best is the teacher's raw values, not the scene's metres."""
+    depth = _scene()
+    batch = _batch(depth)
+    plain = StudentLoss(depth_teacher="relative", depth_loss="l1", kendall=False, smoothness_weight=0.0)
+    ssi = StudentLoss(depth_teacher="relative", kendall=False, smoothness_weight=0.0)
+    seg = torch.zeros(2, 6, *depth.shape[-2:])
+    metric = {"depth": depth.clone(), "segmentation": seg}
+    raw = {"depth": batch["teacher_depth_relative"].clone(), "segmentation": seg}
+    assert ssi(metric, batch)["depth_fit"].item() == pytest.approx(0.0, abs=1e-5)
+    assert plain(raw, batch)["depth_fit"].item() == pytest.approx(0.0, abs=1e-6)
+    assert plain(metric, batch)["depth_fit"].item() > 0.5  # right metres, wrong (unitless) target values
+    assert config_from_dict({"depth_teacher": "relative"}).depth_loss == "ssi"
+    assert config_from_dict({"depth_teacher": "relative", "depth_loss": "l1"}).depth_loss == "l1"
+    assert config_from_dict({}).depth_loss == "berhu"
+    with pytest.raises(ValueError, match="depth_loss 'ssi' is for a relative teacher"):
+        config_from_dict({"depth_loss": "ssi"})
+
+
 def test_each_depth_teacher_picks_its_own_target():
     depth = _scene()
     batch = _batch(depth)

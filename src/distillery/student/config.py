@@ -67,7 +67,7 @@ class TrainConfig:
     # --- loss ---
     depth_teacher: str = "metric"  # metric (teacher_depth, m), relative (teacher_depth_relative, SSI loss), tof
     depth_target: str = "hybrid"  # hybrid (teacher per frame, else ToF), fusion (per pixel, like runtime), tof_only
-    depth_loss: str = "berhu"  # berhu or l1 (V1)
+    depth_loss: str | None = None  # berhu, l1 or ssi; None = berhu (metric, tof) or ssi (relative teacher)
     berhu_threshold: float = 0.2  # c = this x the batch's max |error|
     smoothness_weight: float = 0.1  # edge-aware smoothness, added to the depth loss
     kendall: bool = True  # learned uncertainty weighting of depth and segmentation
@@ -110,7 +110,7 @@ class TrainConfig:
 # Fields that change how a run executes, not what it computes: excluded from the resume fingerprint.
 RUNTIME_FIELDS = ("num_workers", "progress", "log_every_steps", "save_every_steps", "max_steps", "device")
 CHOICES = {"depth_teacher": ("metric", "relative", "tof"), "depth_target": ("hybrid", "fusion", "tof_only"),
-           "depth_loss": ("berhu", "l1"),
+           "depth_loss": (None, "berhu", "l1", "ssi"),
            "amp": ("bf16", "fp16", "off"), "best_mode": ("min", "max"), "device": ("auto", "cpu", "cuda"),
            "backbone": ("efficientvit_b1", "mobilenetv3_small")}
 
@@ -130,6 +130,25 @@ def _build(cls, values: dict, where: str):
     return cls(**kwargs)
 
 
+DEPTH_LOSSES = ("berhu", "l1", "ssi")
+
+
+def resolve_depth_loss(depth_teacher: str, depth_loss: str | None) -> str:
+    """The depth loss of a run: berhu for a metric or ToF target, ssi for a relative one, unless set.
+
+    `ssi` compares the student's inverse depth with the relative teacher up to a per-frame scale and
+    shift. `l1` or `berhu` on a relative teacher regress its unitless values as if they were metres:
+    the reference lineage's V1 recipe, whose student has no metric scale."""
+    if depth_loss is None:
+        return "ssi" if depth_teacher == "relative" else "berhu"
+    if depth_loss not in DEPTH_LOSSES:
+        raise ValueError(f"unknown depth loss {depth_loss!r}: choose one of {list(DEPTH_LOSSES)}")
+    if depth_loss == "ssi" and depth_teacher != "relative":
+        raise ValueError(f"depth_loss 'ssi' is for a relative teacher; depth_teacher {depth_teacher!r} gives "
+                         "metres: choose berhu or l1")
+    return depth_loss
+
+
 def validate(cfg: TrainConfig) -> TrainConfig:
     for name, allowed in CHOICES.items():
         if getattr(cfg, name) not in allowed:
@@ -138,6 +157,7 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         raise ValueError(f"depth_target={cfg.depth_target!r} mixes ToF metres into the target, but depth_teacher "
                          "is relative (unitless): a relative target trains on the relative teacher alone; "
                          "leave depth_target out, or choose depth_teacher: metric")
+    cfg.depth_loss = resolve_depth_loss(cfg.depth_teacher, cfg.depth_loss)
     if cfg.depth_teacher == "relative" and cfg.best_metric == "depth/target/rmse":
         cfg.best_metric = "depth/target/ssi"  # a relative target has no metres to take an RMSE in
     if "truth" in cfg.best_metric:

@@ -21,6 +21,7 @@ from torch import nn
 
 from distillery.classes import IGNORE_LABEL
 from distillery.fusion import trusted_tof
+from distillery.student.config import resolve_depth_loss
 
 DEPTH_TARGETS = ("hybrid", "fusion", "tof_only")
 DEPTH_TEACHERS = ("metric", "relative", "tof")
@@ -180,12 +181,13 @@ class KendallWeighting(nn.Module):
 class StudentLoss(nn.Module):
     """The training objective of a config: forward(outputs, batch) -> dict with "loss" and its parts."""
 
-    def __init__(self, depth_target: str = "hybrid", depth_loss: str = "berhu", berhu_threshold: float = 0.2,
+    def __init__(self, depth_target: str = "hybrid", depth_loss: str | None = None, berhu_threshold: float = 0.2,
                  smoothness_weight: float = 0.1, kendall: bool = True, kendall_clamp: float = 2.0,
                  seg_weight: float = 1.0, depth_teacher: str = "metric"):
         super().__init__()
-        if depth_target not in DEPTH_TARGETS or depth_loss not in ("berhu", "l1"):
-            raise ValueError(f"unknown depth target {depth_target!r} or depth loss {depth_loss!r}")
+        depth_loss = resolve_depth_loss(depth_teacher, depth_loss)
+        if depth_target not in DEPTH_TARGETS:
+            raise ValueError(f"unknown depth target {depth_target!r}")
         self.depth_target, self.depth_loss = target_mode(depth_teacher, depth_target), depth_loss
         self.berhu_threshold, self.smoothness_weight, self.seg_weight = berhu_threshold, smoothness_weight, seg_weight
         self.kendall = KendallWeighting(kendall_clamp) if kendall else None
@@ -198,7 +200,7 @@ class StudentLoss(nn.Module):
     def forward(self, outputs: dict, batch: dict) -> dict[str, torch.Tensor]:
         depth = outputs["depth"].float()
         target, valid = depth_target(batch, self.depth_target)
-        if self.depth_target == RELATIVE:
+        if self.depth_loss == "ssi":
             fit = ssi_loss(disparity(depth), target, valid)
         elif self.depth_loss == "berhu":
             fit = berhu_loss(depth, target, valid, self.berhu_threshold)
