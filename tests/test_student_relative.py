@@ -113,7 +113,7 @@ def test_training_config_names_the_depth_teacher():
         config_from_dict({"depth_teacher": "sonar"})
 
 
-def test_validation_of_a_relative_run_reports_the_ssi_error_not_metres():
+def test_validation_of_a_relative_run_reports_the_ssi_error_and_the_error_in_the_teachers_units():
     depth = _scene()
     batch = _batch(depth)
     outputs = {"depth": depth, "segmentation": torch.zeros(2, 6, *depth.shape[-2:])}
@@ -124,7 +124,10 @@ def test_validation_of_a_relative_run_reports_the_ssi_error_not_metres():
     restored.load_state(evaluator.state() * 1)
     m = restored.compute()
     assert m["depth/target/frames"] == 4 and 0.1 < m["depth/target/ssi"] < 1.0
-    assert "depth/target/rmse" not in m and "depth/tof/rmse" in m
+    rel = batch["teacher_depth_relative"]
+    squared = torch.cat([((depth - rel) ** 2).flatten(), ((depth.flip(-1) - rel) ** 2).flatten()])
+    assert m["depth/target/rmse"] == pytest.approx(squared.double().mean().sqrt().item(), rel=1e-5)
+    assert "depth/tof/rmse" in m
 
 
 def test_a_manifest_frame_with_relative_depth_becomes_a_sample_with_its_flag():
@@ -158,4 +161,4 @@ def test_a_relative_version_trains_on_the_relative_slot_and_refuses_a_manifest_w
         f["has_teacher_depth_relative"][:] = True
     summary = train(setup_run(cfg, [path], tmp_path / "run"))
     assert summary["status"] == "done" and 0 <= summary["metrics"]["depth/target/ssi"] < 2
-    assert "depth/target/rmse" not in summary["metrics"]
+    assert summary["metrics"]["depth/target/rmse"] > 0  # in the relative teacher's unitless values

@@ -158,8 +158,8 @@ def validate(cfg: TrainConfig) -> TrainConfig:
                          "is relative (unitless): a relative target trains on the relative teacher alone; "
                          "leave depth_target out, or choose depth_teacher: metric")
     cfg.depth_loss = resolve_depth_loss(cfg.depth_teacher, cfg.depth_loss)
-    if cfg.depth_teacher == "relative" and cfg.best_metric == "depth/target/rmse":
-        cfg.best_metric = "depth/target/ssi"  # a relative target has no metres to take an RMSE in
+    if cfg.depth_loss == "ssi" and cfg.best_metric == "depth/target/rmse":
+        cfg.best_metric = "depth/target/ssi"  # chosen on what it learns: the relative depth up to scale and shift
     if "truth" in cfg.best_metric:
         raise ValueError(f"best_metric {cfg.best_metric!r} uses ground truth; select on teacher agreement")
     if cfg.batch_size < 1 or cfg.epochs < 1:

@@ -6,7 +6,8 @@ RMSEs is not the RMSE of the set. Depth is compared against several
 references, each with its own mask:
 
     target             what the run trains on (the depth_target of the config), on the validation split;
-                       a relative target has no metres: depth/target/ssi, the scale-and-shift-invariant error
+                       a relative target is in the teacher's unitless values, and adds depth/target/ssi,
+                       the scale-and-shift-invariant error
     teacher            the teacher depth, frames that have one
     teacher/near|mid|far   ... by teacher range, 0.3-1 m, 1-2 m, 2-4 m
     teacher_tof_invalid    ... on pixels runtime fusion takes from the student (ToF not usable)
@@ -128,7 +129,7 @@ def _frames(flag: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 
 def depth_references(batch: dict, target_mode: str) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """Every depth reference of a batch as name -> (reference depth, mask), masks already excluding 0."""
-    refs = {} if target_mode == RELATIVE else {"target": depth_target(batch, target_mode)}
+    refs = {"target": depth_target(batch, target_mode)}  # relative: in the teacher's unitless values
     tof = batch["tof_depth"]
     student_pixels = ~trusted_tof(tof, batch["tof_confidence"])
     teacher = batch["teacher_depth"]
