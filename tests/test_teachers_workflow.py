@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 
 import numpy as np
 import pytest
@@ -85,6 +86,19 @@ def test_sim_teachers_fill_every_frame_resume_a_killed_shard_and_the_gate_stops_
     proc = snakemake(tmp_path, config=absurd, check=False)
     assert proc.returncode != 0 and "failed the sanity gate" in proc.stdout + proc.stderr
     assert depth_log.stat().st_mtime_ns == before  # no teacher job ran after the gate failed
+
+
+@pytest.mark.slow
+def test_a_per_frame_failure_share_above_the_threshold_stops_the_merge_naming_shard_and_share(tmp_path, monkeypatch):
+    monkeypatch.setenv("DISTILLERY_TEACHER_FAULT", "frames:0.5")  # every teacher fails on about half its frames
+    proc = snakemake(tmp_path, "-p", "results/manifest/manifest.h5", config=teacher_config(), check=False)
+    assert proc.returncode != 0
+    log = (tmp_path / "logs" / "merge_manifest" / "merge_manifest.log").read_text()
+    assert re.search(r"teacher \w+, shard shard-[0-9a-f]{16}: failed on \d+ of \d+ frames \(\d+\.\d%\)", log), log
+    assert "raise teachers.max_failed_share" in log
+    for listed in re.findall(r"list: (\S+\.failures\.jsonl)", log):  # the per-frame lists it names are kept
+        assert read_jsonl(tmp_path / listed), listed
+    assert not (tmp_path / "results" / "manifest" / "manifest.h5").exists()  # no manifest with the holes
 
 
 def test_a_missing_local_weights_file_stops_the_dag_before_any_job(tmp_path):

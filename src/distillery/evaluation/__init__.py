@@ -8,6 +8,13 @@ split), `cli` (`distillery evaluate`, `distillery fusion`). Metric definitions
 and the JSON schema: docs/evaluation.md.
 """
 
-from distillery.evaluation.runner import EvalSettings, evaluate
-
 __all__ = ["EvalSettings", "evaluate"]
+
+
+def __getattr__(name: str):
+    # Lazy: `distillery <any stage> --help` must not pay for importing torch.
+    if name in __all__:
+        from distillery.evaluation import runner
+
+        return getattr(runner, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
