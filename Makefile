@@ -36,8 +36,10 @@ demo: setup
 	@echo "deployment: $(CURDIR)/results/deploy/<version>/ (student.onnx, student.int8.onnx, fused.onnx, model_card.json, jetson_bundle.tar.gz)"
 	@echo "logs:       $(CURDIR)/logs/"
 
+# Two workers, one test file each at a time: the Slurm tests mostly wait on the scheduler while the other
+# worker runs the rest (module fixtures stay in their file's worker).
 test: setup slurm-deps browser-deps
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 lint: setup
 	$(BIN)/snakemake --lint

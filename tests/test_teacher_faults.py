@@ -172,7 +172,9 @@ def test_kills_at_random_points_then_a_resume_give_the_uninterrupted_layer_each_
         written = _written(log)
         assert relabelled or not (set(written) & seen), (sorted(set(written) & seen), log[-1500:])
         seen |= set(written)
-    assert seen == set(range(96))
+    # A run can be killed after flushing a batch and before logging it: those frames are in no log, but
+    # they are done in the layer (checked above against the uninterrupted run) and no later run redid them.
+    assert seen <= set(range(96)) and len(seen) >= 96 - 2 * kills  # at most one batch of 2 per kill
 
 
 def test_frames_a_relative_teacher_fails_on_are_recorded_not_fatal(shard, tmp_path, monkeypatch):

@@ -3,6 +3,7 @@ import json
 import os
 import shlex
 from pathlib import Path
+from types import SimpleNamespace
 
 from snakemake.logging import logger
 from snakemake.utils import validate
@@ -502,11 +503,24 @@ def job_resources(size, gpu=0):
 
 def check_job_sizes():
     """On Slurm, evaluate every pending job's resources before anything is submitted, so that a job no
-    node can hold stops the run at once rather than when it becomes ready. Jobs behind a checkpoint (the
-    teachers, per shard) are checked when they become ready, still before they are submitted."""
-    if _on_slurm():
-        for job in workflow.dag.needrun_jobs():
-            job.resources
+    node can hold stops the run at once rather than when it becomes ready. The teacher jobs wait behind
+    the plan_shards checkpoint, but their size depends on the teacher alone: they are checked too."""
+    if not _on_slurm():
+        return
+    for job in workflow.dag.needrun_jobs():
+        job.resources
+    for tid, entry in TEACHER_BY_ID.items():
+        wildcards = SimpleNamespace(teacher=tid)
+        gpus = teacher_gpus(wildcards)
+        partition = (gpus and _profile_default("gpu_partition")) or _profile_default("slurm_partition")
+        if not partition:
+            continue
+        mem, model = JOB_SIZES[teacher_size(wildcards)][0], _profile_default("gpu_type") if gpus else None
+        rules = {f"teacher_{entry['task']}": teacher_threads(wildcards)}
+        if entry["task"] == "depth":
+            rules = {"teacher_sanity": 1, **rules}  # the gate runs first, on one CPU
+        for rulename, threads in rules.items():
+            slurm_fit.check_request(rulename, slurm_fit.Request(threads, mem, gpus, model), partition)
 
 
 onstart:
