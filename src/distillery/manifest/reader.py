@@ -62,6 +62,7 @@ class Manifest:
         jsonl = Path(jsonl_path) if jsonl_path else self.h5_path.with_suffix(".jsonl")
         self._file: h5py.File | None = None
         self._pid = None
+        self._handles: dict = {}  # per process: dataset handles, and small per-row columns held in memory
         check_schema(self.file, self.h5_path)
         self.records = read_jsonl(jsonl) if jsonl.is_file() else manifest_records(self.file)
         if len(self.records) != len(self):
@@ -72,14 +73,29 @@ class Manifest:
         if self._file is None or self._pid != os.getpid():
             self._file = h5py.File(self.h5_path, "r")
             self._pid = os.getpid()
+            self._handles = {}
         return self._file
+
+    def _dataset(self, name: str) -> h5py.Dataset:
+        """A dataset handle, looked up once per process (a lookup by name costs as much as a small read)."""
+        f = self.file
+        if name not in self._handles:
+            self._handles[name] = f[name]
+        return self._handles[name]
+
+    def _column(self, name: str) -> np.ndarray:
+        """A small per-row dataset (a flag, the intrinsics), read whole once per process."""
+        f, key = self.file, ("column", name)  # self.file first: it empties the cache in a new process
+        if key not in self._handles:
+            self._handles[key] = f[name][:]
+        return self._handles[key]
 
     def __len__(self) -> int:
         return int(self.file.attrs["frame_count"])
 
     def __getstate__(self):
         state = self.__dict__.copy()
-        state["_file"] = None
+        state["_file"], state["_handles"] = None, {}
         return state
 
     @property
@@ -116,13 +132,12 @@ class Manifest:
 
     def read(self, row: int, fields: tuple[str, ...] | None = None) -> dict:
         """One frame as a dict of arrays; absent slots come back as None."""
-        f = self.file
         out = {"row": row, "key": self.records[row]["key"]}
         for name in fields or tuple(IMAGE_FIELDS):
             flag = IMAGE_FIELDS[name].flag
-            out[name] = f[name][row] if flag is None or f[flag][row] else None
-        out["intrinsics"] = f["intrinsics"][row]
-        out["confidence_derived"] = bool(f["confidence_derived"][row])
+            out[name] = self._dataset(name)[row] if flag is None or self._column(flag)[row] else None
+        out["intrinsics"] = self._column("intrinsics")[row].copy()
+        out["confidence_derived"] = bool(self._column("confidence_derived")[row])
         return out
 
     def boxes(self, row: int) -> np.ndarray:
@@ -134,6 +149,7 @@ class Manifest:
         if self._file is not None:
             self._file.close()
             self._file = None
+            self._handles = {}
 
     def __enter__(self):
         return self
