@@ -467,6 +467,11 @@ def _resolve(value, wildcards):
     return value(wildcards) if callable(value) else value
 
 
+def _partition_for(gpus):
+    """The profile's partition of a job with this many GPUs (None off Slurm profiles)."""
+    return (gpus and _profile_default("gpu_partition")) or _profile_default("slurm_partition")
+
+
 def job_resources(size, gpu=0):
     """A rule's resources: `size` names a JOB_SIZES row (or is a function of the wildcards that does),
     `gpu` is the GPU count (or a function of the wildcards)."""
@@ -475,7 +480,7 @@ def job_resources(size, gpu=0):
         return int(_resolve(gpu, wildcards))
 
     def partition(wildcards):
-        return (gpus(wildcards) and _profile_default("gpu_partition")) or _profile_default("slurm_partition")
+        return _partition_for(gpus(wildcards))
 
     def mem_mb(wildcards, attempt):
         mem = JOB_SIZES[_resolve(size, wildcards)][0]
@@ -512,7 +517,7 @@ def check_job_sizes():
     for tid, entry in TEACHER_BY_ID.items():
         wildcards = SimpleNamespace(teacher=tid)
         gpus = teacher_gpus(wildcards)
-        partition = (gpus and _profile_default("gpu_partition")) or _profile_default("slurm_partition")
+        partition = _partition_for(gpus)
         if not partition:
             continue
         mem, model = JOB_SIZES[teacher_size(wildcards)][0], _profile_default("gpu_type") if gpus else None
