@@ -105,19 +105,46 @@ def _write_configs(d: Path) -> Path:
 SYSTEM_CONF = Path("/etc/slurm/slurm.conf")
 
 
+def _alive(pid: int, name: str) -> bool:
+    """Whether `pid` is still the daemon `name` (a PID may be reused by another program)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+    return state != "Z" and name in cmdline
+
+
+def _stale_test_conf(target: Path) -> bool:
+    """A test cluster's config whose daemons are gone: its run was killed before `stop`."""
+    ours = f"StateSaveLocation={target.parent}/state"
+    if not target.is_file() or ours not in target.read_text():
+        return False
+    pids_file = target.parent / "pids.json"
+    pids = json.loads(pids_file.read_text()) if pids_file.exists() else {}
+    return not any(_alive(pid, name) for name, pid in pids.items())
+
+
 def _link_system_conf(conf: Path) -> None:
     """Point /etc/slurm/slurm.conf at our config.
 
     The Slurm executor's job step strips SLURM_CONF before its nested srun,
-    so jobs only find a config at the default path. An existing config that
-    is not ours is never replaced.
+    so jobs only find a config at the default path. A link left by a test
+    cluster that is no longer running (its folder gone, or its daemons dead
+    because the run was killed) is replaced; a live cluster's config, or any
+    config that is not a test cluster's, never is.
     """
-    if SYSTEM_CONF.is_symlink() and not SYSTEM_CONF.exists():
-        SYSTEM_CONF.unlink()  # left behind by a cluster whose folder is gone
+    if SYSTEM_CONF.is_symlink():
+        target = SYSTEM_CONF.resolve()
+        if target == conf.resolve():
+            return
+        if not target.exists() or _stale_test_conf(target):
+            SYSTEM_CONF.unlink()
     if SYSTEM_CONF.exists() or SYSTEM_CONF.is_symlink():
-        if SYSTEM_CONF.resolve() != conf.resolve():
-            raise RuntimeError(f"{SYSTEM_CONF} exists and is not this test cluster's; refusing to replace it")
-        return
+        raise RuntimeError(
+            f"{SYSTEM_CONF} exists and is not this test cluster's ({SYSTEM_CONF.resolve()}); refusing to "
+            f"replace it. If it is another test cluster's, stop it: python tests/slurm_cluster.py stop "
+            f"{SYSTEM_CONF.resolve().parent}")
     SYSTEM_CONF.parent.mkdir(parents=True, exist_ok=True)
     SYSTEM_CONF.symlink_to(conf)
 

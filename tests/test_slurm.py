@@ -206,3 +206,23 @@ def test_requeued_training_job_resumes_from_its_checkpoint(demo_run):
     assert "gres/gpu=1" in rows[-1], rows  # the profile's gpu_model turned gpu=1 into --gpus=l40s:1
     log = (work / "logs" / "train_student" / "long.log").read_text()
     assert "resuming from" in log, log[-2000:]
+
+
+def test_a_config_left_by_a_killed_test_cluster_is_stale_but_a_running_one_is_not(tmp_path):
+    """A run killed before `stop` leaves /etc/slurm/slurm.conf pointing at its folder: the next run
+    may replace that link, but never one whose daemons still run, nor a config that is not a test's."""
+    import slurm_cluster
+
+    conf = slurm_cluster._write_configs(tmp_path)
+    (tmp_path / "pids.json").write_text(json.dumps({"slurmd": 2 ** 22 + 7}))  # above pid_max: never alive
+    assert slurm_cluster._stale_test_conf(conf)
+    daemon = subprocess.Popen(["sleep", "30"])
+    try:
+        (tmp_path / "pids.json").write_text(json.dumps({"sleep": daemon.pid}))
+        assert not slurm_cluster._stale_test_conf(conf)
+    finally:
+        daemon.kill()
+        daemon.wait()
+    other = tmp_path / "other.conf"
+    other.write_text("ClusterName=site\nStateSaveLocation=/var/spool/slurmctld\n")
+    assert not slurm_cluster._stale_test_conf(other)
