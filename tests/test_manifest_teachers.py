@@ -53,7 +53,7 @@ def test_metric_and_relative_teachers_fill_their_own_slots_and_the_manifest_name
     assert [(t["id"], t["backend"], t["kind"], t["task"]) for t in m.teachers] == [
         ("da2_sim", "sim_da2", "relative", "depth"), ("da3_sim", "sim_da3", "metric", "depth")]
     assert all(t["weights_sha256"] == "simulated teacher: no weights" for t in m.teachers)
-    assert m.teacher("relative_depth")["settings"]["scale_range"] == [1.0, 10.0]
+    assert m.teacher("relative_depth")["settings"]["scale_range"] == [60.0, 240.0]
     assert m.teacher("detect") is None
     for row in range(len(m)):
         frame = m.read(row)

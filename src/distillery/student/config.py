@@ -51,7 +51,7 @@ class TrainConfig:
     backbone: str = "efficientvit_b1"  # efficientvit_b1 (V4-V9) or mobilenetv3_small (V1-V3)
     encoder_weights: str = "auto"  # auto (local ImageNet cache if present, else random), imagenet, random, or a file
     num_classes: int = 6  # floor, wall, person, furniture, glass, other
-    depth_init_m: float = 2.0  # initial depth prediction (softplus bias)
+    depth_init_m: float | None = None  # initial depth (softplus bias); None = median target of a fresh run
     # --- data ---
     train_split: str = "train"
     val_split: str = "val"

@@ -246,3 +246,20 @@ def make_loader(dataset: Dataset, batch_size: int, num_workers: int, sampler: Sa
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, shuffle=False, num_workers=num_workers,
                       pin_memory=pin_memory, persistent_workers=False, drop_last=False,
                       prefetch_factor=4 if num_workers > 0 else None, generator=torch.Generator().manual_seed(0))
+
+
+def median_target(dataset: FrameDataset, mode: str, max_frames: int = 32) -> float | None:
+    """The median depth target (in the target's own units) over up to `max_frames` evenly spaced
+    training frames; None when they hold no valid target pixel.
+
+    A fresh student's depth head starts at this value (Student.set_initial_depth): the output layer's
+    bias set to the target's typical value, so the first steps learn structure instead of spending
+    hundreds of steps walking the output towards the target's scale. For a relative teacher
+    regressed with L1 (V1) that scale is the teacher's unitless one, not metres."""
+    from distillery.student.losses import depth_target
+
+    picks = np.unique(np.linspace(0, len(dataset) - 1, min(max_frames, len(dataset))).round().astype(int))
+    batch = torch.utils.data.default_collate([dataset[int(i)] for i in picks])
+    target, valid = depth_target(batch, mode)
+    values = target[valid]
+    return float(values.median()) if values.numel() else None

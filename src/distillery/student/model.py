@@ -11,8 +11,9 @@ Depth is made non-negative with softplus rather than ReLU: a ReLU head outputs
 exactly 0 (the manifest's "invalid" value) and passes no gradient wherever its
 pre-activation is negative, so pixels can die early in training; softplus is
 positive and smooth everywhere and exports to ONNX as one Softplus node. Its
-bias starts at the inverse softplus of `depth_init_m`, so a fresh student
-predicts a plausible indoor depth instead of ~0.7 m.
+bias starts at the inverse softplus of an initial depth (the training target's
+median, see student/train.py), so a fresh student starts at the target's scale
+instead of ~0.7 m.
 
 forward() has no data-dependent control flow: the only shape logic (resizing
 an upsampled map onto its skip feature, e.g. 16 -> 15 rows for 240-pixel
@@ -43,6 +44,7 @@ BACKBONES: dict[str, tuple[str, tuple[int, ...]]] = {
 }
 DECODER_CHANNELS = (64, 32, 16)
 NECK_CHANNELS = 128
+DEFAULT_DEPTH_INIT_M = 2.0  # a plausible indoor depth, when the training target does not say
 
 
 def conv_bn_relu(in_ch: int, out_ch: int, kernel: int) -> nn.Sequential:
@@ -88,7 +90,8 @@ class Decoder(nn.Module):
 class Student(nn.Module):
     """Multi-task student; forward(rgb) -> {"depth": [B,1,H,W] metres, "segmentation": [B,C,H,W] logits}."""
 
-    def __init__(self, encoder: nn.Module, num_classes: int = NUM_CLASSES, depth_init_m: float = 2.0):
+    def __init__(self, encoder: nn.Module, num_classes: int = NUM_CLASSES,
+                 depth_init_m: float = DEFAULT_DEPTH_INIT_M):
         super().__init__()
         channels = encoder.feature_info.channels()
         self.encoder = encoder
@@ -97,9 +100,13 @@ class Student(nn.Module):
         self.seg_decoder = Decoder(tuple(channels[:3]), num_classes)
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
-        with torch.no_grad():
-            self.depth_decoder.head.bias.fill_(math.log(math.expm1(depth_init_m)))
+        self.set_initial_depth(depth_init_m)
         self.encoder_weights = "random"  # what the encoder was initialised from, for logs
+
+    def set_initial_depth(self, depth_m: float) -> None:
+        """Make an untrained student predict about `depth_m` everywhere (the softplus head's bias)."""
+        with torch.no_grad():  # inverse softplus, y + log(1 - e^-y): exact and overflow-free for large y
+            self.depth_decoder.head.bias.fill_(depth_m + math.log(-math.expm1(-depth_m)))
 
     def forward(self, rgb: torch.Tensor) -> dict[str, torch.Tensor]:
         size = (rgb.shape[-2], rgb.shape[-1])
@@ -164,9 +171,9 @@ def build_encoder(backbone: str, weights: str = "auto") -> tuple[nn.Module, str]
 
 def build_student(cfg) -> Student:
     """The student of a training config (any object with backbone, encoder_weights, num_classes,
-    depth_init_m attributes, e.g. TrainConfig)."""
+    depth_init_m attributes, e.g. TrainConfig; depth_init_m None = 2 m)."""
     encoder, source = build_encoder(cfg.backbone, cfg.encoder_weights)
-    model = Student(encoder, cfg.num_classes, cfg.depth_init_m)
+    model = Student(encoder, cfg.num_classes, cfg.depth_init_m or DEFAULT_DEPTH_INIT_M)
     model.encoder_weights = source
     return model
 

@@ -33,12 +33,12 @@ from tqdm import tqdm
 from distillery.manifest import Manifest
 from distillery.student.checkpoint import (FORMAT, FORMAT_VERSION, atomic_save, cpu_state_dict, load_checkpoint,
                                            rng_state, set_rng_state, snapshot, weights_file)
-from distillery.student.config import TrainConfig
-from distillery.student.data import MixtureSampler, build_train_data, build_val_dataset, make_loader
+from distillery.student.config import TrainConfig, resolve_depth_loss
+from distillery.student.data import MixtureSampler, build_train_data, build_val_dataset, make_loader, median_target
 from distillery.student.distributed import (PREEMPTED_EXIT_CODE, PREEMPTION_SIGNALS, DistEnv, PreemptionGuard,
                                             all_reduce_sum, any_rank, barrier, broadcast_buffers, cleanup,
                                             init_distributed, wrap_ddp)
-from distillery.student.losses import StudentLoss
+from distillery.student.losses import StudentLoss, target_mode
 from distillery.student.metrics import Evaluator
 from distillery.student.model import Student, build_student
 from distillery.student.optim import build_optimizer, build_scheduler
@@ -133,6 +133,17 @@ def load_parent_weights(model: Student, path: str) -> None:
     model.encoder_weights = f"init_from:{path}"
 
 
+def start_at_target_scale(model: Student, train_set, cfg: TrainConfig) -> None:
+    """A fresh run's depth head starts at depth_init_m, or (None) at the median training target when
+    the loss regresses its values (berhu, l1); a scale-invariant loss (ssi) fixes no scale: 2 m."""
+    if cfg.depth_init_m is not None or resolve_depth_loss(cfg.depth_teacher, cfg.depth_loss) == "ssi":
+        return
+    median = median_target(train_set, target_mode(cfg.depth_teacher, cfg.depth_target))
+    if median is not None and median > 0:
+        model.set_initial_depth(median)
+        log.info("depth head starts at the median training target: %.3g", median)
+
+
 def resume_point(out_dir: Path, resume: str, fingerprint: str, env: DistEnv) -> dict | None:
     """The last.pt to resume from, or None for a fresh run (the previous run's files moved aside first).
 
@@ -178,6 +189,8 @@ def setup_run(cfg: TrainConfig, manifests: list[str], out_dir: str | Path, resum
     model = build_student(dataclasses.replace(cfg, encoder_weights="random") if cfg.init_from or ckpt else cfg)
     if cfg.init_from and ckpt is None:
         load_parent_weights(model, cfg.init_from)
+    elif ckpt is None:
+        start_at_target_scale(model, train_set, cfg)
     loss_fn = StudentLoss.from_config(cfg)
     model.to(device)
     loss_fn.to(device)

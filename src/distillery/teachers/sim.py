@@ -11,7 +11,10 @@ The errors mimic the real teachers' character, reproducibly per frame key:
   low-frequency relative error (`lowfreq_amp`); it sees glass panes as surfaces, as DA3 does.
 - sim_da2: relative depth as DA2 gives it: affine-invariant inverse depth a * (1 / depth) + b with random
   a, b per frame (no metric scale), a smooth low-frequency error, and boundaries smeared over about
-  `edge_sigma` pixels (the network's output is smooth where the truth jumps).
+  `edge_sigma` pixels (the network's output is smooth where the truth jumps). `scale_range` puts the
+  raw values where DA2-L's are on indoor frames, tens to a few hundred (the larger DA models output
+  larger disparities; the reference V1, which regressed them as metres, ended at 75 m RMSE on NYU),
+  not near metres, where a student regressing them would look metric by accident.
 - sim_yolo: boxes of the connected person / furniture regions of the truth labels, with jittered
   edges, random misses (`miss_rate`), tiny regions never found, and scores that grow with size.
 - sim_sam2: per box, the truth region of the box's class inside the box, with noisy boundaries.
@@ -73,7 +76,7 @@ class SimDA2(Teacher):
 
     @dataclass(frozen=True)
     class Settings:
-        scale_range: tuple[float, float] = (1.0, 10.0)  # a, per frame
+        scale_range: tuple[float, float] = (60.0, 240.0)  # a, per frame (m x DA2 units)
         shift_share: float = 0.3  # b = a x U(0, shift_share), per frame
         lowfreq_amp: float = 0.05
         edge_sigma: float = 1.0  # px: boundary smear of the inverse depth
