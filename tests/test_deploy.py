@@ -234,7 +234,8 @@ def test_deploy_defaults_agree_across_schema_config_and_cli():
     fused = parser.parse_args(["fused-graph", "--checkpoint", "c", "--manifest", "m", "--out", "o", "--report", "r"])
     bench = parser.parse_args(["engine-bench", "--engine", "e", "--out", "o"])
     assert (calibrate.frames, calibrate.seed) == (config["calibration_frames"], config["calibration_seed"])
-    assert export.parity_frames == config["parity_frames"] and fused.frames == config["fused_frames"]
+    assert export.parity_frames == config["parity_frames"]
+    assert fused.frames == export.fused_frames == config["fused_frames"]
     assert (bench.warmup, bench.runs) == (config["engine_warmup"], config["engine_runs"])
     assert config["engines"] is False  # engines are off in the embedded default
 
@@ -255,8 +256,9 @@ def test_workflow_deploys_every_built_version_and_engines_only_when_switched_on(
 
     proc = snakemake(tmp_path, "-n", "--quiet", "rules", config=_workflow_config(engines))
     out = proc.stdout + proc.stderr
-    for rule in ("export_onnx", "calibration_set", "quantize_int8", "fused_graph", "model_card", "jetson_bundle"):
+    for rule in ("export_onnx", "calibration_set", "quantize_int8", "model_card", "jetson_bundle"):
         assert rule in out
+    assert "fused_graph" not in out  # the export job writes the fused graph in the same process
     assert ("build_engine" in out) == engines and ("engine_latency" in out) == engines
 
 

@@ -569,6 +569,7 @@ os.environ.update(DISTILLERY_PROJECT=str(Path(workflow.basedir).resolve()))
 # Deployment (workflow/rules/deploy.smk, README "Deployment").
 DEPLOY = config.get("deploy") or {}
 DEPLOY_DIR = "results/deploy/{version}"
+CALIBRATION = "results/deploy/calibration.npz"  # INT8 calibration frames, shared by every version
 
 
 def deploy_setting(key, default):

@@ -1,4 +1,5 @@
-# Deployment (README "Deployment"): per version, export -> INT8 -> fused graph -> model card -> Jetson
+# Deployment (README "Deployment"): per version, export (FP32, FP16, fused graph; one process, as loading
+# torch and the student costs seconds) -> INT8 on the shared calibration set -> model card -> Jetson
 # bundle; TensorRT engines per version x precision and their latency when deploy.engines is true.
 # Engine jobs need TensorRT and an NVIDIA GPU where they run; without them they stop, saying what is
 # missing and where the README explains it, and nothing else is affected.
@@ -12,13 +13,16 @@ rule export_onnx:
         onnx="results/deploy/{version}/student.onnx",
         fp16="results/deploy/{version}/student.fp16.onnx",
         parity="results/deploy/{version}/parity.json",
+        fused="results/deploy/{version}/fused.onnx",
+        fused_report="results/deploy/{version}/fused.json",
     params:
         frames=deploy_setting("parity_frames", 16),
+        fused_frames=deploy_setting("fused_frames", 16),
     log:
         "logs/export_onnx/{version}.log",
     benchmark:
         "results/benchmarks/export_onnx/{version}.tsv"
-    threads: 2
+    threads: 1  # per job: on a few cores, jobs side by side beat threads (imports and I/O are serial)
     resources:
         **job_resources("export"),
     conda:
@@ -26,21 +30,23 @@ rule export_onnx:
     shell:
         "distillery export --checkpoint {input.checkpoint} --manifest {input.manifest} "
         "--out {output.onnx} --fp16-out {output.fp16} --parity-out {output.parity} "
-        "--parity-frames {params.frames} --threads {threads} > {log} 2>&1"
+        "--parity-frames {params.frames} --fused-out {output.fused} --fused-report {output.fused_report} "
+        "--fused-frames {params.fused_frames} --threads {threads} > {log} 2>&1"
 
 
+# One calibration set for every version: it depends on the manifest and the seed only.
 rule calibration_set:
     input:
         manifest="results/manifest/manifest.h5",
     output:
-        calibration="results/deploy/{version}/calibration.npz",
+        calibration=CALIBRATION,
     params:
         frames=deploy_setting("calibration_frames", 64),
         seed=deploy_setting("calibration_seed", 0),
     log:
-        "logs/calibration_set/{version}.log",
+        "logs/calibration_set/calibration_set.log",
     benchmark:
-        "results/benchmarks/calibration_set/{version}.tsv"
+        "results/benchmarks/calibration_set/calibration_set.tsv"
     resources:
         **job_resources("export"),
     conda:
@@ -53,7 +59,7 @@ rule calibration_set:
 rule quantize_int8:
     input:
         onnx="results/deploy/{version}/student.onnx",
-        calibration="results/deploy/{version}/calibration.npz",
+        calibration=CALIBRATION,
         manifest="results/manifest/manifest.h5",
     output:
         onnx="results/deploy/{version}/student.int8.onnx",
@@ -68,7 +74,7 @@ rule quantize_int8:
         "logs/quantize_int8/{version}.log",
     benchmark:
         "results/benchmarks/quantize_int8/{version}.tsv"
-    threads: 2
+    threads: 1  # per job: on a few cores, jobs side by side beat threads (imports and I/O are serial)
     resources:
         **job_resources("export"),
     conda:
@@ -79,30 +85,6 @@ rule quantize_int8:
         "{params.eval_frames} --threads {threads} > {log} 2>&1"
 
 
-rule fused_graph:
-    input:
-        checkpoint="results/train/{version}/best.pt",
-        manifest="results/manifest/manifest.h5",
-    output:
-        onnx="results/deploy/{version}/fused.onnx",
-        report="results/deploy/{version}/fused.json",
-    params:
-        frames=deploy_setting("fused_frames", 16),
-    log:
-        "logs/fused_graph/{version}.log",
-    benchmark:
-        "results/benchmarks/fused_graph/{version}.tsv"
-    threads: 2
-    resources:
-        **job_resources("export"),
-    conda:
-        "../../envs/distillery.yaml"
-    shell:
-        "distillery fused-graph --checkpoint {input.checkpoint} --manifest {input.manifest} "
-        "--out {output.onnx} --report {output.report} --frames {params.frames} "
-        "--threads {threads} > {log} 2>&1"
-
-
 rule model_card:
     input:
         checkpoint="results/train/{version}/best.pt",
@@ -110,7 +92,7 @@ rule model_card:
         onnx="results/deploy/{version}/student.onnx",
         int8="results/deploy/{version}/student.int8.onnx",
         fused="results/deploy/{version}/fused.onnx",
-        calibration="results/deploy/{version}/calibration.npz",
+        calibration=CALIBRATION,
         evaluations=deploy_evaluations,
     output:
         card="results/deploy/{version}/model_card.json",
@@ -129,8 +111,8 @@ rule model_card:
     shell:
         "distillery model-card --version {wildcards.version} {params.parent} "
         "--checkpoint {input.checkpoint} --manifest {input.manifest} "
-        "--deploy-dir {params.deploy_dir} --evaluation-dir {params.evaluation_dir} "
-        "--out {output.card} > {log} 2>&1"
+        "--deploy-dir {params.deploy_dir} --calibration {input.calibration} "
+        "--evaluation-dir {params.evaluation_dir} --out {output.card} > {log} 2>&1"
 
 
 rule jetson_bundle:
@@ -140,7 +122,7 @@ rule jetson_bundle:
         fp16="results/deploy/{version}/student.fp16.onnx",
         int8="results/deploy/{version}/student.int8.onnx",
         fused="results/deploy/{version}/fused.onnx",
-        calibration="results/deploy/{version}/calibration.npz",
+        calibration=CALIBRATION,
     output:
         folder=directory("results/deploy/{version}/jetson_bundle"),
         tarball="results/deploy/{version}/jetson_bundle.tar.gz",
@@ -155,8 +137,8 @@ rule jetson_bundle:
     conda:
         "../../envs/distillery.yaml"
     shell:
-        "distillery jetson-bundle --deploy-dir {params.deploy_dir} --out-dir {output.folder} "
-        "--tarball {output.tarball} > {log} 2>&1"
+        "distillery jetson-bundle --deploy-dir {params.deploy_dir} --calibration {input.calibration} "
+        "--out-dir {output.folder} --tarball {output.tarball} > {log} 2>&1"
 
 
 # TensorRT engines: a GPU job each. Exit status 2 and the reason on stderr where TensorRT or a GPU is
@@ -183,7 +165,7 @@ rule build_engine:
 rule engine_latency:
     input:
         engine="results/deploy/{version}/engines/{precision}.plan",
-        calibration="results/deploy/{version}/calibration.npz",
+        calibration=CALIBRATION,
     output:
         latency="results/deploy/{version}/engines/{precision}.latency.json",
     params:

@@ -17,7 +17,7 @@ rule evaluate_version:
         "logs/evaluate_version/{version}/{dataset}.log",
     benchmark:
         "results/benchmarks/evaluate_version/{version}/{dataset}.tsv"
-    threads: 2
+    threads: 1  # per job: on a few cores, jobs side by side beat threads (imports and I/O are serial)
     resources:
         **job_resources("evaluate_version", gpu=evaluation_gpus()),
     conda:

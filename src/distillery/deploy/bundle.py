@@ -97,7 +97,7 @@ def assemble(out_dir: str | os.PathLike, files: dict[str, str], card_path: str |
     os.replace(tmp, out)
     if tarball:
         part = Path(f"{tarball}.tmp")
-        with tarfile.open(part, "w:gz") as tar:
+        with tarfile.open(part, "w:gz", compresslevel=1) as tar:  # float weights barely compress: level 9 only costs time
             tar.add(out, arcname=f"{card['version']}_jetson_bundle")
         os.replace(part, tarball)
     return {"folder": str(out), "files": names + ["SHA256SUMS"], "tarball": str(tarball) if tarball else None}

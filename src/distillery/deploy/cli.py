@@ -2,12 +2,13 @@
 
 The deployment stages of one version, in the order the workflow runs them:
 
-    distillery export --checkpoint best.pt --manifest manifest.h5 --out student.onnx --fp16-out student.fp16.onnx --parity-out parity.json
-    distillery calibrate --manifest manifest.h5 --out calibration.npz --frames 64 --seed 0
+    distillery export --checkpoint best.pt --manifest manifest.h5 --out student.onnx --fp16-out student.fp16.onnx --parity-out parity.json \
+        --fused-out fused.onnx --fused-report fused.json        # the fused graph too, in the same process
+    distillery calibrate --manifest manifest.h5 --out calibration.npz --frames 64 --seed 0   # one set for every version
     distillery quantize --onnx student.onnx --calibration calibration.npz --manifest manifest.h5 --out student.int8.onnx --report quantization.json
-    distillery fused-graph --checkpoint best.pt --manifest manifest.h5 --out fused.onnx --report fused.json
-    distillery model-card --version V5 --checkpoint best.pt --manifest manifest.h5 --deploy-dir results/deploy/V5 --out model_card.json
-    distillery jetson-bundle --deploy-dir results/deploy/V5 --out-dir jetson_bundle --tarball jetson_bundle.tar.gz
+    distillery fused-graph --checkpoint best.pt --manifest manifest.h5 --out fused.onnx --report fused.json   # alone
+    distillery model-card --version V5 --checkpoint best.pt --manifest manifest.h5 --deploy-dir results/deploy/V5 --calibration calibration.npz --out model_card.json
+    distillery jetson-bundle --deploy-dir results/deploy/V5 --calibration calibration.npz --out-dir jetson_bundle --tarball jetson_bundle.tar.gz
     distillery engine-build --onnx student.fp16.onnx --precision fp16 --out fp16.plan --meta fp16.json     # TensorRT + GPU
     distillery engine-bench --engine fp16.plan --out fp16.latency.json                                   # TensorRT + GPU
 """
@@ -54,6 +55,9 @@ def _run_export(args) -> int:
     if args.fp16_out:
         parity.require_parity(report["fp16"], args.fp16_out)
     print(json.dumps({k: report[k]["batches"] for k in ("fp32", "fp16") if k in report}))
+    if args.fused_out:  # one process for every graph of a version: loading torch and the student costs seconds
+        report_path = args.fused_report or str(Path(args.fused_out).with_suffix(".json"))
+        _export_fused(student, args.manifest, args.fused_out, report_path, args.fused_frames)
     return 0
 
 
@@ -78,19 +82,23 @@ def _run_quantize(args) -> int:
     return 0
 
 
-def _run_fused(args) -> int:
+def _export_fused(student, manifest: str, out: str, report_path: str, frames: int | None) -> None:
     from distillery.deploy.frames import load_frames
     from distillery.deploy.fused import check_fused, export_fused
+
+    info = export_fused(student, out)
+    report = {"graph": info, **check_fused(out, student, load_frames(manifest, "test", frames))}
+    _write_json(report_path, report)
+    if not report["passed"]:
+        raise ValueError(f"{out}: fused graph differs from distillery.fusion past its bounds; see {report_path}")
+    print(json.dumps({"median_scale_rel_error": report["median_scale_rel_error"], "frames": report["frames"]}))
+
+
+def _run_fused(args) -> int:
     from distillery.student.checkpoint import load_student
 
     _threads(args.threads)
-    student = load_student(args.checkpoint)
-    info = export_fused(student, args.out)
-    report = {"graph": info, **check_fused(args.out, student, load_frames(args.manifest, "test", args.frames))}
-    _write_json(args.report, report)
-    if not report["passed"]:
-        raise ValueError(f"{args.out}: fused graph differs from distillery.fusion past its bounds; see {args.report}")
-    print(json.dumps({"median_scale_rel_error": report["median_scale_rel_error"], "frames": report["frames"]}))
+    _export_fused(load_student(args.checkpoint), args.manifest, args.out, args.report, args.frames)
     return 0
 
 
@@ -103,7 +111,7 @@ def _run_card(args) -> int:
 
     d = Path(args.deploy_dir)
     files = {"fp32": d / "student.onnx", "fp16": d / "student.fp16.onnx", "int8": d / "student.int8.onnx",
-             "fused": d / "fused.onnx", "calibration": d / "calibration.npz"}
+             "fused": d / "fused.onnx", "calibration": Path(args.calibration or d / "calibration.npz")}
     missing = [str(p) for p in files.values() if not p.is_file()]
     if missing:
         raise FileNotFoundError(f"model card: missing {', '.join(missing)}; run the export stages first")
@@ -122,8 +130,10 @@ def _run_bundle(args) -> int:
     from distillery.deploy.bundle import assemble
 
     d = Path(args.deploy_dir)
-    result = assemble(args.out_dir, {name: str(d / name) for name in BUNDLE_FILES}, d / "model_card.json",
-                      args.tarball)
+    files = {name: str(d / name) for name in BUNDLE_FILES}
+    if args.calibration:
+        files["calibration.npz"] = args.calibration
+    result = assemble(args.out_dir, files, d / "model_card.json", args.tarball)
     print(json.dumps(result))
     return 0
 
@@ -175,6 +185,9 @@ def register(sub) -> None:
     p.add_argument("--fp16-out", default=None, help="also write an FP16 copy (float32 I/O) here")
     p.add_argument("--parity-out", required=True, help="parity report (JSON) to write")
     p.add_argument("--parity-frames", type=int, default=16, help="test frames compared (default 16)")
+    p.add_argument("--fused-out", default=None, help="also write the fused graph (as fused-graph --out)")
+    p.add_argument("--fused-report", default=None, help="its check against distillery.fusion (default: --fused-out with .json)")
+    p.add_argument("--fused-frames", type=int, default=16, help="test frames the fused graph is checked on")
     p.set_defaults(func=_run_export)
 
     p = _subparser(sub, "calibrate", "draw the INT8 calibration set from the train split")
@@ -205,12 +218,14 @@ def register(sub) -> None:
     p.add_argument("--version", required=True, help="version name")
     p.add_argument("--parent", default=None, help="parent version (fine-tunes)")
     p.add_argument("--deploy-dir", required=True, help="folder with the exported files and reports")
+    p.add_argument("--calibration", default=None, help="calibration.npz (default: the one in --deploy-dir)")
     p.add_argument("--evaluation-dir", default=None, help="the version's evaluation JSON folder, if any")
     p.add_argument("--out", required=True, help="model_card.json to write")
     p.set_defaults(func=_run_card)
 
     p = _subparser(sub, "jetson-bundle", "self-contained folder + tarball to build engines on a Jetson")
     p.add_argument("--deploy-dir", required=True, help="folder with the exported files and model_card.json")
+    p.add_argument("--calibration", default=None, help="calibration.npz (default: the one in --deploy-dir)")
     p.add_argument("--out-dir", required=True, help="bundle folder to write")
     p.add_argument("--tarball", default=None, help="also write the bundle as this .tar.gz")
     p.set_defaults(func=_run_bundle)

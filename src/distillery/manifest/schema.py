@@ -2,7 +2,7 @@
 
 A manifest (and every shard file, which is a manifest of its own frames)
 holds one row per frame. Image-like fields are chunked one frame per chunk
-and Zstd-compressed, so that a random frame is one chunk read and shards
+and compressed (Zstd; LZ4 for RGB and ToF depth), so that a random frame is one chunk read and shards
 merge by copying compressed chunks. Teacher and truth fields are slots with
 a per-frame present flag: a manifest with ToF only is valid, and teachers
 fill their slots later. The schema is documented in docs/manifest.md; bump
@@ -37,12 +37,13 @@ class ImageField:
     channels: tuple[int, ...] = ()
     fill: float = 0
     flag: str | None = None  # name of the present flag, None if always present
-    shuffle: bool = True  # byte-shuffle before Zstd (multi-byte dtypes only); see `zstd`
+    shuffle: bool = True  # byte-shuffle before Zstd (multi-byte dtypes only); see `compression`
+    codec: str = "zstd"  # zstd, lz4 or lz4hc; see `compression`
 
 
 IMAGE_FIELDS: dict[str, ImageField] = {
-    "rgb": ImageField("uint8", (3,)),
-    "tof_depth": ImageField("float32", shuffle=False),
+    "rgb": ImageField("uint8", (3,), codec="lz4"),
+    "tof_depth": ImageField("float32", shuffle=False, codec="lz4hc"),
     "tof_confidence": ImageField("float16"),
     "teacher_depth": ImageField("float16", flag="has_teacher_depth"),  # metric teacher, metres
     "teacher_depth_relative": ImageField("float16", flag="has_teacher_depth_relative"),  # relative, unitless
@@ -71,17 +72,33 @@ STRING_FIELDS = ("key", "dataset", "sequence", "split", "rgb_source")
 BOX_COLUMNS = ("x1", "y1", "x2", "y2", "score", "class_id")
 
 
-def zstd(level: int = 3, dtype: str = "uint8", shuffle: bool = True) -> dict:
-    """Dataset filters of an image field: byte-shuffle (multi-byte dtypes, when `shuffle`) then Zstd.
+def compression(spec: ImageField, level: int = 3) -> dict:
+    """Dataset filters of an image field: byte-shuffle (multi-byte dtypes, when `shuffle`) then Zstd at
+    `level`, or LZ4 (`lz4`), or Blosc's LZ4HC level 5 without shuffle (`lz4hc`).
 
     Shuffle groups the bytes of equal significance, so smooth floats (rendered
     truth, network outputs, confidence) compress far better: float32 truth depth
     1.2x -> 2.0x, float16 confidence 2.9x -> 3.7x at Zstd-3 (benchmarks/bench_ingest.py).
-    Sensor depth is the exception: a reading quantised to sensor units (mm) stored
-    as float32 repeats exact 4-byte values that Zstd matches whole, and shuffle
-    splits them (7-Scenes ToF 3.8x without, 2.2x with), so `tof_depth` goes without.
+
+    The two sensor fields, which every training sample reads, trade a little
+    size for decoding speed (7-Scenes, 320 x 240, one core; random reads per
+    second in benchmarks/bench_ingest.py):
+    - Camera RGB: no lossless byte codec gets much out of sensor noise (Zstd-3
+      1.16x, LZ4 1.05x), and Zstd spends about 250 us decoding a frame where
+      LZ4 spends about 40 us.
+    - ToF depth: a reading quantised to sensor units (mm) stored as float32
+      repeats exact 4-byte values that a byte-oriented codec matches whole
+      (shuffle would split them: Zstd-3 3.97x without, 2.32x with). Zstd-3
+      decodes a frame in about 400 us, LZ4HC-5 (3.34x) in about 150 us, for
+      3 ms more when packing.
     """
-    return dict(hdf5plugin.Zstd(clevel=level), shuffle=shuffle and np.dtype(dtype).itemsize > 1)
+    if spec.codec == "lz4":
+        return dict(hdf5plugin.LZ4())
+    if spec.codec == "lz4hc":
+        return dict(hdf5plugin.Blosc(cname="lz4hc", clevel=5, shuffle=hdf5plugin.Blosc.NOSHUFFLE))
+    if spec.codec != "zstd":
+        raise ValueError(f"unknown codec {spec.codec!r}: zstd, lz4 or lz4hc")
+    return dict(hdf5plugin.Zstd(clevel=level), shuffle=spec.shuffle and np.dtype(spec.dtype).itemsize > 1)
 
 
 def create_layout(f: h5py.File, n: int, height: int, width: int, level: int = 3) -> None:
@@ -91,7 +108,7 @@ def create_layout(f: h5py.File, n: int, height: int, width: int, level: int = 3)
     for name, spec in IMAGE_FIELDS.items():
         shape = (n, height, width, *spec.channels)
         f.create_dataset(name, shape=shape, dtype=spec.dtype, chunks=(1, *shape[1:]) if n else None,
-                         fillvalue=spec.fill, **(zstd(level, spec.dtype, spec.shuffle) if n else {}))
+                         fillvalue=spec.fill, **(compression(spec, level) if n else {}))
     for name, (dtype, trailing, fill) in ROW_FIELDS.items():
         f.create_dataset(name, shape=(n, *trailing), dtype=dtype, fillvalue=fill)
     str_dt = h5py.string_dtype()
@@ -127,7 +144,7 @@ def create_layer(f: h5py.File, shard: str, keys: list[str], height: int, width: 
             raise ValueError(f"{name} is a sensor field, not a slot a layer can fill")
         shape = (n, height, width, *spec.channels)
         f.create_dataset(name, shape=shape, dtype=spec.dtype, chunks=(1, *shape[1:]) if n else None,
-                         fillvalue=spec.fill, **(zstd(level, spec.dtype, spec.shuffle) if n else {}))
+                         fillvalue=spec.fill, **(compression(spec, level) if n else {}))
         f.create_dataset(spec.flag, shape=(n,), dtype=bool, fillvalue=False)
     if boxes:
         create_boxes(f, n)
