@@ -226,17 +226,24 @@ def test_deploy_defaults_agree_across_schema_config_and_cli():
     from workflow_util import ROOT
 
     props = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())["properties"]["deploy"]["properties"]
+    defaults = {k: v["default"] for k, v in props.items()}
     config = yaml.safe_load((ROOT / "config/config.yaml").read_text())["deploy"]
-    assert {k: v["default"] for k, v in props.items()} == config
+    assert config.keys() == defaults.keys()  # every setting shown in the embedded config
+    demo_sized = {"calibration_frames", "parity_frames", "fused_frames", "eval_frames"}  # its comment says so
+    assert {k: v for k, v in config.items() if k not in demo_sized} == {
+        k: v for k, v in defaults.items() if k not in demo_sized}
     parser = build_parser()
     calibrate = parser.parse_args(["calibrate", "--manifest", "m", "--out", "o"])
     export = parser.parse_args(["export", "--checkpoint", "c", "--manifest", "m", "--out", "o", "--parity-out", "p"])
     fused = parser.parse_args(["fused-graph", "--checkpoint", "c", "--manifest", "m", "--out", "o", "--report", "r"])
+    quantize = parser.parse_args(["quantize", "--onnx", "o", "--calibration", "c", "--manifest", "m", "--out", "o",
+                                  "--report", "r"])
     bench = parser.parse_args(["engine-bench", "--engine", "e", "--out", "o"])
-    assert (calibrate.frames, calibrate.seed) == (config["calibration_frames"], config["calibration_seed"])
-    assert export.parity_frames == config["parity_frames"]
-    assert fused.frames == export.fused_frames == config["fused_frames"]
-    assert (bench.warmup, bench.runs) == (config["engine_warmup"], config["engine_runs"])
+    assert (calibrate.frames, calibrate.seed) == (defaults["calibration_frames"], defaults["calibration_seed"])
+    assert export.parity_frames == defaults["parity_frames"]
+    assert fused.frames == export.fused_frames == defaults["fused_frames"]
+    assert quantize.eval_frames == defaults["eval_frames"]
+    assert (bench.warmup, bench.runs) == (defaults["engine_warmup"], defaults["engine_runs"])
     assert config["engines"] is False  # engines are off in the embedded default
 
 

@@ -1,5 +1,6 @@
 """The nine-version lineage as configuration and as a DAG: roles, parents first, reruns, bad lineages."""
 
+import json
 import os
 import re
 import time
@@ -130,7 +131,7 @@ def test_clean_tree_runs_every_version_parents_first(tmp_path):
     out = proc.stdout
     counts = job_counts(out)
     assert counts["train_student"] == len(VERSIONS)
-    assert counts["evaluate_version"] == len(VERSIONS) * len(TEST_SETS) and counts["report"] == 1
+    assert counts["evaluate_version"] == len(VERSIONS) and counts["report"] == 1  # every set in one job
     for version, entry in DEFAULT["training"]["versions"].items():
         block = re.search(rf"rule train_student:\n(?:    .*\n)*?    output: results/train/{version}/best.pt", out)
         assert block, version
@@ -192,17 +193,20 @@ def test_rerun_a_version_and_exactly_its_descendants(finished_tree):
     assert jobs_of(out, "evaluate_version") == {"V5", "V7", "V8"}
     assert versions_in(out) == {"V5", "V7", "V8"}  # nothing of another version, deployment included
     counts = job_counts(out)
-    assert counts["evaluate_version"] == 3 * len(TEST_SETS) and counts["report"] == 1
+    assert counts["evaluate_version"] == 3 and counts["report"] == 1
 
 
 @pytest.mark.slow
 def test_lineage_trains_evaluates_and_reports_end_to_end(tmp_path):
-    """Two tiny versions (a parent and its fine-tune): best.pt, evaluation JSONs and the report page."""
+    """Three tiny versions (a parent, its fine-tune, and V1's recipe): best.pt, evaluation JSONs, the report
+    page, and V1's lesson: a student regressing a relative teacher's values has no metric scale."""
     tiny = {"backbone": "mobilenetv3_small", "epochs": 1, "samples_per_epoch": 4, "batch_size": 2,
             "max_val_frames": 2, "freeze_encoder_epochs": 0}
-    cfg = tiny_config(training={"build": ["P", "C"], "versions": {
+    cfg = tiny_config(training={"build": ["P", "C", "R"], "versions": {
         "P": {**tiny, "depth_teacher": "metric", "datasets": ["nyu", "corridor"], "val_datasets": ["nyu"]},
-        "C": {**tiny, "parent": "P", "datasets": ["corridor"], "val_datasets": ["corridor"]}}},
+        "C": {**tiny, "parent": "P", "datasets": ["corridor"], "val_datasets": ["corridor"]},
+        "R": {**tiny, "depth_teacher": "relative", "depth_loss": "l1", "kendall": False, "datasets": ["nyu"],
+              "val_datasets": ["nyu"]}}},
         evaluation={"sets": None, "bootstrap": {"resamples": 20, "seed": 0}, "batch_size": 4, "device": "cpu"})
     # Splits are a hash of each sequence's name: three sequences per world and this seed give every
     # world a train, a val and a test sequence (P is chosen on nyu's val frames, both are evaluated).
@@ -217,3 +221,6 @@ def test_lineage_trains_evaluates_and_reports_end_to_end(tmp_path):
     assert page.count('class="panel"') >= 2  # fixed test frames, taken in turn from each dataset
     summary = (tmp_path / "results" / "report" / "lineage.md").read_text()
     assert "| C | P |" in summary  # the lineage table: C fine-tunes P
+    rmse = {v: json.loads((tmp_path / "results" / "evaluation" / v / "rooms.json").read_text())
+            ["depth"]["truth"]["all"]["rmse"]["mean"] for v in ("P", "R")}
+    assert rmse["R"] > 5 * rmse["P"], rmse  # V1's recipe: the relative teacher's units, not metres

@@ -162,3 +162,38 @@ def test_a_relative_version_trains_on_the_relative_slot_and_refuses_a_manifest_w
     summary = train(setup_run(cfg, [path], tmp_path / "run"))
     assert summary["status"] == "done" and 0 <= summary["metrics"]["depth/target/ssi"] < 2
     assert summary["metrics"]["depth/target/rmse"] > 0  # in the relative teacher's unitless values
+
+
+def test_a_fresh_run_starts_at_its_targets_median_unless_its_loss_fixes_no_scale(tmp_path):
+    """berhu on metres and l1 on a relative teacher start the head at the median target (V1's in the
+    teacher's units, far from metres); ssi fixes no scale (2 m); an explicit depth_init_m wins."""
+    import dataclasses
+
+    import h5py
+    import numpy as np
+    from test_student_data import write_manifest
+    from test_student_train import tiny_config
+
+    from distillery.student.train import setup_run
+
+    path = write_manifest(tmp_path / "m.h5")
+    with h5py.File(path, "r+") as f:
+        truth = f["truth_depth"][:]
+        f["teacher_depth"][:] = truth.astype("float16")
+        f["has_teacher_depth"][:] = True
+        f["teacher_depth_relative"][:] = (150.0 / np.maximum(truth, 0.1)).astype("float16")
+        f["has_teacher_depth_relative"][:] = True
+
+    def initial_depth(**cfg) -> float:
+        run = setup_run(dataclasses.replace(tiny_config(augment=False), epochs=1, **cfg), [path],
+                        tmp_path / str(len(list(tmp_path.iterdir()))))
+        run.model.eval()
+        with torch.no_grad():
+            return float(run.model(torch.rand(1, 3, 32, 48))["depth"].median())
+
+    metric = float(np.median(truth[truth > 0]))
+    assert initial_depth() == pytest.approx(metric, rel=0.25)
+    relative = initial_depth(depth_teacher="relative", depth_loss="l1")
+    assert relative == pytest.approx(150.0 / metric, rel=0.35) and relative > 10 * metric
+    assert initial_depth(depth_teacher="relative") == pytest.approx(2.0, rel=0.25)  # ssi: 2 m
+    assert initial_depth(depth_init_m=5.0) == pytest.approx(5.0, rel=0.25)

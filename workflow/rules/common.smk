@@ -365,13 +365,6 @@ def evaluation_targets(versions):
     )
 
 
-def evaluation_set_pattern():
-    """Wildcard constraint of evaluate_version: exactly the evaluation sets."""
-    import re
-
-    return "|".join(re.escape(name) for name in EVALUATION_SETS) or "(?!)"
-
-
 def evaluation_args():
     """Bootstrap, batch and device settings of `distillery evaluate`, as CLI options."""
     boot = EVALUATION["bootstrap"]

@@ -1,4 +1,5 @@
-# Evaluation: every trained version on the test split of every evaluation set (docs/evaluation.md).
+# Evaluation: every trained version on the test split of every evaluation set (docs/evaluation.md), one
+# job per version for all sets (the student and torch load once: seconds each on a CPU).
 
 
 rule evaluate_version:
@@ -6,17 +7,18 @@ rule evaluate_version:
         checkpoint="results/train/{version}/best.pt",
         manifest="results/manifest/manifest.h5",
     output:
-        json="results/evaluation/{version}/{dataset}.json",
-        frames="results/evaluation/{version}/{dataset}.frames.jsonl",
+        json=expand("results/evaluation/{{version}}/{dataset}.json", dataset=EVALUATION_SETS),
+        frames=expand("results/evaluation/{{version}}/{dataset}.frames.jsonl", dataset=EVALUATION_SETS),
     wildcard_constraints:
         version="[A-Za-z0-9_.-]+",
-        dataset=evaluation_set_pattern(),
     params:
+        sets=" ".join(EVALUATION_SETS),
+        out_dir="results/evaluation/{version}",
         settings=evaluation_args(),
     log:
-        "logs/evaluate_version/{version}/{dataset}.log",
+        "logs/evaluate_version/{version}.log",
     benchmark:
-        "results/benchmarks/evaluate_version/{version}/{dataset}.tsv"
+        "results/benchmarks/evaluate_version/{version}.tsv"
     threads: 1  # per job: on a few cores, jobs side by side beat threads (imports and I/O are serial)
     resources:
         **job_resources("evaluate_version", gpu=evaluation_gpus()),
@@ -24,5 +26,5 @@ rule evaluate_version:
         "../../envs/distillery.yaml"
     shell:
         "distillery evaluate --checkpoint {input.checkpoint} --manifest {input.manifest} "
-        "--set {wildcards.dataset} --out {output.json} --version-name {wildcards.version} "
+        "--set {params.sets} --out-dir {params.out_dir} --version-name {wildcards.version} "
         "{params.settings} --threads {threads} --quiet > {log} 2>&1"

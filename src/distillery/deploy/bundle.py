@@ -86,11 +86,10 @@ def assemble(out_dir: str | os.PathLike, files: dict[str, str], card_path: str |
     shutil.copyfile(engine.__file__, script)
     script.chmod(0o755)
     from distillery.classes import CLASS_NAMES
-    from distillery.deploy.fused import grid_size, topk_k
 
     (tmp / "README.md").write_text(README.format(
-        version=card["version"], h=spec.HEIGHT, w=spec.WIDTH, classes=", ".join(CLASS_NAMES), grid=grid_size(),
-        k=topk_k(), checks=_checks(card)))
+        version=card["version"], h=spec.HEIGHT, w=spec.WIDTH, classes=", ".join(CLASS_NAMES), grid=spec.grid_size(),
+        k=spec.topk_k(), checks=_checks(card)))
     names = sorted(p.name for p in tmp.iterdir())
     (tmp / "SHA256SUMS").write_text("".join(f"{file_sha256(tmp / n)}  {n}\n" for n in names))
     shutil.rmtree(out, ignore_errors=True)

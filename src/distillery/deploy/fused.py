@@ -26,20 +26,11 @@ from torch import nn
 
 from distillery import fusion
 from distillery.deploy import spec
+from distillery.deploy.spec import COL_STRIDE, ROW_STRIDE, grid_size, topk_k
 
-ROW_STRIDE, COL_STRIDE = 3, 4
 FLOAT_MAX = 3.0e38
 FUSED_SCALE_MAX_REL = 0.03  # bound on |s_graph - s_exact| / s_exact per test frame
 FUSED_DEPTH_ABS_M = 1e-3  # float slack on top of the scale error
-
-
-def grid_size(height: int = spec.HEIGHT, width: int = spec.WIDTH) -> int:
-    return len(range(0, height, ROW_STRIDE)) * len(range(0, width, COL_STRIDE))
-
-
-def topk_k(height: int = spec.HEIGHT, width: int = spec.WIDTH) -> int:
-    """k of the graph's TopK: enough for the upper middle value of a full grid."""
-    return grid_size(height, width) // 2 + 1
 
 
 def approx_median(ratio: torch.Tensor, usable: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -2,6 +2,8 @@
 
     distillery evaluate --checkpoint results/train/V5/best.pt --manifest results/manifest/manifest.h5 \\
         --set rooms --out results/evaluation/V5/rooms.json [--dump-predictions results/evaluation/V5]
+    distillery evaluate --checkpoint results/train/V5/best.pt --manifest results/manifest/manifest.h5 \\
+        --set rooms corridors --out-dir results/evaluation/V5      # several sets, the student loaded once
     distillery fusion --student s.npy --tof tof.npy --confidence conf.npy --out fused.npz
     distillery fusion --checkpoint best.pt --manifest manifest.h5 --split test --out fused.npz
 """
@@ -10,10 +12,11 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
-EVALUATE_HELP = """Evaluate a student checkpoint on the test split of one dataset of a manifest.
+EVALUATE_HELP = """Evaluate a student checkpoint on the test split of datasets of a manifest.
 
-Writes OUT (the evaluation JSON: every depth metric against truth, valid ToF
+Per set, writes OUT (or OUT_DIR/<set>.json for several sets; the evaluation JSON: every depth metric against truth, valid ToF
 and the teacher, per range bin and on ToF-invalid pixels, fused depth against
 truth and teacher, segmentation mIoU; each with a 95 % bootstrap interval over
 sequences) and OUT's sibling <set>.frames.jsonl (one row per frame). With
@@ -36,8 +39,11 @@ def register(sub) -> None:
                        description=EVALUATE_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", required=True, help="student checkpoint (best.pt)")
     p.add_argument("--manifest", required=True, help="manifest.h5")
-    p.add_argument("--set", required=True, dest="dataset", help="dataset of the manifest to evaluate on")
-    p.add_argument("--out", required=True, help="evaluation JSON to write (frames.jsonl goes beside it)")
+    p.add_argument("--set", required=True, dest="datasets", nargs="+", metavar="SET",
+                   help="dataset(s) of the manifest to evaluate on")
+    out = p.add_mutually_exclusive_group(required=True)
+    out.add_argument("--out", help="evaluation JSON to write, one --set only (frames.jsonl goes beside it)")
+    out.add_argument("--out-dir", help="folder for <set>.json and <set>.frames.jsonl of every --set")
     p.add_argument("--dump-predictions", default=None, metavar="DIR", help="also write DIR/<set>.predictions.npz")
     p.add_argument("--version-name", default=None, help="version name in the JSON (default: checkpoint folder)")
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples over sequences (default 1000)")
@@ -77,8 +83,12 @@ def _run_evaluate(args) -> int:
     settings = EvalSettings(batch_size=args.batch_size, num_workers=args.num_workers, device=args.device,
                             resamples=args.bootstrap, seed=args.seed, version=args.version_name,
                             progress=not args.quiet)
-    result = evaluate(args.checkpoint, args.manifest, args.dataset, args.out, args.dump_predictions, settings)
-    print(json.dumps({k: result[k] for k in ("version", "set", "frames", "sequences")} | {"out": args.out}))
+    if args.out and len(args.datasets) > 1:
+        raise ValueError(f"--out names one file but --set names {len(args.datasets)} sets; use --out-dir")
+    for dataset in args.datasets:
+        out = args.out or str(Path(args.out_dir, f"{dataset}.json"))
+        result = evaluate(args.checkpoint, args.manifest, dataset, out, args.dump_predictions, settings)
+        print(json.dumps({k: result[k] for k in ("version", "set", "frames", "sequences")} | {"out": out}))
     return 0
 
 

@@ -14,6 +14,7 @@ predictions the numbers were computed from (docs/evaluation.md).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 from pathlib import Path
@@ -145,12 +146,18 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+@functools.lru_cache(maxsize=1)
+def _student(checkpoint: str, device: torch.device) -> torch.nn.Module:
+    """The student of a checkpoint, loaded once per process for all the sets it is evaluated on."""
+    return load_student(checkpoint, device)
+
+
 @torch.no_grad()
 def run_model(checkpoint: str, manifest: Manifest, rows: np.ndarray, seg_reference: str, settings: EvalSettings,
               dump: bool) -> Accumulator:
     """The student over the given rows, fused and scored frame by frame."""
     device = resolve_device(settings.device)
-    model = load_student(checkpoint, device)
+    model = _student(str(checkpoint), device)
     dataset = FrameDataset([manifest], [(0, int(r)) for r in rows], with_truth=True)
     loader = make_loader(dataset, settings.batch_size, settings.num_workers, pin_memory=device.type == "cuda")
     acc = Accumulator(dump)

@@ -34,6 +34,7 @@ from distillery.classes import IGNORE_LABEL
 from distillery.manifest import Manifest
 from distillery.student.augment import augment
 from distillery.student.config import AugmentConfig, TrainConfig
+from distillery.student.losses import depth_target
 
 TRAIN_FIELDS = ("rgb", "tof_depth", "tof_confidence", "teacher_depth", "teacher_depth_relative", "teacher_label")
 TRUTH_FIELDS = ("truth_depth", "truth_label")
@@ -256,8 +257,6 @@ def median_target(dataset: FrameDataset, mode: str, max_frames: int = 32) -> flo
     bias set to the target's typical value, so the first steps learn structure instead of spending
     hundreds of steps walking the output towards the target's scale. For a relative teacher
     regressed with L1 (V1) that scale is the teacher's unitless one, not metres."""
-    from distillery.student.losses import depth_target
-
     picks = np.unique(np.linspace(0, len(dataset) - 1, min(max_frames, len(dataset))).round().astype(int))
     batch = torch.utils.data.default_collate([dataset[int(i)] for i in picks])
     target, valid = depth_target(batch, mode)

@@ -33,12 +33,13 @@ from tqdm import tqdm
 from distillery.manifest import Manifest
 from distillery.student.checkpoint import (FORMAT, FORMAT_VERSION, atomic_save, cpu_state_dict, load_checkpoint,
                                            rng_state, set_rng_state, snapshot, weights_file)
-from distillery.student.config import TrainConfig, resolve_depth_loss
-from distillery.student.data import MixtureSampler, build_train_data, build_val_dataset, make_loader, median_target
+from distillery.student.config import TrainConfig
+from distillery.student.data import MixtureSampler, build_train_data, build_val_dataset, make_loader
 from distillery.student.distributed import (PREEMPTED_EXIT_CODE, PREEMPTION_SIGNALS, DistEnv, PreemptionGuard,
                                             all_reduce_sum, any_rank, barrier, broadcast_buffers, cleanup,
                                             init_distributed, wrap_ddp)
-from distillery.student.losses import StudentLoss, target_mode
+from distillery.student.init import initialise
+from distillery.student.losses import StudentLoss
 from distillery.student.metrics import Evaluator
 from distillery.student.model import Student, build_student
 from distillery.student.optim import build_optimizer, build_scheduler
@@ -126,24 +127,6 @@ def set_encoder_frozen(model: Student, frozen: bool) -> None:
         model.encoder.eval()
 
 
-def load_parent_weights(model: Student, path: str) -> None:
-    """Fine-tune start: the parent checkpoint's student weights (optimiser and schedule stay fresh)."""
-    parent = load_checkpoint(path)
-    model.load_state_dict(parent["model"])
-    model.encoder_weights = f"init_from:{path}"
-
-
-def start_at_target_scale(model: Student, train_set, cfg: TrainConfig) -> None:
-    """A fresh run's depth head starts at depth_init_m, or (None) at the median training target when
-    the loss regresses its values (berhu, l1); a scale-invariant loss (ssi) fixes no scale: 2 m."""
-    if cfg.depth_init_m is not None or resolve_depth_loss(cfg.depth_teacher, cfg.depth_loss) == "ssi":
-        return
-    median = median_target(train_set, target_mode(cfg.depth_teacher, cfg.depth_target))
-    if median is not None and median > 0:
-        model.set_initial_depth(median)
-        log.info("depth head starts at the median training target: %.3g", median)
-
-
 def resume_point(out_dir: Path, resume: str, fingerprint: str, env: DistEnv) -> dict | None:
     """The last.pt to resume from, or None for a fresh run (the previous run's files moved aside first).
 
@@ -187,10 +170,8 @@ def setup_run(cfg: TrainConfig, manifests: list[str], out_dir: str | Path, resum
     train_set, sampler = build_train_data(opened, cfg, env.rank, env.world_size)
     val_set = build_val_dataset(opened, cfg, env.rank, env.world_size)
     model = build_student(dataclasses.replace(cfg, encoder_weights="random") if cfg.init_from or ckpt else cfg)
-    if cfg.init_from and ckpt is None:
-        load_parent_weights(model, cfg.init_from)
-    elif ckpt is None:
-        start_at_target_scale(model, train_set, cfg)
+    if ckpt is None:
+        initialise(model, cfg, train_set)
     loss_fn = StudentLoss.from_config(cfg)
     model.to(device)
     loss_fn.to(device)
