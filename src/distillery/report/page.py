@@ -44,9 +44,16 @@ def results_rows(evals: list[Evaluation], reference: str) -> list[list[str]]:
     return rows
 
 
+def _short_hash(value: str | None) -> str:
+    """The first 16 hex digits of a weights hash; a note in its place (a simulated teacher's) whole."""
+    if not value:
+        return "-"
+    return value[:16] if all(c in "0123456789abcdef" for c in value.lower()) else value
+
+
 def teacher_rows(teachers: list[dict]) -> list[list[str]]:
     return [[t.get("id", "-"), t.get("task", "-"), t.get("kind") or "-", t.get("backend", "-"),
-             str(t.get("weights") or "-"), (t.get("weights_sha256") or "-")[:16]] for t in teachers]
+             str(t.get("weights") or "-"), _short_hash(t.get("weights_sha256"))] for t in teachers]
 
 
 TEACHER_COLUMNS = ["teacher", "task", "kind", "backend", "weights", "weights SHA-256 (16)"]
