@@ -216,13 +216,9 @@ def test_a_config_left_by_a_killed_test_cluster_is_stale_but_a_running_one_is_no
     conf = slurm_cluster._write_configs(tmp_path)
     (tmp_path / "pids.json").write_text(json.dumps({"slurmd": 2 ** 22 + 7}))  # above pid_max: never alive
     assert slurm_cluster._stale_test_conf(conf)
-    daemon = subprocess.Popen(["sleep", "30"])
-    try:
-        (tmp_path / "pids.json").write_text(json.dumps({"sleep": daemon.pid}))
-        assert not slurm_cluster._stale_test_conf(conf)
-    finally:
-        daemon.kill()
-        daemon.wait()
+    # A live daemon: this very process (a child just started may not have exec'd its program yet).
+    (tmp_path / "pids.json").write_text(json.dumps({"python": os.getpid()}))
+    assert not slurm_cluster._stale_test_conf(conf)
     other = tmp_path / "other.conf"
     other.write_text("ClusterName=site\nStateSaveLocation=/var/spool/slurmctld\n")
     assert not slurm_cluster._stale_test_conf(other)
