@@ -16,13 +16,13 @@ from pathlib import Path
 
 EVALUATE_HELP = """Evaluate a student checkpoint on the test split of datasets of a manifest.
 
-Per set, writes OUT (or OUT_DIR/<set>.json for several sets; the evaluation JSON: every depth metric against truth, valid ToF
-and the teacher, per range bin and on ToF-invalid pixels, fused depth against
-truth and teacher, segmentation mIoU; each with a 95 % bootstrap interval over
-sequences) and OUT's sibling <set>.frames.jsonl (one row per frame). With
---dump-predictions DIR also DIR/<set>.predictions.npz (keys, depth,
-segmentation argmax, fused), from which every number can be recomputed with
-numpy (docs/evaluation.md)."""
+Per set, writes OUT (or OUT_DIR/<set>.json for several sets; the evaluation
+JSON: every depth metric against truth, valid ToF and the teacher, per range
+bin and on ToF-invalid pixels, fused depth against truth and teacher,
+segmentation mIoU; each with a 95 % bootstrap interval over sequences) and
+OUT's sibling <set>.frames.jsonl (one row per frame). With --dump-predictions
+DIR also DIR/<set>.predictions.npz (keys, depth, segmentation argmax, fused),
+from which every number can be recomputed with numpy (docs/evaluation.md)."""
 
 FUSION_HELP = """Confidence-gated fusion of student depth with ToF depth.
 

@@ -1,12 +1,12 @@
 """The HDF5 manifest schema: fields, chunk layout and filters, shard and layer files.
 
-A manifest (and every shard file, which is a manifest of its own frames)
-holds one row per frame. Image-like fields are chunked one frame per chunk
-and compressed (Zstd; LZ4 for RGB and ToF depth), so that a random frame is one chunk read and shards
-merge by copying compressed chunks. Teacher and truth fields are slots with
-a per-frame present flag: a manifest with ToF only is valid, and teachers
-fill their slots later. The schema is documented in docs/manifest.md; bump
-SCHEMA_VERSION on any incompatible change.
+A manifest (and every shard file, which is a manifest of its own frames) holds
+one row per frame. Image-like fields are chunked one frame per chunk and
+compressed (Zstd; LZ4 for RGB and ToF depth), so that a random frame is one
+chunk read and shards merge by copying compressed chunks. Teacher and truth
+fields are slots with a per-frame present flag: a manifest with ToF only is
+valid, and teachers fill their slots later. The schema is documented in
+docs/manifest.md; bump SCHEMA_VERSION on any incompatible change.
 """
 
 from __future__ import annotations
@@ -37,13 +37,13 @@ class ImageField:
     channels: tuple[int, ...] = ()
     fill: float = 0
     flag: str | None = None  # name of the present flag, None if always present
-    shuffle: bool = True  # byte-shuffle before Zstd (multi-byte dtypes only); see `compression`
+    shuffle: bool = True  # byte-shuffle before Zstd (multi-byte dtypes only; zstd codec only)
     codec: str = "zstd"  # zstd, lz4 or lz4hc; see `compression`
 
 
 IMAGE_FIELDS: dict[str, ImageField] = {
     "rgb": ImageField("uint8", (3,), codec="lz4"),
-    "tof_depth": ImageField("float32", shuffle=False, codec="lz4hc"),
+    "tof_depth": ImageField("float32", codec="lz4hc"),  # LZ4HC never shuffles: see `compression`
     "tof_confidence": ImageField("float16"),
     "teacher_depth": ImageField("float16", flag="has_teacher_depth"),  # metric teacher, metres
     "teacher_depth_relative": ImageField("float16", flag="has_teacher_depth_relative"),  # relative, unitless
