@@ -97,3 +97,25 @@ def test_onnx_export_with_the_deployment_contract(efficientvit, tmp_path):
         reference = efficientvit(batch)
     assert depth.shape == (2, 1, 240, 320) and seg.shape == (2, 6, 240, 320)
     assert abs(depth - reference["depth"].numpy()).max() < 1e-3
+
+
+def test_channel_first_attention_computes_timms_lite_mla():
+    """The student's encoder runs every LiteMLA channels-first; switched back to timm's own forward,
+    the same weights give the same features (mixed-precision autocast included)."""
+    from timm.models.efficientvit_mit import LiteMLA
+
+    from distillery.student.attention import ChannelFirstLiteMLA
+
+    torch.manual_seed(0)
+    encoder, _ = build_encoder("efficientvit_b1", "random")
+    encoder.eval()
+    blocks = [m for m in encoder.modules() if isinstance(m, LiteMLA)]
+    assert len(blocks) == 7 and all(type(m) is ChannelFirstLiteMLA for m in blocks)
+    x = torch.rand(2, 3, 240, 320)
+    with torch.no_grad():
+        ours = encoder(x)
+        for block in blocks:
+            block.__class__ = LiteMLA
+        timms = encoder(x)
+    for got, expected in zip(ours, timms):
+        assert torch.allclose(got, expected, rtol=1e-4, atol=1e-5 * expected.abs().max().item())

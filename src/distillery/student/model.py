@@ -5,12 +5,16 @@ the model so that the exported ONNX graph takes camera pixels as they are.
 The encoder returns four feature maps at strides 4/8/16/32; the neck squeezes
 the deepest to 128 channels; each decoder climbs back with three up-blocks
 (128 -> 64 -> 32 -> 16), each fusing the encoder feature of its stride, and
-its 1x1 head is upsampled to the input size.
+its 1x1 head's output at stride 4 is resized bilinearly to the input size.
+The encoder's linear attention runs channels-first (student/attention.py):
+timm's function and parameters without its transposes.
 
 Depth is made non-negative with softplus rather than ReLU: a ReLU head outputs
 exactly 0 (the manifest's "invalid" value) and passes no gradient wherever its
 pre-activation is negative, so pixels can die early in training; softplus is
-positive and smooth everywhere and exports to ONNX as one Softplus node. Its
+positive and smooth everywhere and exports to ONNX as one Softplus node. It
+is applied at stride 4, before the resize: a bilinear blend of positive values
+stays positive, and it costs a sixteenth of a full-resolution pass. Its
 bias starts at the inverse softplus of an initial depth (the training target's
 median, see student/train.py), so a fresh student starts at the target's scale
 instead of ~0.7 m.
@@ -31,6 +35,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from distillery.student.attention import use_channel_first_attention
+
 log = logging.getLogger(__name__)
 
 NUM_CLASSES = 6
@@ -50,6 +56,11 @@ DEFAULT_DEPTH_INIT_M = 2.0  # a plausible indoor depth, when the training target
 def conv_bn_relu(in_ch: int, out_ch: int, kernel: int) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(in_ch, out_ch, kernel, padding=kernel // 2, bias=False),
                          nn.BatchNorm2d(out_ch), nn.ReLU(inplace=True))
+
+
+def upsample(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bilinear resize of a stride-4 head output to the input size."""
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
 
 
 class UpBlock(nn.Module):
@@ -78,13 +89,12 @@ class Decoder(nn.Module):
         self.blocks = nn.ModuleList(UpBlock(i, s, o) for i, s, o in zip(ins, skips, DECODER_CHANNELS))
         self.head = nn.Conv2d(DECODER_CHANNELS[-1], out_ch, 1)
 
-    def forward(self, neck: torch.Tensor, skips: list[torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
+    def forward(self, neck: torch.Tensor, skips: list[torch.Tensor]) -> torch.Tensor:
+        """The head's output at stride 4; the student resizes it to the input size."""
         x = neck
         for block, skip in zip(self.blocks, reversed(skips)):
             x = block(x, skip)
-        # The 1x1 head and bilinear resizing are both linear, so applying the head at stride 4 and
-        # resizing its few channels equals the reverse order at a fraction of the memory.
-        return F.interpolate(self.head(x), size=size, mode="bilinear", align_corners=False)
+        return self.head(x)
 
 
 class Student(nn.Module):
@@ -113,8 +123,8 @@ class Student(nn.Module):
         features = self.encoder((rgb - self.mean) / self.std)
         neck = self.neck(features[-1])
         skips = list(features[:3])
-        depth = F.softplus(self.depth_decoder(neck, skips, size))
-        return {"depth": depth, "segmentation": self.seg_decoder(neck, skips, size)}
+        depth = F.softplus(self.depth_decoder(neck, skips))
+        return {"depth": upsample(depth, size), "segmentation": upsample(self.seg_decoder(neck, skips), size)}
 
     def decoder_parameters(self) -> list[nn.Parameter]:
         """Everything trained at the full learning rate: neck, both decoders and heads."""
@@ -163,10 +173,12 @@ def build_encoder(backbone: str, weights: str = "auto") -> tuple[nn.Module, str]
     weight_file = resolve_encoder_weights(timm_name, weights)
     kwargs = dict(features_only=True, out_indices=out_indices)
     if weight_file is None:
-        return timm.create_model(timm_name, pretrained=False, **kwargs), "random"
-    encoder = timm.create_model(timm_name, pretrained=True, pretrained_cfg_overlay=dict(file=str(weight_file)),
-                                **kwargs)
-    return encoder, str(weight_file)
+        encoder = timm.create_model(timm_name, pretrained=False, **kwargs)
+    else:
+        encoder = timm.create_model(timm_name, pretrained=True, pretrained_cfg_overlay=dict(file=str(weight_file)),
+                                    **kwargs)
+    use_channel_first_attention(encoder)
+    return encoder, "random" if weight_file is None else str(weight_file)
 
 
 def build_student(cfg) -> Student:
