@@ -40,7 +40,9 @@ def _bytes(paths) -> int:
     return sum(Path(p).stat().st_size for p in paths)
 
 
-SAMPLE = Path("/work/shared/datasets/7scenes-kitchen")
+# The real sequence beside the repository (../shared, as the tests find it), or where DISTILLERY_7SCENES says.
+SAMPLE = Path(os.environ.get("DISTILLERY_7SCENES",
+                            Path(__file__).resolve().parents[2] / "shared" / "datasets" / "7scenes-kitchen"))
 STORED_RAW_BYTES = 3 + 4 + 2  # rgb uint8 x3, tof_depth float32, tof_confidence float16 per pixel
 
 

@@ -560,13 +560,13 @@ os.environ.update(DISTILLERY_PROJECT=str(Path(workflow.basedir).resolve()))
 
 
 # Deployment (workflow/rules/deploy.smk, README "Deployment").
-DEPLOY = config.get("deploy") or {}
 DEPLOY_DIR = "results/deploy/{version}"
 CALIBRATION = "results/deploy/calibration.npz"  # INT8 calibration frames, shared by every version
 
 
-def deploy_setting(key, default):
-    return DEPLOY.get(key, default)
+def deploy_setting(key):
+    """A deploy setting; validation has filled every default from the schema (config.schema.yaml)."""
+    return config["deploy"][key]
 
 
 def deploy_versions():
@@ -597,11 +597,11 @@ def deploy_targets():
         return []
     versions = deploy_versions()
     targets = expand("results/deploy/{version}/jetson_bundle.tar.gz", version=versions)
-    if deploy_setting("engines", False):
+    if deploy_setting("engines"):
         targets += expand(
             "results/deploy/{version}/engines/{precision}.latency.json",
             version=versions,
-            precision=deploy_setting("precisions", ["fp32", "fp16", "int8"]),
+            precision=deploy_setting("precisions"),
         )
     return targets
 

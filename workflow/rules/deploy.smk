@@ -16,8 +16,8 @@ rule export_onnx:
         fused="results/deploy/{version}/fused.onnx",
         fused_report="results/deploy/{version}/fused.json",
     params:
-        frames=deploy_setting("parity_frames", 16),
-        fused_frames=deploy_setting("fused_frames", 16),
+        frames=deploy_setting("parity_frames"),
+        fused_frames=deploy_setting("fused_frames"),
     log:
         "logs/export_onnx/{version}.log",
     benchmark:
@@ -41,8 +41,8 @@ rule calibration_set:
     output:
         calibration=CALIBRATION,
     params:
-        frames=deploy_setting("calibration_frames", 64),
-        seed=deploy_setting("calibration_seed", 0),
+        frames=deploy_setting("calibration_frames"),
+        seed=deploy_setting("calibration_seed"),
     log:
         "logs/calibration_set/calibration_set.log",
     benchmark:
@@ -66,8 +66,8 @@ rule quantize_int8:
         report="results/deploy/{version}/quantization.json",
     params:
         eval_frames=(
-            f"--eval-frames {deploy_setting('eval_frames', None)}"
-            if deploy_setting("eval_frames", None)
+            f"--eval-frames {deploy_setting('eval_frames')}"
+            if deploy_setting("eval_frames")
             else ""
         ),
     log:
@@ -169,8 +169,8 @@ rule engine_latency:
     output:
         latency="results/deploy/{version}/engines/{precision}.latency.json",
     params:
-        warmup=deploy_setting("engine_warmup", 50),
-        runs=deploy_setting("engine_runs", 1000),
+        warmup=deploy_setting("engine_warmup"),
+        runs=deploy_setting("engine_runs"),
     log:
         "logs/engine_latency/{version}/{precision}.log",
     benchmark:
