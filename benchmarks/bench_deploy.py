@@ -1,7 +1,8 @@
 """Deployed student on CPU: PyTorch eager, ONNX Runtime FP32 and INT8 latency, fusion, against the FLOP roofline.
 
 One 1x3x240x320 frame, 2 threads everywhere, median and p99 over --runs timed
-runs after --warmup untimed ones. In the same run the machine's fp32 matmul
+runs after --warmup untimed ones. PyTorch eager runs in the NHWC memory format
+(channels_last), its faster layout on CPU and the one the evaluation uses. In the same run the machine's fp32 matmul
 throughput (torch, 2 threads, 1024^3) is measured, and the student's FLOPs are
 counted (torch.utils.flop_counter, 2 FLOPs per multiply-add), so every latency
 is also given as a ratio to the roofline time FLOPs / matmul throughput: a
@@ -113,7 +114,8 @@ def main() -> None:
         fp32, int8, source = onnx_files(args.deploy_dir, model, Path(tmp))
         sessions = {"ort_fp32": ort_session(fp32, THREADS), "ort_int8": ort_session(int8, THREADS)}
         figures = {"threads": THREADS, "input": [1, 3, spec.HEIGHT, spec.WIDTH], "onnx": source}
-        xt = torch.from_numpy(x)
+        model = model.to(memory_format=torch.channels_last)
+        xt = torch.from_numpy(x).contiguous(memory_format=torch.channels_last)
         print(f"timing {args.runs} runs each after {args.warmup} warm-up runs", flush=True)
         with torch.no_grad():
             figures["torch_eager"] = latency(lambda: model(xt), args.warmup, args.runs)

@@ -85,7 +85,7 @@ class TrainConfig:
     # epochs; a fine-tune (init_from) must state it, a run from scratch gets 5 when it does not
     grad_clip: float = 1.0  # max global gradient norm; 0 = off
     amp: str = "bf16"  # bf16, fp16 or off; CUDA only (CPU always runs fp32)
-    channels_last: bool = True  # NHWC memory format on CUDA
+    channels_last: bool = True  # NHWC memory format: faster convolutions with cuDNN and with oneDNN on CPU
     # --- run ---
     seed: int = 0
     deterministic: bool = True  # deterministic kernels (bit-identical CPU resume)

@@ -175,7 +175,7 @@ def setup_run(cfg: TrainConfig, manifests: list[str], out_dir: str | Path, resum
     loss_fn = StudentLoss.from_config(cfg)
     model.to(device)
     loss_fn.to(device)
-    if device.type == "cuda" and cfg.channels_last:
+    if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(model, loss_fn, cfg)
     total_steps = cfg.epochs * sampler.steps_per_epoch
@@ -205,7 +205,7 @@ def autocast(run: Run):
 
 def to_device(batch: dict, run: Run) -> dict:
     out = {k: v.to(run.device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
-    if run.device.type == "cuda" and run.cfg.channels_last:
+    if run.cfg.channels_last:
         out["rgb"] = out["rgb"].contiguous(memory_format=torch.channels_last)
     return out
 
