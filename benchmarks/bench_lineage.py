@@ -70,8 +70,12 @@ def run_demo(workdir: Path, cores: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cores", type=int, default=2, help="cores Snakemake may use (default 2)")
-    parser.add_argument("--keep", default=None, help="run in this folder and keep it (default: a temporary one)")
+    parser.add_argument("--keep", default=None,
+                        help="run in this new or empty folder and keep it (default: a temporary one)")
     args = parser.parse_args()
+    if args.keep and Path(args.keep).exists() and any(Path(args.keep).iterdir()):
+        # Snakemake would reuse the outputs there and time only what changed: not the demo's cost.
+        sys.exit(f"--keep {args.keep}: the folder is not empty; give a new folder or remove it first")
     workdir = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="distillery-demo-"))
     try:
         figures = run_demo(workdir.resolve(), args.cores)

@@ -98,9 +98,11 @@ def loader_samples_per_s(cfg: TrainConfig, manifest: str, batches: int) -> float
 
 
 def forward_latency_ms(backbone: str, runs: int, threads: int = 2) -> dict:
+    """Eager forward of one frame, channels_last as the evaluation runs it."""
     torch.set_num_threads(threads)
     model = build_student(TrainConfig(backbone=backbone, encoder_weights="random")).eval()
-    x = torch.rand(1, 3, 240, 320)
+    model = model.to(memory_format=torch.channels_last)
+    x = torch.rand(1, 3, 240, 320).contiguous(memory_format=torch.channels_last)
     times = []
     with torch.inference_mode():
         for _ in range(10):
