@@ -7,6 +7,10 @@ throughput (torch, 2 threads, 1024^3) is measured, and the student's FLOPs are
 counted (torch.utils.flop_counter, 2 FLOPs per multiply-add), so every latency
 is also given as a ratio to the roofline time FLOPs / matmul throughput: a
 ratio near 1 means the runtime keeps the cores as busy as a dense matmul does.
+ONNX Runtime's profiler then splits the FP32 graph's time by operator, and its
+convolutions by family (pointwise, depthwise, dense, transposed) with their
+FLOP rates as a share of the matmul's: where the time is, and which layers
+are bound by memory rather than arithmetic.
 
     python benchmarks/bench_deploy.py [--deploy-dir results/deploy/demo] [--runs 200]
 
@@ -89,6 +93,65 @@ def onnx_files(deploy_dir: str | None, model, tmp: Path) -> tuple[Path, Path, st
     return fp32, tmp / "student.int8.onnx", "exported here (random weights)"
 
 
+def conv_kind(op: str, weight_shape: list) -> str:
+    """pointwise, depthwise, dense kxk or transposed: the convolution families of the student."""
+    if op == "ConvTranspose":
+        return "transposed"
+    if weight_shape[1] == 1:
+        return "depthwise"
+    return "pointwise" if weight_shape[2:] == [1, 1] else "dense_{}x{}".format(*weight_shape[2:])
+
+
+def conv_flop(op: str, shapes: list, out_shape: list) -> float:
+    """2 x multiply-adds of one Conv / ConvTranspose node from the shapes ONNX Runtime's profiler records."""
+    x, w = shapes[0], shapes[1]
+    if op == "ConvTranspose":  # every input pixel meets every out channel through the whole kernel
+        return 2.0 * np.prod(x) * out_shape[1] * 16
+    return 2.0 * np.prod(out_shape) * w[1] * w[2] * w[3]
+
+
+def ort_time_by_operator(path: Path, x: np.ndarray, runs: int, matmul: float) -> dict:
+    """ONNX Runtime's own per-node kernel times (its profiler), summed by operator over `runs` runs.
+
+    Convolutions are split by family with their FLOPs, so each family's throughput can be read
+    against the matmul's: it shows where a FLOP roofline is out of reach (memory-bound layers).
+    """
+    import json
+    from collections import defaultdict
+
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = THREADS, 1
+    options.enable_profiling = True
+    options.profile_file_prefix = str(Path(tempfile.gettempdir()) / "bench_deploy_profile")
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    for _ in range(runs):
+        session.run(None, {spec.INPUT: x})
+    trace = Path(session.end_profiling())
+    events = [e for e in json.loads(trace.read_text()) if e.get("cat") == "Node" and e["name"].endswith("_kernel_time")]
+    trace.unlink()
+    ms, flop, nodes = defaultdict(float), defaultdict(float), defaultdict(set)
+    for e in events:
+        op = e["args"]["op_name"]
+        if op in ("Conv", "ConvTranspose"):
+            shapes = [next(iter(d.values())) for d in e["args"]["input_type_shape"]]
+            out = next(iter(e["args"]["output_type_shape"][0].values()))
+            op = f"Conv:{conv_kind(op, shapes[1])}" if op == "Conv" else "Conv:transposed"
+            flop[op] += conv_flop(e["args"]["op_name"], shapes, out) / runs
+        ms[op] += e["dur"] / 1e3 / runs
+        nodes[op].add(e["name"])
+    table = {}
+    for op in sorted(ms, key=ms.get, reverse=True):
+        row = {"ms": round(ms[op], 3), "nodes": len(nodes[op])}
+        if op in flop:
+            gflops = flop[op] / ms[op] / 1e6
+            row.update(gflop=round(float(flop[op]) / 1e9, 3), gflops=round(float(gflops), 1),
+                       of_matmul=round(float(gflops) / matmul, 2))
+        table[op] = row
+    return {"kernel_ms": round(sum(ms.values()), 3), "by_operator": table}
+
+
 def fusion_latency(warmup: int, runs: int) -> dict:
     """distillery.fusion.fuse of one frame with ~22 % trusted ToF (numpy)."""
     rng = np.random.default_rng(0)
@@ -103,6 +166,7 @@ def main() -> None:
     p.add_argument("--deploy-dir", default=None, help="results/deploy/<version> of a workflow run")
     p.add_argument("--runs", type=int, default=200)
     p.add_argument("--warmup", type=int, default=20)
+    p.add_argument("--profile-runs", type=int, default=50, help="runs of ONNX Runtime's profiler (FP32 per operator)")
     args = p.parse_args()
     torch.set_num_threads(THREADS)
     from distillery.student.config import TrainConfig
@@ -112,17 +176,21 @@ def main() -> None:
     x = np.random.default_rng(1).random((1, 3, spec.HEIGHT, spec.WIDTH), dtype=np.float32)
     with tempfile.TemporaryDirectory() as tmp:
         fp32, int8, source = onnx_files(args.deploy_dir, model, Path(tmp))
-        sessions = {"ort_fp32": ort_session(fp32, THREADS), "ort_int8": ort_session(int8, THREADS)}
         figures = {"threads": THREADS, "input": [1, 3, spec.HEIGHT, spec.WIDTH], "onnx": source}
         model = model.to(memory_format=torch.channels_last)
         xt = torch.from_numpy(x).contiguous(memory_format=torch.channels_last)
         print(f"timing {args.runs} runs each after {args.warmup} warm-up runs", flush=True)
         with torch.no_grad():
             figures["torch_eager"] = latency(lambda: model(xt), args.warmup, args.runs)
-        for name, session in sessions.items():
-            figures[name] = latency(lambda s=session: s.run(None, {spec.INPUT: x}), args.warmup, args.runs)
+        # One live session at a time: a session that has run keeps its threads spinning for a while
+        # after, and they would take the cores from whatever is timed next.
+        for name, path in (("ort_fp32", fp32), ("ort_int8", int8)):
+            session = ort_session(path, THREADS)
+            figures[name] = latency(lambda: session.run(None, {spec.INPUT: x}), args.warmup, args.runs)
+            del session
+        gflops = matmul_gflops()
+        figures["ort_fp32_profile"] = ort_time_by_operator(fp32, x, args.profile_runs, gflops)
     figures["fusion_numpy"] = fusion_latency(args.warmup, args.runs)
-    gflops = matmul_gflops()
     flop = student_gflop(model)
     roofline_ms = flop / gflops * 1e3
     figures.update(matmul_fp32_gflops=round(gflops, 1), student_gflop=round(flop, 3),
