@@ -90,6 +90,12 @@ def test_onnx_export_with_the_deployment_contract(efficientvit, tmp_path):
                       dynamo=False)
     graph = onnx.load(str(path))
     assert graph.opset_import[0].version == 17
+    # The attention is channels-first: its only Transposes are the keys' (and their sums'), which ONNX
+    # Runtime and TensorRT fold into the MatMul that reads them; no activation map is ever transposed.
+    consumers = {name: n.op_type for n in graph.graph.node for name in n.input}
+    transposes = [n for n in graph.graph.node if n.op_type == "Transpose"]
+    assert len(transposes) == 14 and all(consumers[n.output[0]] == "MatMul" for n in transposes)
+    assert not [n for n in graph.graph.node if n.op_type == "Pad"]
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     batch = torch.rand(2, 3, 240, 320)
     depth, seg = session.run(["depth", "segmentation"], {"rgb": batch.numpy()})
@@ -101,7 +107,7 @@ def test_onnx_export_with_the_deployment_contract(efficientvit, tmp_path):
 
 def test_channel_first_attention_computes_timms_lite_mla():
     """The student's encoder runs every LiteMLA channels-first; switched back to timm's own forward,
-    the same weights give the same features (mixed-precision autocast included)."""
+    the same weights give the same features."""
     from timm.models.efficientvit_mit import LiteMLA
 
     from distillery.student.attention import ChannelFirstLiteMLA
