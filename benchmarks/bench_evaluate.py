@@ -28,6 +28,7 @@ from distillery.evaluation import EvalSettings, evaluate
 from distillery.manifest import Manifest, create_layout
 from distillery.student.checkpoint import atomic_save, load_student, snapshot, weights_file
 from distillery.student.config import TrainConfig
+from distillery.student.fold import for_inference
 from distillery.student.losses import StudentLoss
 from distillery.student.model import build_student
 
@@ -64,9 +65,9 @@ def random_checkpoint(path: Path, backbone: str) -> Path:
 
 @torch.no_grad()
 def forward_fps(checkpoint: Path, manifest: str, dataset: str, batch_size: int, device: str) -> float:
-    """Frames/s of the student's forward pass alone, inputs already in memory (one warm-up batch), in the
-    NHWC memory format that the evaluation uses."""
-    model = load_student(checkpoint, device).to(memory_format=torch.channels_last)
+    """Frames/s of the student's forward pass alone, inputs already in memory (one warm-up batch), made for
+    inference as the evaluation makes it (BatchNorms folded, NHWC memory format)."""
+    model = for_inference(load_student(checkpoint, device))
     m = Manifest(manifest)
     rows = m.indices(split="test", dataset=dataset)
     rgb = torch.from_numpy(np.stack([m.read(int(r), ("rgb",))["rgb"] for r in rows])).permute(0, 3, 1, 2)

@@ -125,3 +125,33 @@ def test_channel_first_attention_computes_timms_lite_mla():
         timms = encoder(x)
     for got, expected in zip(ours, timms):
         assert torch.allclose(got, expected, rtol=1e-4, atol=1e-5 * expected.abs().max().item())
+
+
+@pytest.mark.parametrize("backbone", ["efficientvit_b1", "mobilenetv3_small"])
+def test_folding_batch_norms_keeps_the_outputs(backbone):
+    """The evaluation's inference model: every plain BatchNorm after a convolution folded into it, outputs
+    unchanged. BatchNorm statistics are randomised first, so that a wrong fold cannot pass as identity."""
+    from distillery.student.fold import fold_batch_norms
+
+    torch.manual_seed(0)
+    model = build_student(TrainConfig(backbone=backbone, encoder_weights="random"))
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    for norm in norms:
+        norm.running_mean.uniform_(-0.5, 0.5)
+        norm.running_var.uniform_(0.5, 2.0)
+        norm.weight.data.uniform_(0.5, 1.5)
+        norm.bias.data.uniform_(-0.2, 0.2)
+    with pytest.raises(ValueError, match="eval mode"):
+        fold_batch_norms(model)
+    model.eval()
+    x = torch.rand(2, 3, 96, 128)
+    with torch.no_grad():
+        before = model(x)
+        folded = fold_batch_norms(model)
+        after = model(x)
+    plain_left = sum(type(m) is torch.nn.BatchNorm2d for m in model.modules())
+    assert folded > 0 and folded + plain_left == sum(type(m) is torch.nn.BatchNorm2d for m in norms)
+    if backbone == "efficientvit_b1":
+        assert folded == len(norms) and plain_left == 0
+    for key in before:
+        assert torch.allclose(after[key], before[key], rtol=1e-4, atol=1e-5 * before[key].abs().max().item())

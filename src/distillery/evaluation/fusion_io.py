@@ -17,6 +17,7 @@ from distillery.fusion import fuse
 from distillery.manifest import Manifest, atomic_target
 from distillery.student.checkpoint import load_student
 from distillery.student.data import FrameDataset, make_loader
+from distillery.student.fold import for_inference
 
 
 def _save_npz(path: str | os.PathLike, **arrays) -> None:
@@ -55,11 +56,12 @@ def fuse_split(checkpoint: str, manifest_path: str, out: str, split: str = "test
     if not len(rows):
         where = f" of dataset {dataset!r}" if dataset else ""
         raise ValueError(f"{manifest_path}: no frames in split {split!r}{where}")
-    model = load_student(checkpoint, device)
+    model = for_inference(load_student(checkpoint, device))
     loader = make_loader(FrameDataset([manifest], [(0, int(r)) for r in rows]), batch_size, 0)
     keys, student, fused, scale, flag = [], [], [], [], []
     for batch in tqdm(loader, unit="batch", desc="fusion", disable=not progress):
-        depth = model(batch["rgb"].to(device))["depth"].float().cpu()
+        rgb = batch["rgb"].to(device).contiguous(memory_format=torch.channels_last)
+        depth = model(rgb)["depth"].float().cpu()
         result = fuse(depth, batch["tof_depth"], batch["tof_confidence"])
         keys += list(batch["key"])
         student.append(depth[:, 0].numpy())
