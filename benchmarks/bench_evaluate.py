@@ -71,7 +71,7 @@ def forward_fps(checkpoint: Path, manifest: str, dataset: str, batch_size: int, 
     m = Manifest(manifest)
     rows = m.indices(split="test", dataset=dataset)
     rgb = torch.from_numpy(np.stack([m.read(int(r), ("rgb",))["rgb"] for r in rows])).permute(0, 3, 1, 2)
-    rgb = (rgb.float() / 255).to(device).contiguous(memory_format=torch.channels_last)
+    rgb = (rgb.float() / 255).to(device)
     model(rgb[:batch_size])
     if device == "cuda":
         torch.cuda.synchronize()

@@ -60,8 +60,7 @@ def fuse_split(checkpoint: str, manifest_path: str, out: str, split: str = "test
     loader = make_loader(FrameDataset([manifest], [(0, int(r)) for r in rows]), batch_size, 0)
     keys, student, fused, scale, flag = [], [], [], [], []
     for batch in tqdm(loader, unit="batch", desc="fusion", disable=not progress):
-        rgb = batch["rgb"].to(device).contiguous(memory_format=torch.channels_last)
-        depth = model(rgb)["depth"].float().cpu()
+        depth = model(batch["rgb"].to(device))["depth"].float().cpu()
         result = fuse(depth, batch["tof_depth"], batch["tof_confidence"])
         keys += list(batch["key"])
         student.append(depth[:, 0].numpy())

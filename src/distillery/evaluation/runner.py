@@ -167,7 +167,7 @@ def run_model(checkpoint: str, manifest: Manifest, rows: np.ndarray, seg_referen
               disable=not settings.progress) as bar:
         for batch in loader:
             batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
-            outputs = model(batch["rgb"].contiguous(memory_format=torch.channels_last))
+            outputs = model(batch["rgb"])
             acc.add(batch, outputs, seg_reference, outputs["segmentation"].shape[1])
             bar.update(len(batch["key"]))
     return acc

@@ -61,7 +61,8 @@ def fold_batch_norms(model: nn.Module) -> int:
 def for_inference(model: nn.Module) -> nn.Module:
     """An eval-mode student made for inference in place: BatchNorms folded, channels_last weights.
 
-    Feed it channels_last inputs (`rgb.contiguous(memory_format=torch.channels_last)`).
+    Inputs need no conversion: a convolution with channels_last weights runs, and returns, channels_last
+    whatever the input's layout.
     """
     fold_batch_norms(model)
     return model.to(memory_format=torch.channels_last)
