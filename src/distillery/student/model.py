@@ -16,7 +16,7 @@ positive and smooth everywhere and exports to ONNX as one Softplus node. It
 is applied at stride 4, before the resize: a bilinear blend of positive values
 stays positive, and it costs a sixteenth of a full-resolution pass. Its
 bias starts at the inverse softplus of an initial depth (the training target's
-median, see student/train.py), so a fresh student starts at the target's scale
+median, see student/init.py), so a fresh student starts at the target's scale
 instead of ~0.7 m.
 
 forward() has no data-dependent control flow: the only shape logic (resizing
