@@ -23,8 +23,10 @@ is what this measures).
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 import time
+from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -116,16 +118,7 @@ def ort_time_by_operator(path: Path, x: np.ndarray, runs: int, matmul: float) ->
     Convolutions are split by family with their FLOPs, so each family's throughput can be read
     against the matmul's: it shows where a FLOP roofline is out of reach (memory-bound layers).
     """
-    import json
-    from collections import defaultdict
-
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads, options.inter_op_num_threads = THREADS, 1
-    options.enable_profiling = True
-    options.profile_file_prefix = str(Path(tempfile.gettempdir()) / "bench_deploy_profile")
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    session = ort_session(path, THREADS, profile_prefix=str(Path(tempfile.gettempdir()) / "bench_deploy_profile"))
     for _ in range(runs):
         session.run(None, {spec.INPUT: x})
     trace = Path(session.end_profiling())
@@ -137,8 +130,9 @@ def ort_time_by_operator(path: Path, x: np.ndarray, runs: int, matmul: float) ->
         if op in ("Conv", "ConvTranspose"):
             shapes = [next(iter(d.values())) for d in e["args"]["input_type_shape"]]
             out = next(iter(e["args"]["output_type_shape"][0].values()))
-            op = f"Conv:{conv_kind(op, shapes[1])}" if op == "Conv" else "Conv:transposed"
-            flop[op] += conv_flop(e["args"]["op_name"], shapes, out) / runs
+            flop_count = conv_flop(op, shapes, out)
+            op = f"Conv:{conv_kind(op, shapes[1])}"
+            flop[op] += flop_count / runs
         ms[op] += e["dur"] / 1e3 / runs
         nodes[op].add(e["name"])
     table = {}

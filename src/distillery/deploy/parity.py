@@ -16,14 +16,18 @@ from distillery.deploy import spec
 from distillery.deploy.frames import batches
 
 
-def ort_session(path: str | os.PathLike, threads: int | None = None):
-    """A CPU ONNX Runtime session; `threads` caps intra-op threads (None = ORT's choice)."""
+def ort_session(path: str | os.PathLike, threads: int | None = None, profile_prefix: str | None = None):
+    """A CPU ONNX Runtime session; `threads` caps intra-op threads (None = ORT's choice); with
+    `profile_prefix`, ONNX Runtime's profiler records every node's kernel time (end_profiling() writes it)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     if threads:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
+    if profile_prefix:
+        options.enable_profiling = True
+        options.profile_file_prefix = profile_prefix
     options.log_severity_level = 3
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
