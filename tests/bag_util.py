@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from rosbags.rosbag1 import Writer as Writer1
 from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
 
@@ -190,3 +191,92 @@ def write_bag(path: Path, spec: BagSpec) -> Path:
 
 def storage_file(bag_dir: Path) -> Path:
     return next(p for p in bag_dir.iterdir() if p.suffix in (".mcap", ".db3"))
+
+
+# ---------------------------------------------------------------- librealsense layout, ROS 1
+
+
+TS1 = get_typestore(Stores.ROS1_NOETIC)
+T1 = TS1.types
+RS_DEPTH_UNIT = 0.0001  # metres per Z16 count (a D400 "high accuracy" setting, not the ROS millimetre)
+
+
+@dataclass
+class RealsenseSpec:
+    """A RealSense Viewer recording: librealsense's topics, ROS 1 storage, lz4 chunks."""
+
+    frames: int = 4
+    t_cd: np.ndarray = field(default_factory=lambda: T_CD)  # depth optical -> colour optical
+    reference: np.ndarray = field(default_factory=lambda: rigid([0.002, -0.001, 0.0005], [0.0, 0.0, 0.0087265, 0.9999619]))
+    depth_unit: float = RS_DEPTH_UNIT
+    padding_mib: int = 0  # bytes of an unrelated topic (e.g. an IMU/lidar stream) to make the file large
+
+
+def _header1(ns: int, frame: str, seq: int = 0):
+    return T1["std_msgs/msg/Header"](seq=seq, stamp=T1["builtin_interfaces/msg/Time"](sec=ns // 10**9, nanosec=ns % 10**9),
+                                     frame_id=frame)
+
+
+def _image1(ns, arr, encoding, seq):
+    h, w = arr.shape[:2]
+    data = np.ascontiguousarray(arr).view(np.uint8).reshape(-1)
+    return T1["sensor_msgs/msg/Image"](header=_header1(ns, "0", seq), height=h, width=w, encoding=encoding,
+                                       is_bigendian=0, step=data.size // h, data=data)
+
+
+def _info1(k: Intrinsics):
+    """CameraInfo as librealsense writes it: empty frame id, 'Brown Conrady', zero R and P."""
+    return T1["sensor_msgs/msg/CameraInfo"](
+        header=_header1(0, ""), height=k.height, width=k.width, distortion_model="Brown Conrady",
+        D=np.zeros(5), K=np.array([k.fx, 0, k.cx, 0, k.fy, k.cy, 0, 0, 1], np.float64), R=np.zeros(9), P=np.zeros(12),
+        binning_x=0, binning_y=0,
+        roi=T1["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0, do_rectify=False))
+
+
+def _transform1(pose: np.ndarray):
+    q = _quaternion(pose[:3, :3])
+    return T1["geometry_msgs/msg/Transform"](
+        translation=T1["geometry_msgs/msg/Vector3"](x=pose[0, 3], y=pose[1, 3], z=pose[2, 3]),
+        rotation=T1["geometry_msgs/msg/Quaternion"](x=q[0], y=q[1], z=q[2], w=q[3]))
+
+
+def realsense_messages(spec: RealsenseSpec) -> list[tuple[str, str, int, object]]:
+    """librealsense's topics: tf/0 is each stream's extrinsic from the group's reference to the stream."""
+    dev, col, dep = "/device_0", "/device_0/sensor_1/Color_0", "/device_0/sensor_0/Depth_0"
+    t_depth_ref = spec.reference  # points in the reference -> points in the depth camera
+    t_colour_ref = spec.t_cd @ t_depth_ref
+    depth = raycast(K_DEPTH, spec.t_cd)
+    depth[:3] = 0.0
+    counts = np.round(depth / spec.depth_unit).astype(np.uint16)
+    out = [(f"{dep}/info/camera_info", "sensor_msgs/msg/CameraInfo", 1, _info1(K_DEPTH)),
+           (f"{col}/info/camera_info", "sensor_msgs/msg/CameraInfo", 1, _info1(K_COLOUR)),
+           (f"{dev}/sensor_0/option/Depth Units/value", "std_msgs/msg/Float32", 1,
+            T1["std_msgs/msg/Float32"](data=spec.depth_unit)),
+           (f"{dep}/tf/0", "geometry_msgs/msg/Transform", 1, _transform1(t_depth_ref)),
+           (f"{col}/tf/0", "geometry_msgs/msg/Transform", 1, _transform1(t_colour_ref))]
+    pad = spec.padding_mib // max(1, spec.frames)
+    for i in range(spec.frames):
+        tc, td = START_NS + i * PERIOD_NS, START_NS + i * PERIOD_NS + 3_000_000
+        out.append((f"{col}/image/data", "sensor_msgs/msg/Image", tc + 2_000_000, _image1(tc, colour_pixels(i), "rgb8", i)))
+        out.append((f"{dep}/image/data", "sensor_msgs/msg/Image", td + 1_000_000, _image1(td, counts, "mono16", i)))
+        for j in range(pad):
+            blob = np.full(1 << 20, (i * 31 + j) % 251, np.uint8)
+            out.append(("/device_0/sensor_2/Accel_0/imu/data_raw", "std_msgs/msg/UInt8MultiArray",
+                        td + 2_000_000 + j, T1["std_msgs/msg/UInt8MultiArray"](
+                            layout=T1["std_msgs/msg/MultiArrayLayout"](dim=[], data_offset=0), data=blob)))
+    return sorted(out, key=lambda m: m[2])
+
+
+def write_realsense_bag(path: Path, spec: RealsenseSpec) -> Path:
+    """A `.bag` as the RealSense Viewer writes one, with rosbags' ROS 1 writer (lz4 chunks)."""
+    msgs = realsense_messages(spec)
+    writer = Writer1(path)
+    writer.set_compression(Writer1.CompressionFormat.LZ4)
+    with writer:
+        conns = {}
+        for topic, msgtype, _, _ in msgs:
+            if topic not in conns:
+                conns[topic] = writer.add_connection(topic, msgtype, typestore=TS1)
+        for topic, msgtype, ns, msg in msgs:
+            writer.write(conns[topic], ns, TS1.serialize_ros1(msg, msgtype))
+    return path

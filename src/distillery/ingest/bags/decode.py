@@ -1,15 +1,18 @@
-"""Decode ROS 2 image and camera messages into arrays of known units.
+"""Decode ROS image and camera messages into arrays of known units.
 
 - colour: `sensor_msgs/Image` rgb8, bgr8, rgba8, bgra8, mono8, or a
   `CompressedImage` (JPEG/PNG) -> uint8 RGB.
-- depth: `Image` 16UC1/mono16 (millimetres) or 32FC1 (metres; NaN and inf
-  are "no reading"), or `CompressedImage` in `compressedDepth` format
-  (image_transport's PNG of 16UC1 millimetres, or of 32FC1 as quantised
-  inverse depth) -> float32 metres, 0 = invalid.
+- depth: `Image` 16UC1/mono16 (integer counts of `unit` metres: millimetres
+  by the ROS convention, the recorder's `Depth Units` for librealsense bags)
+  or 32FC1 (metres; NaN and inf are "no reading"), or `CompressedImage` in
+  `compressedDepth` format (image_transport's PNG of 16UC1 counts, or of
+  32FC1 as quantised inverse depth) -> float32 metres, 0 = invalid.
 - confidence / IR: `Image` mono8, mono16/16UC1 or 32FC1 -> float32 in [0, 1]
-  by an explicit mapping that is returned with it and recorded by the
-  extraction (`value / 255`, `value / 65535`, or clipped to [0, 1]).
-- `CameraInfo` -> `Intrinsics` and distortion coefficients.
+  only by the explicit mapping the user gives (a scale, or a low/high range
+  of raw values); IR brightness is not confidence, so there is no default.
+- `CameraInfo` -> `Intrinsics` and distortion coefficients (ROS 1 `K`/`D`
+  or ROS 2 `k`/`d`).
+- header stamps read straight from the serialised bytes (CDR or ROS 1).
 
 Anything else raises `BagError` naming the topic and the encoding.
 """
@@ -26,8 +29,8 @@ from distillery.ingest.frames import Intrinsics
 
 COLOUR_ENCODINGS = {"rgb8": (3, False), "bgr8": (3, True), "rgba8": (4, False), "bgra8": (4, True), "mono8": (1, False)}
 DEPTH_ENCODINGS = ("16UC1", "mono16", "32FC1")
-CONFIDENCE_MAPPINGS = {"mono8": "value / 255", "8UC1": "value / 255", "mono16": "value / 65535",
-                       "16UC1": "value / 65535", "32FC1": "clip(value, 0, 1)"}
+CONFIDENCE_ENCODINGS = {"mono8": np.uint8, "8UC1": np.uint8, "mono16": np.uint16, "16UC1": np.uint16,
+                        "32FC1": np.float32}
 PNG_MAGIC = b"\x89PNG"
 
 
@@ -63,7 +66,7 @@ def colour_image(msg, msgtype: str, topic: str) -> np.ndarray:
     return np.ascontiguousarray(arr[..., ::-1] if bgr else arr)
 
 
-def _compressed_depth(msg, topic: str) -> np.ndarray:
+def _compressed_depth(msg, topic: str, unit: float) -> np.ndarray:
     """Metres from image_transport's compressedDepth: a 12-byte header (format, quantA, quantB) and a PNG."""
     data = bytes(msg.data)
     offset = 0 if data[:4] == PNG_MAGIC else 12
@@ -74,7 +77,7 @@ def _compressed_depth(msg, topic: str) -> np.ndarray:
         raw = np.asarray(im)
     encoding = msg.format.split(";")[0].strip()
     if encoding in ("16UC1", "mono16"):
-        return raw.astype(np.float32) / np.float32(1000.0)
+        return raw.astype(np.float32) * np.float32(unit)
     if encoding == "32FC1":
         if offset != 12:
             raise BagError(f"topic {topic!r}: 32FC1 compressedDepth without its quantisation header")
@@ -86,15 +89,15 @@ def _compressed_depth(msg, topic: str) -> np.ndarray:
     raise BagError(f"topic {topic!r}: unsupported compressedDepth encoding {encoding!r} (format {msg.format!r})")
 
 
-def depth_image(msg, msgtype: str, topic: str) -> np.ndarray:
-    """float32 metres [H, W], 0 where there is no reading."""
+def depth_image(msg, msgtype: str, topic: str, unit: float = 0.001) -> np.ndarray:
+    """float32 metres [H, W], 0 where there is no reading; integer depth counts `unit` metres."""
     if msgtype.endswith("CompressedImage"):
         if "compresseddepth" not in msg.format.lower():
             raise BagError(f"topic {topic!r}: depth as CompressedImage must use the compressedDepth format, "
                            f"got {msg.format!r} (lossy colour codecs destroy depth)")
-        depth = _compressed_depth(msg, topic)
+        depth = _compressed_depth(msg, topic, unit)
     elif msg.encoding in ("16UC1", "mono16"):
-        depth = _raw_rows(msg, np.uint16, 1, topic)[..., 0].astype(np.float32) / np.float32(1000.0)
+        depth = _raw_rows(msg, np.uint16, 1, topic)[..., 0].astype(np.float32) * np.float32(unit)
     elif msg.encoding == "32FC1":
         depth = _raw_rows(msg, np.float32, 1, topic)[..., 0].copy()
     else:
@@ -104,18 +107,35 @@ def depth_image(msg, msgtype: str, topic: str) -> np.ndarray:
     return depth.astype(np.float32, copy=False)
 
 
-def confidence_image(msg, topic: str) -> tuple[np.ndarray, str]:
-    """float32 [H, W] in [0, 1] and the mapping that put it there."""
-    mapping = CONFIDENCE_MAPPINGS.get(msg.encoding)
-    if mapping is None:
+def confidence_mapping(scale: float | None, value_range: list[float] | None, topic: str) -> str:
+    """The formula that turns raw IR/confidence values into [0, 1], from exactly one explicit setting."""
+    if (scale is None) == (value_range is None):
+        raise BagError(f"confidence topic {topic!r}: give exactly one explicit mapping of its raw values to [0, 1]: "
+                       "--confidence-scale S (confidence = value * S) or --confidence-range LOW HIGH (LOW -> 0, "
+                       "HIGH -> 1); IR brightness is not confidence, so there is no default")
+    if scale is not None:
+        if scale <= 0:
+            raise BagError(f"confidence topic {topic!r}: --confidence-scale must be > 0, got {scale}")
+        return f"clip(value * {scale:g}, 0, 1)"
+    low, high = value_range
+    if high <= low:
+        raise BagError(f"confidence topic {topic!r}: --confidence-range needs LOW < HIGH, got {low:g} {high:g}")
+    return f"clip((value - {low:g}) / ({high:g} - {low:g}), 0, 1)"
+
+
+def confidence_image(msg, topic: str, scale: float | None, value_range: list[float] | None) -> np.ndarray:
+    """float32 [H, W] in [0, 1] by the explicit mapping (`confidence_mapping` checked it)."""
+    dtype = CONFIDENCE_ENCODINGS.get(msg.encoding)
+    if dtype is None:
         raise BagError(f"topic {topic!r}: unsupported confidence/IR encoding {msg.encoding!r} "
-                       f"(supported: {', '.join(CONFIDENCE_MAPPINGS)})")
-    if msg.encoding in ("mono8", "8UC1"):
-        return _raw_rows(msg, np.uint8, 1, topic)[..., 0].astype(np.float32) / np.float32(255), mapping
-    if msg.encoding in ("mono16", "16UC1"):
-        return _raw_rows(msg, np.uint16, 1, topic)[..., 0].astype(np.float32) / np.float32(65535), mapping
-    arr = _raw_rows(msg, np.float32, 1, topic)[..., 0]
-    return np.clip(np.nan_to_num(arr, nan=0.0, posinf=1.0, neginf=0.0), 0.0, 1.0).astype(np.float32), mapping
+                       f"(supported: {', '.join(CONFIDENCE_ENCODINGS)})")
+    arr = _raw_rows(msg, dtype, 1, topic)[..., 0].astype(np.float32)
+    arr = np.nan_to_num(arr, nan=0.0, posinf=0.0, neginf=0.0)
+    if scale is not None:
+        arr = arr * np.float32(scale)
+    else:
+        arr = (arr - np.float32(value_range[0])) / np.float32(value_range[1] - value_range[0])
+    return np.clip(arr, 0.0, 1.0).astype(np.float32)
 
 
 def camera_info(msg, topic: str) -> tuple[Intrinsics, str, np.ndarray]:
@@ -128,23 +148,24 @@ def camera_info(msg, topic: str) -> tuple[Intrinsics, str, np.ndarray]:
     return intr, msg.distortion_model, np.asarray(getattr(msg, "d", getattr(msg, "D", [])), dtype=np.float64)
 
 
-def header_stamp_ns(raw: bytes, offset: int = 4) -> int:
-    """header.stamp in nanoseconds read straight from CDR bytes.
-
-    Header is the first field of images, so the stamp sits right after the
-    4-byte encapsulation header (`offset` 4), or after a ROS 1 Header's
-    `seq` (offset 8) in bags converted from ROS 1.
-    """
-    order = "little" if raw[1] == 1 else "big"
+def header_stamp_ns(raw: bytes, offset: int, order: str) -> int:
+    """header.stamp in nanoseconds read straight from the serialised bytes at `offset`."""
     sec = int.from_bytes(raw[offset:offset + 4], order, signed=True)
     nanosec = int.from_bytes(raw[offset + 4:offset + 8], order)
     return sec * 1_000_000_000 + nanosec
 
 
-def stamp_offset(raw: bytes, msg) -> int:
-    """Where a topic's header stamp sits in its CDR bytes, found from one deserialised message."""
+def stamp_locator(raw: bytes, msg, ros1: bool) -> tuple[int, str]:
+    """(offset, byte order) of a topic's header stamp in its serialised bytes, found from one message.
+
+    Header is the first field of images. In CDR the stamp follows the 4-byte
+    encapsulation header (offset 4), or a ROS 1 Header's `seq` (offset 8) in
+    bags converted from ROS 1; its byte order is in the encapsulation. ROS 1
+    serialisation is little-endian with `seq` first (offset 4).
+    """
     want = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
-    for offset in (4, 8):
-        if header_stamp_ns(raw, offset) == want:
-            return offset
+    candidates = [(4, "little")] if ros1 else [(o, "little" if raw[1] == 1 else "big") for o in (4, 8)]
+    for offset, order in candidates:
+        if header_stamp_ns(raw, offset, order) == want:
+            return offset, order
     raise BagError(f"header stamp of {type(msg).__name__} not found in its serialised bytes")

@@ -1,8 +1,9 @@
-"""Extract a ROS 2 bag into the native layout: `distillery extract-bag BAG --out DIR`.
+"""Extract a ROS 1 or ROS 2 bag into the native layout: `distillery extract-bag BAG --out DIR`.
 
 Two passes over the bag. The first reads only header stamps of the image
-topics (straight from the CDR bytes), the CameraInfo of each camera and the
-/tf_static transforms, and pairs colour with depth by header stamp (never
+topics (straight from the serialised bytes), the CameraInfo of each camera,
+the transforms and depth unit (calibration.py says where each comes from),
+and pairs colour with depth by header stamp (never
 the record time, which carries transport delays): one-to-one, closest first,
 within `tolerance` seconds (bags default to 50 ms). The second decodes the
 paired images, undistorts them when asked, re-projects depth that is not
@@ -14,6 +15,10 @@ folder per `sequence_seconds` of recording (all in one when unset)::
     DIR/extract.json     what was read, paired, dropped and how (the report)
 
 The folder is written under a temporary name and renamed when complete.
+Confidence comes only from an explicit mapping of an IR/confidence topic;
+when the share of valid depth it trusts (confidence >= 0.5, the gate of
+training and fusion) falls below `trusted_floor`, the extraction warns in
+the log and in extract.json.
 """
 
 from __future__ import annotations
@@ -28,127 +33,36 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from distillery.ingest.bags import decode, geometry
+from distillery.ingest.bags import calibration, decode, geometry
+from distillery.ingest.bags.calibration import Camera, Found
 from distillery.ingest.bags.source import BagError, BagSource, open_bag
 from distillery.ingest.readers.tum import associate
 
 log = logging.getLogger(__name__)
 
-IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
-INFO_TYPE = ("sensor_msgs/msg/CameraInfo",)
-TF_TYPE = ("tf2_msgs/msg/TFMessage",)
+CONFIDENCE_GATE = 0.5  # training and fusion trust depth where confidence >= this
 
 
 @dataclass
 class BagSettings:
     """How to read one bag (the `bag:` entry of a dataset in the config)."""
 
-    color_topic: str
-    depth_topic: str
-    color_info_topic: str | None = None  # default: camera_info next to color_topic
-    depth_info_topic: str | None = None  # default: camera_info next to depth_topic
+    color_topic: str | None = None  # default: the bag's layout (librealsense), else required
+    depth_topic: str | None = None
+    color_info_topic: str | None = None  # default: image_transport's camera_info of color_topic
+    depth_info_topic: str | None = None  # default: image_transport's camera_info of depth_topic
     confidence_topic: str | None = None  # IR amplitude or confidence, registered to depth
+    confidence_scale: float | None = None  # confidence = clip(value * scale, 0, 1)
+    confidence_range: list[float] | None = None  # [low, high] raw values -> [0, 1]
+    trusted_floor: float = 0.5  # warn when less of the valid depth than this is trusted
     tolerance: float = 0.05  # seconds between paired colour and depth header stamps
     sequence_seconds: float | None = None  # cut the recording into sequences of this length
     extrinsic: dict | None = None  # depth->colour {"translation": [x,y,z], "rotation": [x,y,z,w]}
     registered: bool = False  # depth already aligned to the colour camera
     undistort: bool = False  # undistort plumb_bob/rational_polynomial images instead of refusing
+    depth_unit: float | None = None  # metres per integer depth count (default: the bag's, else 0.001)
     tf_topic: str = "/tf_static"
-
-
-@dataclass
-class Camera:
-    topic: str
-    info_topic: str
-    msgtype: str = ""
-    intrinsics: object = None
-    model: str = ""
-    distortion: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    frame_id: str = ""
-    stamps: list[int] = field(default_factory=list)
-    stamp_offset: int | None = None  # where header.stamp sits in this topic's CDR bytes
-
-    def stamp(self, source: BagSource, raw: bytes) -> int:
-        if self.stamp_offset is None:
-            self.stamp_offset = decode.stamp_offset(raw, source.deserialize(raw, self.msgtype))
-        return decode.header_stamp_ns(raw, self.stamp_offset)
-
-
-def sibling_info(topic: str) -> str:
-    """/camera/color/image_raw -> /camera/color/camera_info."""
-    return topic.rsplit("/", 1)[0] + "/camera_info"
-
-
-def _cameras(source: BagSource, s: BagSettings) -> dict[str, Camera]:
-    cams = {"color": Camera(s.color_topic, s.color_info_topic or sibling_info(s.color_topic)),
-            "depth": Camera(s.depth_topic, s.depth_info_topic or sibling_info(s.depth_topic))}
-    for role, cam in cams.items():
-        cam.msgtype = source.require(cam.topic, IMAGE_TYPES, f"{role} images", f"--{role}-topic").msgtype
-        if cam.info_topic not in source.topics:
-            raise BagError(f"{source.path}: no CameraInfo for the {role} topic {cam.topic!r}: expected on "
-                           f"{cam.info_topic!r} (set --{role}-info-topic); intrinsics cannot be guessed")
-        source.require(cam.info_topic, INFO_TYPE, f"{role} CameraInfo", f"--{role}-info-topic")
-    if s.confidence_topic:
-        cams["confidence"] = Camera(s.confidence_topic, "")
-        cams["confidence"].msgtype = source.require(s.confidence_topic, ("sensor_msgs/msg/Image",),
-                                                    "confidence/IR images", "--confidence-topic").msgtype
-    return cams
-
-
-def _first_pass(source: BagSource, cams: dict[str, Camera], s: BagSettings) -> dict:
-    """Header stamps of the image topics, each camera's CameraInfo, and the /tf_static edges."""
-    by_topic = {c.topic: c for c in cams.values()}
-    infos = {c.info_topic: c for c in cams.values() if c.info_topic}
-    edges: dict[tuple[str, str], np.ndarray] = {}
-    wanted = set(by_topic) | set(infos) | ({s.tf_topic} if s.tf_topic in source.topics else set())
-    for topic, _, raw in source.messages(wanted):
-        if topic in by_topic:
-            by_topic[topic].stamps.append(by_topic[topic].stamp(source, raw))
-        if topic in infos and infos[topic].intrinsics is None:
-            cam, msg = infos[topic], source.deserialize(raw, INFO_TYPE[0])
-            cam.intrinsics, cam.model, cam.distortion = decode.camera_info(msg, topic)
-            cam.frame_id = msg.header.frame_id
-        if topic == s.tf_topic:
-            for tf in source.deserialize(raw, TF_TYPE[0]).transforms:
-                tr, q = tf.transform.translation, tf.transform.rotation
-                edges[(tf.header.frame_id, tf.child_frame_id)] = geometry.rigid((tr.x, tr.y, tr.z), (q.x, q.y, q.z, q.w))
-    for role in ("color", "depth"):
-        if cams[role].intrinsics is None:
-            raise BagError(f"{source.path}: CameraInfo topic {cams[role].info_topic!r} has no readable message")
-        if not cams[role].stamps:
-            raise BagError(f"{source.path}: topic {cams[role].topic!r} has no readable message")
-    return edges
-
-
-def _check_distortion(cams: dict[str, Camera], s: BagSettings) -> None:
-    for role in ("color", "depth"):
-        cam = cams[role]
-        if not geometry.is_distorted(cam.distortion):
-            continue
-        coeffs = ", ".join(f"{x:g}" for x in cam.distortion)
-        if not s.undistort:
-            raise BagError(f"CameraInfo {cam.info_topic!r}: the {role} images are distorted ({cam.model}, "
-                           f"D=[{coeffs}]) and are stored as pinhole images; pass --undistort (bag entry "
-                           "`undistort: true`) to undistort them, or record rectified topics")
-        if cam.model not in geometry.UNDISTORT_MODELS:
-            raise BagError(f"CameraInfo {cam.info_topic!r}: {cam.model!r} distortion cannot be undistorted "
-                           f"(supported: {', '.join(geometry.UNDISTORT_MODELS)}); record rectified topics")
-
-
-def depth_to_colour(cams: dict[str, Camera], edges: dict, s: BagSettings, source: BagSource) -> np.ndarray:
-    """4x4 transform from the depth camera's optical frame to the colour camera's."""
-    if s.registered:
-        return np.eye(4)
-    if s.extrinsic is not None:
-        return geometry.rigid(s.extrinsic["translation"], s.extrinsic["rotation"])
-    d, c = cams["depth"].frame_id, cams["color"].frame_id
-    if d == c:
-        return np.eye(4)
-    if s.tf_topic not in source.topics:
-        raise BagError(f"{source.path}: depth ({d!r}) and colour ({c!r}) are different frames and the bag has no "
-                       f"{s.tf_topic} topic; give the transform with --extrinsic, or --registered if the depth "
-                       "is already aligned to colour")
-    return geometry.chain(edges, d, c)
+    salvage: bool = False  # extract the readable prefix of a cut-off recording
 
 
 def pair_frames(color: list[int], depth: list[int], tolerance: float) -> list[tuple[int, int]]:
@@ -200,7 +114,7 @@ class Writer:
         self.tmp, self.cams, self.t_cd, self.s, self.plan = tmp, cams, t_cd, s, plan
         self.counts: dict[int, int] = {}
         self.stamps: dict[int, list[str]] = {}
-        self.mapping: str | None = None
+        self.valid = self.trusted = 0  # valid depth pixels, and those confidence trusts
 
     def folder(self, seq: int) -> Path:
         folder = self.tmp / f"seq-{seq:03d}"
@@ -236,6 +150,9 @@ class Writer:
         kd, kc = self.cams["depth"].intrinsics, self.cams["color"].intrinsics
         if not (kd == kc and np.allclose(self.t_cd, np.eye(4))):
             depth, conf = geometry.reproject_depth(depth, kd, kc, self.t_cd, conf)
+        if conf is not None:
+            self.valid += int(np.count_nonzero(depth > 0))
+            self.trusted += int(np.count_nonzero((depth > 0) & (conf >= CONFIDENCE_GATE)))
         seq = self.plan.sequences[index]
         folder = self.folder(seq)
         frame_id = f"{self.plan.frame_number(index):06d}"
@@ -253,18 +170,19 @@ class Writer:
             (folder / "timestamps.txt").write_text("\n".join(lines) + "\n")
 
 
-def _decode(source: BagSource, role: str, cam: Camera, raw: bytes, writer: Writer) -> np.ndarray:
+def _decode(source: BagSource, role: str, found: Found, raw: bytes, s: BagSettings) -> np.ndarray:
+    cam = found.cams[role]
     msg = source.deserialize(raw, cam.msgtype)
     if role == "color":
         return decode.colour_image(msg, cam.msgtype, cam.topic)
     if role == "depth":
-        return decode.depth_image(msg, cam.msgtype, cam.topic)
-    conf, writer.mapping = decode.confidence_image(msg, cam.topic)
-    return conf
+        return decode.depth_image(msg, cam.msgtype, cam.topic, found.depth_unit)
+    return decode.confidence_image(msg, cam.topic, s.confidence_scale, s.confidence_range)
 
 
-def _second_pass(source: BagSource, cams: dict[str, Camera], plan: Plan, writer: Writer, progress: bool) -> int:
+def _second_pass(source: BagSource, found: Found, plan: Plan, writer: Writer, progress: bool) -> int:
     """Decode the paired messages and write them; returns how many frames were written."""
+    cams = found.cams
     needed: dict[tuple[str, int], list[int]] = {}
     for i, (tc, td) in enumerate(plan.pairs):
         needed.setdefault(("color", tc), []).append(i)
@@ -283,7 +201,7 @@ def _second_pass(source: BagSource, cams: dict[str, Camera], plan: Plan, writer:
         if key not in needed or key in done:
             continue
         done.add(key)
-        image = _decode(source, role, cams[role], raw, writer)
+        image = _decode(source, role, found, raw, writer.s)
         for i in needed[key]:
             pending.setdefault(i, {})[role] = image
             if len(pending[i]) == want[i]:
@@ -294,16 +212,18 @@ def _second_pass(source: BagSource, cams: dict[str, Camera], plan: Plan, writer:
 
 def extract_bag(bag: str, out_dir: str, settings: BagSettings, progress: bool = True) -> dict:
     """Write the native layout of `bag` into `out_dir` and return the extraction report."""
-    source = open_bag(bag)
-    cams = _cameras(source, settings)
-    edges = _first_pass(source, cams, settings)
-    _check_distortion(cams, settings)
-    t_cd = depth_to_colour(cams, edges, settings, source)
+    source = open_bag(bag, allow_salvage=settings.salvage)
+    found = calibration.find_cameras(source, settings)
+    cams = found.cams
+    calibration.first_pass(source, found, settings)
+    calibration.check_distortion(cams, settings)
+    t_cd = calibration.depth_to_colour(found, settings, source)
     pairs = pair_frames(cams["color"].stamps, cams["depth"].stamps, settings.tolerance)
     if not pairs:
-        raise BagError(f"{bag}: no colour frame on {settings.color_topic!r} has a depth frame on "
-                       f"{settings.depth_topic!r} within {settings.tolerance} s (header stamps); "
-                       "check the topics or raise the pairing tolerance")
+        gap = min(abs(c - d) for c in cams["color"].stamps for d in cams["depth"].stamps[:10000]) / 1e9
+        raise BagError(f"{bag}: no colour frame on {cams['color'].topic!r} has a depth frame on "
+                       f"{cams['depth'].topic!r} within {settings.tolerance} s (header stamps; the closest are "
+                       f"{gap:.3f} s apart); check the topics or raise the pairing tolerance (--tolerance)")
     confidence = {}
     if "confidence" in cams:
         ds, cs = sorted({d for _, d in pairs}), sorted(set(cams["confidence"].stamps))
@@ -316,34 +236,56 @@ def extract_bag(bag: str, out_dir: str, settings: BagSettings, progress: bool = 
     tmp.mkdir(parents=True)
     try:
         writer = Writer(tmp, cams, t_cd, settings, plan)
-        written = _second_pass(source, cams, plan, writer, progress)
+        written = _second_pass(source, found, plan, writer, progress)
         writer.finish()
-        report = _report(bag, source, cams, settings, plan, t_cd, written, writer)
+        report = _report(bag, source, found, settings, plan, t_cd, written, writer)
         (tmp / "extract.json").write_text(json.dumps(report, indent=1) + "\n")
         shutil.rmtree(out, ignore_errors=True)
         tmp.rename(out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     if source.truncated:
-        log.warning("%s is truncated: extracted the %d readable messages' %d frames", bag, source.salvaged, written)
+        log.warning("%s is cut short: extracted %d frames from the %d messages before the cut",
+                    bag, written, source.salvaged)
+    if report["confidence"] and report["confidence"]["warning"]:
+        log.warning("%s: %s", bag, report["confidence"]["warning"])
     return report
 
 
-def _report(bag: str, source: BagSource, cams: dict[str, Camera], s: BagSettings, plan: Plan,
+def _confidence_report(cams: dict[str, Camera], s: BagSettings, writer: Writer) -> dict | None:
+    """The mapping used and the share of valid depth it trusts, with a warning below the floor."""
+    if "confidence" not in cams:
+        return None
+    share = writer.trusted / writer.valid if writer.valid else 0.0
+    warning = None
+    if share < s.trusted_floor:
+        warning = (f"confidence trusts {share:.1%} of the valid depth (confidence >= {CONFIDENCE_GATE}), below the "
+                   f"floor of {s.trusted_floor:.0%}: check the confidence mapping of {s.confidence_topic!r} "
+                   "(--confidence-scale / --confidence-range); training and fusion ignore untrusted depth")
+    return {"topic": s.confidence_topic, "range": [0.0, 1.0], "trusted_share": round(share, 6),
+            "trusted_floor": s.trusted_floor, "warning": warning,
+            "mapping": decode.confidence_mapping(s.confidence_scale, s.confidence_range, s.confidence_topic)}
+
+
+def _report(bag: str, source: BagSource, found: Found, s: BagSettings, plan: Plan,
             t_cd: np.ndarray, written: int, writer: Writer) -> dict:
+    cams = found.cams
     paired_c, paired_d = {c for c, _ in plan.pairs}, {d for _, d in plan.pairs}
     registration = "registered" if s.registered or np.allclose(t_cd, np.eye(4)) and \
         cams["depth"].intrinsics == cams["color"].intrinsics else "reprojected"
     return {
-        "bag": str(Path(bag).resolve()), "truncated": source.truncated,
+        "bag": str(Path(bag).resolve()), "format": "ROS 1" if source.ros1 else "ROS 2",
+        "layout": "librealsense" if found.layout else None, "truncated": source.truncated,
         "readable_messages": source.salvaged if source.truncated else None,
         "settings": asdict(s), "frames": written, "sequences": {f"seq-{k:03d}": v for k, v in writer.counts.items()},
-        "topics": {r: {"topic": c.topic, "type": c.msgtype, "messages": len(c.stamps)} for r, c in cams.items()},
+        "topics": {r: {"topic": c.topic, "type": c.msgtype, "messages": len(c.stamps),
+                       **({"info_topic": c.info_topic, "frame_id": c.frame_id} if c.info_topic else {})}
+                   for r, c in cams.items()},
         "unpaired_color": len(set(cams["color"].stamps) - paired_c),
         "unpaired_depth": len(set(cams["depth"].stamps) - paired_d),
         "duplicate_stamps": {r: len(c.stamps) - len(set(c.stamps)) for r, c in cams.items()},
         "stamps": "header", "depth_registration": registration, "depth_to_color": t_cd.round(9).tolist(),
+        "depth_unit_m": found.depth_unit, "origins": found.origins,
         "undistorted": [r for r in ("color", "depth") if s.undistort and geometry.is_distorted(cams[r].distortion)],
-        "confidence": None if "confidence" not in cams else
-        {"topic": s.confidence_topic, "mapping": writer.mapping, "range": [0.0, 1.0]},
+        "confidence": _confidence_report(cams, s, writer),
     }
