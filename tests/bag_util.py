@@ -260,7 +260,7 @@ def realsense_messages(spec: RealsenseSpec) -> list[tuple[str, str, int, object]
         out.append((f"{col}/image/data", "sensor_msgs/msg/Image", tc + 2_000_000, _image1(tc, colour_pixels(i), "rgb8", i)))
         out.append((f"{dep}/image/data", "sensor_msgs/msg/Image", td + 1_000_000, _image1(td, counts, "mono16", i)))
         for j in range(pad):
-            blob = np.full(1 << 20, (i * 31 + j) % 251, np.uint8)
+            blob = np.random.default_rng(i * 1000 + j).integers(0, 256, 1 << 20, np.uint8)  # incompressible
             out.append(("/device_0/sensor_2/Accel_0/imu/data_raw", "std_msgs/msg/UInt8MultiArray",
                         td + 2_000_000 + j, T1["std_msgs/msg/UInt8MultiArray"](
                             layout=T1["std_msgs/msg/MultiArrayLayout"](dim=[], data_offset=0), data=blob)))

@@ -28,7 +28,8 @@ from distillery.ingest.frames import Intrinsics
 from distillery.ingest.readers import read_dataset
 
 TOPICS = ["--color-topic", "/cam/color/image_raw", "--depth-topic", "/cam/depth/image_raw"]
-SETTINGS = BagSettings("/cam/color/image_raw", "/cam/depth/image_raw", confidence_topic="/cam/depth/ir")
+SETTINGS = BagSettings("/cam/color/image_raw", "/cam/depth/image_raw", confidence_topic="/cam/depth/ir",
+                       confidence_range=[0, 255])
 REAL_BAG = Path(os.environ.get("DISTILLERY_ROSBAG1", Path(__file__).resolve().parents[2] / "shared" / "datasets"
                                / "realsense-d435-rosbag1" / "single_depth_color_640x480.bag"))
 
@@ -60,7 +61,7 @@ def manifest_arrays(path: Path) -> dict:
 
 def test_mcap_and_db3_of_the_same_frames_give_identical_manifests_aligned_to_colour(tmp_path):
     bags = {s: write_bag(tmp_path / f"bag_{s}", BagSpec(storage=s)) for s in ("mcap", "sqlite3")}
-    args = TOPICS + ["--confidence-topic", "/cam/depth/ir"]
+    args = TOPICS + ["--confidence-topic", "/cam/depth/ir", "--confidence-range", "0", "255"]
     manifests = {s: extract_and_ingest(b, tmp_path / s, *args) for s, b in bags.items()}
     a, b = manifest_arrays(manifests["mcap"]), manifest_arrays(manifests["sqlite3"])
     assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
@@ -86,7 +87,8 @@ def test_mcap_and_db3_of_the_same_frames_give_identical_manifests_aligned_to_col
     levels = np.array([0.0, 50 / 255, 200 / 255])  # IR mono8 / 255, carried with the depth it belongs to
     assert np.abs(conf[..., None] - levels).min(-1).max() < 1e-3
     assert np.allclose(conf[interior & (truth < 1.5)], 50 / 255, atol=1e-3)
-    assert report["confidence"] == {"topic": "/cam/depth/ir", "mapping": "value / 255", "range": [0.0, 1.0]}
+    assert report["confidence"]["mapping"] == "clip((value - 0) / (255 - 0), 0, 1)"
+    assert report["confidence"]["warning"] is None and report["confidence"]["trusted_share"] > 0.5
     assert not a["confidence_derived"].any()
 
 
@@ -143,7 +145,7 @@ def test_distortion_and_missing_transform_have_their_ways_out(tmp_path):
 
 
 @pytest.mark.parametrize("storage, in_folder", [("mcap", False), ("sqlite3", False), ("mcap", True)])
-def test_truncated_bag_keeps_its_readable_prefix_and_reports_the_count(tmp_path, storage, in_folder):
+def test_truncated_bag_fails_without_salvage_and_keeps_its_readable_prefix_with_it(tmp_path, storage, in_folder):
     """A recording cut short: a bare storage file, or the bag folder with its metadata.yaml."""
     folder = write_bag(tmp_path / "bag", BagSpec(storage=storage, frames=8))
     whole = storage_file(folder)
@@ -151,11 +153,72 @@ def test_truncated_bag_keeps_its_readable_prefix_and_reports_the_count(tmp_path,
     data = whole.read_bytes()
     cut.write_bytes(data[: len(data) * 6 // 10])
     cut = folder if in_folder else cut
-    proc = distillery("extract-bag", str(cut), "--out", str(tmp_path / "out"), "--quiet", *TOPICS)
+    refused = distillery("extract-bag", str(cut), "--out", str(tmp_path / "out"), "--quiet", *TOPICS, check=False)
+    assert refused.returncode == 1 and "--salvage" in refused.stderr and not (tmp_path / "out").exists()
+    count = int(refused.stderr.split("readable prefix holds ")[1].split()[0])
+    proc = distillery("extract-bag", str(cut), "--out", str(tmp_path / "out"), "--quiet", "--salvage", *TOPICS)
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert summary["truncated"] is True and summary["readable_messages"] > 0
+    assert summary["truncated"] is True and summary["readable_messages"] == count > 0
     assert 1 <= summary["frames"] < 7
     assert len(list((tmp_path / "out" / "seq-000" / "rgb").iterdir())) == summary["frames"]
+
+
+def test_damage_that_is_not_truncation_is_an_error_even_with_salvage(tmp_path):
+    folder = write_bag(tmp_path / "bag", BagSpec(frames=4))
+    whole = storage_file(folder)
+    data = bytearray(whole.read_bytes())
+    data[len(data) - 200:len(data) - 100] = b"\xff" * 100  # the summary section overwritten, the file complete
+    bad = tmp_path / "bad.mcap"
+    bad.write_bytes(bytes(data))
+    proc = distillery("extract-bag", str(bad), "--out", str(tmp_path / "out"), "--quiet", "--salvage", *TOPICS,
+                      check=False)
+    assert proc.returncode == 1 and "not a readable bag" in proc.stderr and "cannot be salvaged" in proc.stderr
+
+
+def test_compressed_topics_default_to_image_transport_camera_info(tmp_path):
+    from distillery.ingest.bags.calibration import info_topic
+
+    assert info_topic("/camera/color/image_raw/compressed") == "/camera/color/camera_info"
+    assert info_topic("/camera/depth/image_rect_raw/compressedDepth") == "/camera/depth/camera_info"
+    assert info_topic("/camera/color/image_raw") == "/camera/color/camera_info"
+    bag = write_bag(tmp_path / "bag", BagSpec(colour="png", depth="compressedDepth", confidence=False))
+    listing = distillery("extract-bag", str(bag), "--list-topics")
+    assert "/cam/color/image_raw  sensor_msgs/CompressedImage  6" in listing.stdout
+    assert "/cam/depth/camera_info  sensor_msgs/CameraInfo  5" in listing.stdout
+    missing = distillery("extract-bag", str(bag), "--out", str(tmp_path / "o"), "--depth-topic", "/cam/nope",
+                         "--color-topic", "/cam/color/image_raw", check=False)
+    assert missing.returncode == 1 and "/cam/depth/image_raw  sensor_msgs/CompressedImage  5" in missing.stderr
+
+
+def test_ir_as_confidence_needs_a_mapping_and_a_collapsed_trusted_share_warns(tmp_path, caplog):
+    bag = write_bag(tmp_path / "bag", BagSpec())
+    proc = distillery("extract-bag", str(bag), "--out", str(tmp_path / "a"), "--quiet", *TOPICS,
+                      "--confidence-topic", "/cam/depth/ir", check=False)
+    assert proc.returncode == 1 and "--confidence-scale" in proc.stderr and "--confidence-range" in proc.stderr
+    # IR 50 on the box, 200 on the wall: a range that puts the gate above 200 trusts nothing.
+    dim = BagSettings(SETTINGS.color_topic, SETTINGS.depth_topic, confidence_topic="/cam/depth/ir",
+                      confidence_range=[0, 1000])
+    with caplog.at_level("WARNING"):
+        report = extract_bag(str(bag), str(tmp_path / "b"), dim, False)
+    assert report["confidence"]["trusted_share"] == 0.0 and "below the floor of 50%" in report["confidence"]["warning"]
+    assert "below the floor" in caplog.text
+
+
+def test_equal_frame_ids_with_different_intrinsics_ask_for_registered_or_extrinsic(tmp_path):
+    from bag_util import RealsenseSpec, write_realsense_bag
+
+    from distillery.ingest.bags import calibration, realsense
+    from distillery.ingest.bags.source import open_bag
+
+    bag = write_realsense_bag(tmp_path / "rs.bag", RealsenseSpec(frames=2))
+    source = open_bag(bag)
+    found = calibration.find_cameras(source, BagSettings())
+    calibration.first_pass(source, found, BagSettings())
+    assert found.cams["color"].frame_id == found.cams["depth"].frame_id == "0"
+    found.rs_poses, found.layout = {}, None  # as if the bag had no tf/0 topics
+    with pytest.raises(ValueError, match="share the frame id '0'.*--registered.*--extrinsic"):
+        calibration.depth_to_colour(found, BagSettings(), source)
+    assert realsense.detect(source) is not None
 
 
 @pytest.mark.skipif(not REAL_BAG.is_file(), reason="the shared RealSense ROS 1 bag is not present")
@@ -235,3 +298,108 @@ def test_undistort_brings_a_distorted_image_back_to_the_pinhole_camera():
     inside = out > 0
     assert inside.mean() > 0.9 and np.abs(out - ideal)[inside].max() < 3.0
     assert np.abs(photo[..., 0] - ideal).max() > 8  # without undistortion the error is several times larger
+
+
+# ---------------------------------------------------------------- librealsense recordings (ROS 1)
+
+
+def _rotation_about(axis, degrees: float) -> np.ndarray:
+    """Rodrigues' formula, written here so that the reference does not share the extractor's quaternion code."""
+    k = np.asarray(axis, np.float64) / np.linalg.norm(axis)
+    a = np.radians(degrees)
+    kx = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
+    return np.eye(3) + np.sin(a) * kx + (1 - np.cos(a)) * kx @ kx
+
+
+def _pinhole_reference(depth_m: np.ndarray, kd: Intrinsics, kc: Intrinsics, rot: np.ndarray, t: np.ndarray):
+    """Colour pixel (row, col) and depth of every valid depth pixel: back-project, move, project."""
+    v, u = np.nonzero(depth_m > 0)
+    z = depth_m[v, u].astype(np.float64)
+    pts = np.stack([(u - kd.cx) / kd.fx * z, (v - kd.cy) / kd.fy * z, z])
+    pc = rot @ pts + t[:, None]
+    uc, vc = kc.fx * pc[0] / pc[2] + kc.cx, kc.fy * pc[1] / pc[2] + kc.cy
+    return np.rint(vc).astype(int), np.rint(uc).astype(int), pc[2]
+
+
+@pytest.mark.parametrize("translation, axis, degrees, unit", [
+    ([0.015, 0.0, 0.0], [0, 1, 0], 0.0, 0.001),  # a D435's baseline, millimetre counts
+    ([-0.05, 0.012, 0.004], [0.2, 1.0, 0.1], 3.0, 0.0001),  # a larger rig, rotated, 100 um counts
+])
+def test_librealsense_bag_reprojects_with_its_own_extrinsic_and_depth_unit(tmp_path, translation, axis, degrees, unit):
+    from bag_util import K_DEPTH, RealsenseSpec, raycast, write_realsense_bag
+
+    rot, t = _rotation_about(axis, degrees), np.asarray(translation, np.float64)
+    t_cd = np.eye(4)
+    t_cd[:3, :3], t_cd[:3, 3] = rot, t
+    bag = write_realsense_bag(tmp_path / "viewer recording.bag", RealsenseSpec(frames=3, t_cd=t_cd, depth_unit=unit))
+    proc = distillery("extract-bag", str(bag), "--out", str(tmp_path / "out"), "--quiet")  # no topic, no flag
+    assert json.loads(proc.stdout)["frames"] == 3
+    report = json.loads((tmp_path / "out" / "extract.json").read_text())
+    assert report["layout"] == "librealsense" and report["depth_registration"] == "reprojected"
+    assert np.allclose(report["depth_to_color"], t_cd, atol=1e-6) and report["depth_unit_m"] == pytest.approx(unit)
+    assert "tf/0" in report["origins"]["depth_to_color"] and "Depth Units" in report["origins"]["depth_unit"]
+    # The depth image as recorded, in counts of `unit`, read back independently of the extractor.
+    recorded = np.round(raycast(K_DEPTH, t_cd) / unit) * unit
+    recorded[:3] = 0.0
+    rows, cols, z = _pinhole_reference(recorded, K_DEPTH, K_COLOUR, rot, t)
+    inside = (rows >= 0) & (rows < K_COLOUR.height) & (cols >= 0) & (cols < K_COLOUR.width)
+    got = np.load(tmp_path / "out" / "seq-000" / "depth" / "000001.npy")[rows[inside], cols[inside]]
+    seen = got > 0
+    assert seen.mean() > 0.9
+    assert np.median(np.abs(got[seen] - z[inside][seen])) < 0.005  # within 5 mm of the reference
+    # The identity transform that equal frame ids ("0") would suggest is measurably worse.
+    rows0, cols0, z0 = _pinhole_reference(recorded, K_DEPTH, K_COLOUR, np.eye(3), np.zeros(3))
+    ok0 = (rows0 >= 0) & (rows0 < K_COLOUR.height) & (cols0 >= 0) & (cols0 < K_COLOUR.width)
+    moved = np.load(tmp_path / "out" / "seq-000" / "depth" / "000001.npy")[rows0[ok0], cols0[ok0]]
+    assert np.mean(np.abs(moved - z0[ok0]) > 0.01) > np.mean(np.abs(got[seen] - z[inside][seen]) > 0.01)
+
+
+SALVAGE_UNDER_A_CAP = """
+import json, resource, sys
+from distillery.ingest.bags import BagSettings, extract_bag
+from distillery.ingest.bags.source import open_bag
+
+bag, out, cap_mib = sys.argv[1], sys.argv[2], int(sys.argv[3])
+open_bag(bag, allow_salvage=True)  # warm every import and code path before the cap
+with open("/proc/self/statm") as f:
+    vm = int(f.read().split()[0]) * resource.getpagesize()
+resource.setrlimit(resource.RLIMIT_AS, (vm + cap_mib * 2**20, vm + cap_mib * 2**20))
+report = extract_bag(bag, out, BagSettings(salvage=True), progress=False)
+print(json.dumps({"frames": report["frames"], "readable": report["readable_messages"]}))
+"""
+
+
+def test_cut_off_viewer_recording_larger_than_its_memory_cap_fails_then_salvages_its_prefix(tmp_path):
+    from bag_util import RealsenseSpec, write_realsense_bag
+
+    whole = write_realsense_bag(tmp_path / "whole.bag", RealsenseSpec(frames=6, padding_mib=192))
+    cut = tmp_path / "cut.bag"
+    os.rename(whole, cut)
+    os.truncate(cut, cut.stat().st_size * 3 // 4)  # the disk filled up three quarters in
+    cap_mib = 64
+    assert cut.stat().st_size > 2 * cap_mib * 2**20
+    refused = distillery("extract-bag", str(cut), "--out", str(tmp_path / "no"), "--quiet", check=False)
+    assert refused.returncode == 1 and "--salvage" in refused.stderr and "readable prefix holds" in refused.stderr
+    count = int(refused.stderr.split("readable prefix holds ")[1].split()[0])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.run([sys.executable, "-c", SALVAGE_UNDER_A_CAP, str(cut), str(tmp_path / "out"), str(cap_mib)],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["readable"] == count and 3 <= result["frames"] < 6
+
+
+@pytest.mark.slow
+def test_extract_bag_rule_quotes_a_bag_path_with_spaces_and_shell_characters(tmp_path):
+    from bag_util import RealsenseSpec, write_realsense_bag
+    from workflow_util import snakemake, tiny_config
+
+    folder = tmp_path / "robot runs; echo INJECTED > $HOME_x 'o' & (1)"
+    folder.mkdir()
+    bag = write_realsense_bag(folder / "d435 $(touch pwned).bag", RealsenseSpec(frames=2))
+    cfg = tiny_config()
+    cfg["datasets"].append({"name": "robot", "bag": {"path": str(bag)}})
+    snakemake(tmp_path / "wf", "--nolock", "results/bags/robot", config=cfg)
+    report = json.loads((tmp_path / "wf" / "results" / "bags" / "robot" / "extract.json").read_text())
+    assert report["bag"] == str(bag.resolve()) and report["frames"] == 2
+    assert not any(p.name in ("pwned", "$HOME_x") for p in tmp_path.rglob("*") if p != bag)

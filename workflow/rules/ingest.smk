@@ -17,8 +17,8 @@ rule extract_bag:
     conda:
         "../../envs/distillery.yaml"
     shell:
-        "distillery extract-bag {input.bag} --out {output.folder} {params.settings} --quiet "
-        "> {log} 2>&1"
+        "distillery extract-bag {input.bag:q} --out {output.folder:q} {params.settings} --quiet "
+        "> {log:q} 2>&1"
 
 
 rule index_dataset:
@@ -39,8 +39,8 @@ rule index_dataset:
         "../../envs/distillery.yaml"
     shell:
         "distillery index --dataset {input.folder:q} --name {wildcards.dataset} "
-        "{params.reader} --out {output.index} --quarantine {output.quarantine} "
-        "> {log} 2>&1"
+        "{params.reader} --out {output.index:q} --quarantine {output.quarantine:q} "
+        "> {log:q} 2>&1"
 
 
 checkpoint plan_shards:
@@ -62,9 +62,9 @@ checkpoint plan_shards:
     conda:
         "../../envs/distillery.yaml"
     shell:
-        "distillery plan-shards {input.indexes} --out {output.plan} "
+        "distillery plan-shards {input.indexes:q} --out {output.plan:q} "
         "--frames-per-shard {params.frames_per_shard} --seed {params.seed} "
-        "--splits {params.splits} --split-overrides {params.overrides} > {log} 2>&1"
+        "--splits {params.splits} --split-overrides {params.overrides} > {log:q} 2>&1"
 
 
 # A shard's name is a hash of its frame list: an existing name means unchanged frames, so the re-written
@@ -86,5 +86,5 @@ rule pack_shard:
     conda:
         "../../envs/distillery.yaml"
     shell:
-        "distillery pack-shard --frames {input.frames} --out {output.h5} "
-        "--quarantine {output.quarantine} {params.settings} > {log} 2>&1"
+        "distillery pack-shard --frames {input.frames:q} --out {output.h5:q} "
+        "--quarantine {output.quarantine:q} {params.settings} > {log:q} 2>&1"
