@@ -55,13 +55,15 @@ def bag_args(wildcards):
     """A `bag:` entry's settings as the CLI options of `distillery extract-bag` (unset ones omitted)."""
     b = DATASETS[wildcards.dataset]["bag"]
     args = []
-    for key in ("color_topic", "depth_topic", "color_info_topic", "depth_info_topic",
-                "confidence_topic", "tolerance", "sequence_seconds", "tf_topic"):
+    for key in ("color_topic", "depth_topic", "color_info_topic", "depth_info_topic", "confidence_topic",
+                "confidence_scale", "trusted_floor", "tolerance", "sequence_seconds", "depth_unit", "tf_topic"):
         if b.get(key) is not None:
             args += [f"--{key.replace('_', '-')}", shlex.quote(str(b[key]))]
+    if b.get("confidence_range") is not None:
+        args += ["--confidence-range"] + [shlex.quote(str(v)) for v in b["confidence_range"]]
     if b.get("extrinsic") is not None:
         args += ["--extrinsic", shlex.quote(json.dumps(b["extrinsic"]))]
-    args += [f"--{flag}" for flag in ("registered", "undistort") if b.get(flag)]
+    args += [f"--{flag}" for flag in ("registered", "undistort", "salvage") if b.get(flag)]
     return " ".join(args)
 
 
