@@ -222,27 +222,33 @@ def test_equal_frame_ids_with_different_intrinsics_ask_for_registered_or_extrins
 
 
 @pytest.mark.skipif(not REAL_BAG.is_file(), reason="the shared RealSense ROS 1 bag is not present")
-def test_real_realsense_bag_converted_to_db3_and_mcap_extracts_the_same(tmp_path):
+def test_real_realsense_bag_extracts_as_recorded_and_as_converted_to_db3_and_mcap(tmp_path):
+    """The Viewer's .bag read directly (no topic, no extrinsic) equals its ROS 2 conversions given both by hand."""
     topics = {"--color-topic": "/device_0/sensor_1/Color_0/image/data",
               "--depth-topic": "/device_0/sensor_0/Depth_0/image/data",
               "--color-info-topic": "/device_0/sensor_1/Color_0/info/camera_info",
               "--depth-info-topic": "/device_0/sensor_0/Depth_0/info/camera_info"}
     convert = Path(sys.executable).parent / "rosbags-convert"
     # The recorder's colour runs slower than depth: its nearest depth is 0.1 s away.
-    args = [a for kv in topics.items() for a in kv] + ["--tolerance", "0.15", "--extrinsic", json.dumps(
-        {"translation": [0.0143, 0.0006, 0.0006], "rotation": [-5.3e-05, 0.00646, 0.00515, 0.99997]})]
-    manifests = {}
+    extrinsic = {"translation": [0.01431131362915039, 0.000602306448854506, 0.000610804301686585],
+                 "rotation": [-5.319880231421298e-05, 0.0064634308469817235, 0.005154853722821664, 0.9999658465385437]}
+    args = [a for kv in topics.items() for a in kv] + ["--tolerance", "0.15", "--extrinsic", json.dumps(extrinsic)]
+    manifests = {"bag": extract_and_ingest(REAL_BAG, tmp_path / "bag", "--tolerance", "0.15", size=(240, 320))}
     for storage in ("sqlite3", "mcap"):
         bag = tmp_path / f"d435_{storage}"
         subprocess.run([str(convert), "--src", str(REAL_BAG), "--dst", str(bag), "--dst-storage", storage,
                         "--include-topic", *topics.values()], check=True, capture_output=True, timeout=120)
         manifests[storage] = extract_and_ingest(bag, tmp_path / storage, *args, size=(240, 320))
-    a, b = manifest_arrays(manifests["sqlite3"]), manifest_arrays(manifests["mcap"])
+    a, b, direct = (manifest_arrays(manifests[k]) for k in ("sqlite3", "mcap", "bag"))
     assert all(np.array_equal(a[k], b[k]) for k in a)
+    assert all(np.allclose(a[k], direct[k], atol=1e-6) for k in a if a[k].dtype.kind in "fiub")
     assert len(a["rgb"]) == 1 and a["timestamp"][0] == pytest.approx(360.713523)
     assert a["intrinsics_original"][0] == pytest.approx([613.2037, 613.4193, 319.9388, 239.183], abs=1e-3)
     valid = a["tof_depth"][0][a["tof_depth"][0] > 0]
     assert valid.size > 0.5 * a["tof_depth"][0].size and 0.3 < np.median(valid) < 15
+    report = json.loads((tmp_path / "bag" / "native" / "extract.json").read_text())
+    assert report["depth_registration"] == "reprojected" and report["depth_unit_m"] == pytest.approx(0.001)
+    assert np.array(report["depth_to_color"])[:3, 3] == pytest.approx(extrinsic["translation"], abs=1e-6)
 
 
 def test_bag_entry_schema_agrees_with_the_extraction_settings():

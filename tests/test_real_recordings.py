@@ -81,6 +81,8 @@ def test_mm_recording_keeps_every_paired_frame_and_reports_the_rest(tmp_path):
     assert report["lonely.png"]["field"] == "rgb" and "associations.txt" in report["lonely.png"]["reason"]
     assert report["stray.png"]["field"] == "depth" and "associations.txt" in report["stray.png"]["reason"]
     assert "duplicate timestamp" in report["006_1700000000.200000.png"]["reason"]
+    keys = [report[f"00{i}_1700000000.200000.png"]["frame"] for i in (6, 7)]
+    assert keys[0] != keys[1]  # two frames sharing a stamp are told apart by key, not only by file
     with Manifest(tmp_path / "out" / "manifest" / "manifest.h5") as m:
         assert len(m) == 7
         depth = np.stack([m.read(i, ("tof_depth",))["tof_depth"] for i in range(len(m))])

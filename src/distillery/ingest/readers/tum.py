@@ -164,7 +164,7 @@ def _pair_lists(rgb: list[Entry], depth: list[Entry], dataset: str, sequence: st
 def _read_associations(path: Path, dataset: str, sequence: str, options: ReaderOptions,
                        result: IndexResult, mentioned: list[Entry]) -> list[tuple[str, Entry, Entry]]:
     """Pairs given by associations.txt, still held to `options.max_pair_dt`; `mentioned` gets every entry."""
-    out = []
+    out, seen = [], Counter()
     for n, fields in _lines(path):
         if len(fields) < 4:
             result.rejects.append(Reject(frame_key(dataset, sequence, f"{path.name}:{n}"), str(path), "rgb",
@@ -175,11 +175,13 @@ def _read_associations(path: Path, dataset: str, sequence: str, options: ReaderO
         mentioned += [e for e in (rgb, depth) if e is not None]
         if rgb is None or depth is None:
             continue
+        frame_id = rgb.text if not seen[rgb.text] else f"{rgb.text}_{seen[rgb.text]}"  # repeats stay apart
+        seen[rgb.text] += 1
         gap = abs(rgb.stamp - depth.stamp)
         if gap > options.max_pair_dt:
-            result.rejects.append(_no_depth(dataset, sequence, rgb.text, rgb, gap, options.max_pair_dt))
+            result.rejects.append(_no_depth(dataset, sequence, frame_id, rgb, gap, options.max_pair_dt))
         else:
-            out.append((rgb.text, rgb, depth))
+            out.append((frame_id, rgb, depth))
     return out
 
 
