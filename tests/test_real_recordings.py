@@ -159,3 +159,16 @@ def test_float_depth_in_millimetres_stops_with_the_fix(tmp_path):
                                               r"--depth-scale 1000.*datasets\[\]\.depth_scale"):
         read_dataset(root, "mm")
     assert read_dataset(root, "mm", options=reader_options(1000, None)).frames
+
+
+@pytest.mark.parametrize("damage", ["truncated", "overwritten"])
+def test_damaged_manifest_is_one_line_naming_the_file_and_the_rule(tmp_path, damage):
+    root = write_recording(tmp_path / "rec")
+    _ingest(root, tmp_path / "out", 1000)
+    h5 = tmp_path / "out" / "manifest" / "manifest.h5"
+    data = h5.read_bytes()
+    h5.write_bytes(data[: len(data) // 2] if damage == "truncated" else b"\0" * 64 + data[64:])
+    with pytest.raises(ValueError) as err:
+        Manifest(h5)
+    message = str(err.value)
+    assert "\n" not in message and str(h5) in message and "merge_manifest" in message and "corrupt" in message

@@ -44,6 +44,16 @@ def manifest_records(f: h5py.File) -> list[dict]:
     } for row in range(n)]
 
 
+def open_manifest(path: Path) -> h5py.File:
+    """manifest.h5 opened read-only; a truncated or corrupt file is one line naming it and the rule to rerun."""
+    try:
+        return h5py.File(path, "r")
+    except OSError as exc:
+        reason = str(exc).split("(")[0].strip().rstrip(":") or type(exc).__name__
+        raise ValueError(f"{path}: truncated or corrupt HDF5 ({reason}); rebuild it with the merge_manifest rule: "
+                         f"`snakemake --forcerun merge_manifest results/manifest/manifest.h5`") from None
+
+
 class Manifest:
     """Read access to manifest.h5 (+ manifest.jsonl) for training and evaluation.
 
@@ -71,7 +81,7 @@ class Manifest:
     @property
     def file(self) -> h5py.File:
         if self._file is None or self._pid != os.getpid():
-            self._file = h5py.File(self.h5_path, "r")
+            self._file = open_manifest(self.h5_path)
             self._pid = os.getpid()
             self._handles = {}
         return self._file
