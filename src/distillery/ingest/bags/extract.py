@@ -26,6 +26,8 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -41,6 +43,7 @@ from distillery.ingest.readers.tum import associate
 log = logging.getLogger(__name__)
 
 CONFIDENCE_GATE = 0.5  # training and fusion trust depth where confidence >= this
+WORKERS = 4  # threads that re-project and write frames while the bag is read
 
 
 @dataclass
@@ -115,6 +118,8 @@ class Writer:
         self.counts: dict[int, int] = {}
         self.stamps: dict[int, list[str]] = {}
         self.valid = self.trusted = 0  # valid depth pixels, and those confidence trusts
+        self.pool = ThreadPoolExecutor(WORKERS, thread_name_prefix="extract-bag")
+        self.pending: deque = deque()
 
     def folder(self, seq: int) -> Path:
         folder = self.tmp / f"seq-{seq:03d}"
@@ -137,31 +142,51 @@ class Writer:
                            f"CameraInfo {self.cams[role].info_topic!r} says {k.width}x{k.height}")
 
     def write(self, index: int, parts: dict[str, np.ndarray]) -> None:
+        """Check the frame here; re-project and write it on a worker thread (numpy, zlib and file I/O
+        release the GIL), with at most `WORKERS * 2` frames in flight so that memory stays bounded."""
         rgb, depth, conf = parts["color"], parts["depth"], parts.get("confidence")
         self._check_size("color", rgb)
         self._check_size("depth", depth)
+        if conf is not None and conf.shape != depth.shape:
+            raise BagError(f"topic {self.s.confidence_topic!r}: confidence is {conf.shape[1]}x{conf.shape[0]}, "
+                           f"depth is {depth.shape[1]}x{depth.shape[0]}; it must be registered to depth")
+        seq = self.plan.sequences[index]
+        folder = self.folder(seq)
+        frame_id = f"{self.plan.frame_number(index):06d}"
+        self.counts[seq] += 1
+        ns = self.plan.pairs[index][0]
+        self.stamps[seq].append(f"{frame_id} {ns // 10**9}.{ns % 10**9:09d}")
+        self.pending.append(self.pool.submit(self._finish_frame, folder, frame_id, rgb, depth, conf))
+        while len(self.pending) > 2 * WORKERS:
+            self._collect(self.pending.popleft())
+
+    def _finish_frame(self, folder: Path, frame_id: str, rgb, depth, conf) -> tuple[int, int]:
         rgb = self._rectify("color", rgb, nearest=False)
         depth = self._rectify("depth", depth, nearest=True)
         if conf is not None:
-            if conf.shape != depth.shape:
-                raise BagError(f"topic {self.s.confidence_topic!r}: confidence is {conf.shape[1]}x{conf.shape[0]}, "
-                               f"depth is {depth.shape[1]}x{depth.shape[0]}; it must be registered to depth")
             conf = self._rectify("depth", conf, nearest=True)
         kd, kc = self.cams["depth"].intrinsics, self.cams["color"].intrinsics
         if not (kd == kc and np.allclose(self.t_cd, np.eye(4))):
             depth, conf = geometry.reproject_depth(depth, kd, kc, self.t_cd, conf)
-        if conf is not None:
-            self.valid += int(np.count_nonzero(depth > 0))
-            self.trusted += int(np.count_nonzero((depth > 0) & (conf >= CONFIDENCE_GATE)))
-        seq = self.plan.sequences[index]
-        folder = self.folder(seq)
-        frame_id = f"{self.plan.frame_number(index):06d}"
         _write_frame(folder, frame_id, rgb, depth, conf)
-        self.counts[seq] += 1
-        ns = self.plan.pairs[index][0]
-        self.stamps[seq].append(f"{frame_id} {ns // 10**9}.{ns % 10**9:09d}")
+        if conf is None:
+            return 0, 0
+        valid = depth > 0
+        return int(np.count_nonzero(valid)), int(np.count_nonzero(valid & (conf >= CONFIDENCE_GATE)))
+
+    def _collect(self, future) -> None:
+        valid, trusted = future.result()
+        self.valid += valid
+        self.trusted += trusted
+
+    def drain(self) -> None:
+        """Wait for every frame in flight (re-raising the first failure)."""
+        while self.pending:
+            self._collect(self.pending.popleft())
 
     def finish(self) -> None:
+        self.drain()
+        self.pool.shutdown()
         k = self.cams["color"].intrinsics.to_dict()
         for seq, lines in self.stamps.items():
             folder = self.folder(seq)
@@ -234,8 +259,8 @@ def extract_bag(bag: str, out_dir: str, settings: BagSettings, progress: bool = 
     tmp = out.with_name(out.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
+    writer = Writer(tmp, cams, t_cd, settings, plan)
     try:
-        writer = Writer(tmp, cams, t_cd, settings, plan)
         written = _second_pass(source, found, plan, writer, progress)
         writer.finish()
         report = _report(bag, source, found, settings, plan, t_cd, written, writer)
@@ -243,6 +268,7 @@ def extract_bag(bag: str, out_dir: str, settings: BagSettings, progress: bool = 
         shutil.rmtree(out, ignore_errors=True)
         tmp.rename(out)
     finally:
+        writer.pool.shutdown(cancel_futures=True)
         shutil.rmtree(tmp, ignore_errors=True)
     if source.truncated:
         log.warning("%s is cut short: extracted %d frames from the %d messages before the cut",
