@@ -277,7 +277,7 @@ def test_bag_dataset_entry_is_extracted_then_indexed_by_the_workflow(tmp_path):
     cfg = tiny_config()
     cfg["datasets"].append({"name": "robot", "bag": {
         "path": str(bag), "color_topic": "/cam/color/image_raw", "depth_topic": "/cam/depth/image_raw",
-        "confidence_topic": "/cam/depth/ir", "sequence_seconds": 0.15}})
+        "confidence_topic": "/cam/depth/ir", "confidence_range": [0, 255], "sequence_seconds": 0.15}})
     snakemake(tmp_path / "wf", "--nolock", "results/index/robot.jsonl", config=cfg)  # option ends --configfile
     index = read_jsonl(tmp_path / "wf" / "results" / "index" / "robot.jsonl")
     assert len(index) == 5 and {r["sequence"] for r in index} == {"seq-000", "seq-001", "seq-002"}
