@@ -1,4 +1,10 @@
-"""ROS 2 bags written with `rosbags`, as a robot's recorder writes them, from frames of known geometry.
+"""Bags written with `rosbags`, as a robot's recorder or the RealSense Viewer writes them, from known geometry.
+
+`write_bag`: a ROS 2 bag (MCAP or sqlite3) with /tf_static. `write_realsense_bag`:
+a ROS 1 `.bag` in librealsense's own layout (`/device_0/sensor_N/<Stream>_0/...`,
+per-stream extrinsics on `tf/0` from the reference stream to the stream, the
+`Depth Units` option, frame id "0" on both images), written with rosbags'
+ROS 1 writer and lz4 chunks.
 
 The scene, in the colour camera's optical frame: a wall z = 2 + 0.3 x and,
 in front of it, a box face at z = 1.2 m (|x| < 0.25, |y| < 0.2). The depth

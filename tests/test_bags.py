@@ -387,7 +387,8 @@ def test_cut_off_viewer_recording_larger_than_its_memory_cap_fails_then_salvages
     refused = distillery("extract-bag", str(cut), "--out", str(tmp_path / "no"), "--quiet", check=False)
     assert refused.returncode == 1 and "--salvage" in refused.stderr and "readable prefix holds" in refused.stderr
     count = int(refused.stderr.split("readable prefix holds ")[1].split()[0])
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    # RLIMIT_AS counts address space: one malloc arena keeps the worker threads from reserving 64 MiB each.
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "MALLOC_ARENA_MAX": "1"}
     proc = subprocess.run([sys.executable, "-c", SALVAGE_UNDER_A_CAP, str(cut), str(tmp_path / "out"), str(cap_mib)],
                           capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -126,8 +126,10 @@ def open_bag(path: str | Path, allow_salvage: bool = False) -> BagSource:
             source.topics = {c.topic: Topic(c.topic, c.msgtype, c.msgcount) for c in reader.connections}
             source.typestore = reader.typestore  # the bag's own message definitions
     except Exception as exc:  # rosbags raises several types for a damaged file
+        hint = "; a bag directory without metadata.yaml: pass its storage file itself" \
+            if path.is_dir() and not (path / "metadata.yaml").is_file() else ""
         raise BagError(f"{path}: not a readable bag ({type(exc).__name__}: {exc}); it is not cut short "
-                       "(its index/footer is there), so it cannot be salvaged") from None
+                       f"(its index/footer is there), so it cannot be salvaged{hint}") from None
     return source
 
 
