@@ -28,10 +28,10 @@ rule export_onnx:
     conda:
         "../../envs/distillery.yaml"
     shell:
-        "distillery export --checkpoint {input.checkpoint} --manifest {input.manifest} "
-        "--out {output.onnx} --fp16-out {output.fp16} --parity-out {output.parity} "
-        "--parity-frames {params.frames} --fused-out {output.fused} --fused-report {output.fused_report} "
-        "--fused-frames {params.fused_frames} --threads {threads} > {log} 2>&1"
+        "distillery export --checkpoint {input.checkpoint:q} --manifest {input.manifest:q} "
+        "--out {output.onnx:q} --fp16-out {output.fp16:q} --parity-out {output.parity:q} "
+        "--parity-frames {params.frames} --fused-out {output.fused:q} --fused-report {output.fused_report:q} "
+        "--fused-frames {params.fused_frames} --threads {threads} > {log:q} 2>&1"
 
 
 # One calibration set for every version: it depends on the manifest and the seed only.
@@ -52,8 +52,8 @@ rule calibration_set:
     conda:
         "../../envs/distillery.yaml"
     shell:
-        "distillery calibrate --manifest {input.manifest} --out {output.calibration} "
-        "--frames {params.frames} --seed {params.seed} > {log} 2>&1"
+        "distillery calibrate --manifest {input.manifest:q} --out {output.calibration:q} "
+        "--frames {params.frames} --seed {params.seed} > {log:q} 2>&1"
 
 
 rule quantize_int8:
@@ -80,9 +80,9 @@ rule quantize_int8:
     conda:
         "../../envs/distillery.yaml"
     shell:
-        "distillery quantize --onnx {input.onnx} --calibration {input.calibration} "
-        "--manifest {input.manifest} --out {output.onnx} --report {output.report} "
-        "{params.eval_frames} --threads {threads} > {log} 2>&1"
+        "distillery quantize --onnx {input.onnx:q} --calibration {input.calibration:q} "
+        "--manifest {input.manifest:q} --out {output.onnx:q} --report {output.report:q} "
+        "{params.eval_frames} --threads {threads} > {log:q} 2>&1"
 
 
 rule model_card:
@@ -110,9 +110,9 @@ rule model_card:
         "../../envs/distillery.yaml"
     shell:
         "distillery model-card --version {wildcards.version} {params.parent} "
-        "--checkpoint {input.checkpoint} --manifest {input.manifest} "
-        "--deploy-dir {params.deploy_dir} --calibration {input.calibration} "
-        "--evaluation-dir {params.evaluation_dir} --out {output.card} > {log} 2>&1"
+        "--checkpoint {input.checkpoint:q} --manifest {input.manifest:q} "
+        "--deploy-dir {params.deploy_dir} --calibration {input.calibration:q} "
+        "--evaluation-dir {params.evaluation_dir} --out {output.card:q} > {log:q} 2>&1"
 
 
 rule jetson_bundle:
@@ -137,8 +137,8 @@ rule jetson_bundle:
     conda:
         "../../envs/distillery.yaml"
     shell:
-        "distillery jetson-bundle --deploy-dir {params.deploy_dir} --calibration {input.calibration} "
-        "--out-dir {output.folder} --tarball {output.tarball} > {log} 2>&1"
+        "distillery jetson-bundle --deploy-dir {params.deploy_dir} --calibration {input.calibration:q} "
+        "--out-dir {output.folder:q} --tarball {output.tarball:q} > {log:q} 2>&1"
 
 
 # TensorRT engines: a GPU job each. Exit status 2 and the reason on stderr where TensorRT or a GPU is
@@ -158,8 +158,8 @@ rule build_engine:
     conda:
         "../../envs/engines.yaml"
     shell:
-        "distillery engine-build --onnx {input.onnx} --precision {wildcards.precision} "
-        "--out {output.engine} --meta {output.meta} > {log} 2>&1 || {{ cat {log} >&2; exit 1; }}"
+        "distillery engine-build --onnx {input.onnx:q} --precision {wildcards.precision} "
+        "--out {output.engine:q} --meta {output.meta:q} > {log:q} 2>&1 || {{ cat {log:q} >&2; exit 1; }}"
 
 
 rule engine_latency:
@@ -180,6 +180,6 @@ rule engine_latency:
     conda:
         "../../envs/engines.yaml"
     shell:
-        "distillery engine-bench --engine {input.engine} --frames {input.calibration} "
-        "--warmup {params.warmup} --runs {params.runs} --out {output.latency} "
-        "> {log} 2>&1 || {{ cat {log} >&2; exit 1; }}"
+        "distillery engine-bench --engine {input.engine:q} --frames {input.calibration:q} "
+        "--warmup {params.warmup} --runs {params.runs} --out {output.latency:q} "
+        "> {log:q} 2>&1 || {{ cat {log:q} >&2; exit 1; }}"

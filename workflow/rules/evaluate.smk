@@ -25,6 +25,6 @@ rule evaluate_version:
     conda:
         "../../envs/distillery.yaml"
     shell:
-        "distillery evaluate --checkpoint {input.checkpoint} --manifest {input.manifest} "
+        "distillery evaluate --checkpoint {input.checkpoint:q} --manifest {input.manifest:q} "
         "--set {params.sets} --out-dir {params.out_dir} --version-name {wildcards.version} "
-        "{params.settings} --threads {threads} --quiet > {log} 2>&1"
+        "{params.settings} --threads {threads} --quiet > {log:q} 2>&1"

@@ -25,10 +25,10 @@ rule merge_manifest:
     conda:
         "../../envs/distillery.yaml"
     shell:
-        "distillery merge --shards {input.shards} --quarantines {input.quarantines} "
-        "--layers {input.layers} --failures {input.failures} "
+        "distillery merge --shards {input.shards:q} --quarantines {input.quarantines:q} "
+        "--layers {input.layers:q} --failures {input.failures:q} "
         "--max-failed-share {params.max_failed_share} "
-        "--out-h5 {output.h5} --out-jsonl {output.jsonl} "
-        "--out-quarantine {output.quarantine} --out-summary {output.summary} "
+        "--out-h5 {output.h5:q} --out-jsonl {output.jsonl:q} "
+        "--out-quarantine {output.quarantine:q} --out-summary {output.summary:q} "
         "--max-bad-share {params.max_bad_share} "
-        "--compression-level {params.compression_level} > {log} 2>&1"
+        "--compression-level {params.compression_level} > {log:q} 2>&1"

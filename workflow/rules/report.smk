@@ -22,6 +22,6 @@ rule report:
     conda:
         "../../envs/distillery.yaml"
     shell:
-        "distillery report --evaluations {input.evaluations} --lineage {params.lineage} "
-        "--manifest {input.manifest} {params.checkpoints} --deploy-dir {params.deploy_dir} "
-        "--frames {params.frames} --out-html {output.html} --out-md {output.md} > {log} 2>&1"
+        "distillery report --evaluations {input.evaluations:q} --lineage {params.lineage} "
+        "--manifest {input.manifest:q} {params.checkpoints} --deploy-dir {params.deploy_dir} "
+        "--frames {params.frames} --out-html {output.html:q} --out-md {output.md:q} > {log:q} 2>&1"

@@ -15,4 +15,4 @@ rule synthesize_world:
     conda:
         "../../envs/distillery.yaml"
     shell:
-        "distillery synth --out {output.world} {params.settings} > {log} 2>&1"
+        "distillery synth --out {output.world:q} {params.settings} > {log:q} 2>&1"

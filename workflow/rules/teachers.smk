@@ -23,7 +23,7 @@ rule download_weights:
     conda:
         "../../envs/teachers.yaml"
     shell:
-        "distillery teach download-weights {params.args} > {log} 2>&1"
+        "distillery teach download-weights {params.args} > {log:q} 2>&1"
 
 
 rule download_weights_all:
@@ -47,7 +47,7 @@ rule teacher_settings:
     conda:
         "../../envs/teachers.yaml"
     shell:
-        "distillery teach settings --settings {params.settings} --out {output.settings} > {log} 2>&1"
+        "distillery teach settings --settings {params.settings} --out {output.settings:q} > {log:q} 2>&1"
 
 
 rule teacher_sanity:
@@ -72,8 +72,8 @@ rule teacher_sanity:
     conda:
         "../../envs/teachers.yaml"
     shell:
-        "distillery teach sanity --shards {input.shards} --teacher {params.teacher} "
-        "{params.runtime} --limits {params.limits} --out {output.report} > {log} 2>&1"
+        "distillery teach sanity --shards {input.shards:q} --teacher {params.teacher} "
+        "{params.runtime} --limits {params.limits} --out {output.report:q} > {log:q} 2>&1"
 
 
 rule teacher_depth:
@@ -102,9 +102,9 @@ rule teacher_depth:
     conda:
         "../../envs/teachers.yaml"
     shell:
-        "distillery teach depth --shard {input.shard} --out {output.layer} "
-        "--failures {output.failures} --teacher {params.teacher} {params.runtime} "
-        "--batch-size {params.batch_size} --threads {threads} > {log} 2>&1"
+        "distillery teach depth --shard {input.shard:q} --out {output.layer:q} "
+        "--failures {output.failures:q} --teacher {params.teacher} {params.runtime} "
+        "--batch-size {params.batch_size} --threads {threads} > {log:q} 2>&1"
 
 
 rule teacher_detect:
@@ -131,9 +131,9 @@ rule teacher_detect:
     conda:
         "../../envs/teachers.yaml"
     shell:
-        "distillery teach detect --shard {input.shard} --out {output.layer} "
-        "--failures {output.failures} --teacher {params.teacher} {params.runtime} "
-        "--batch-size {params.batch_size} --threads {threads} > {log} 2>&1"
+        "distillery teach detect --shard {input.shard:q} --out {output.layer:q} "
+        "--failures {output.failures:q} --teacher {params.teacher} {params.runtime} "
+        "--batch-size {params.batch_size} --threads {threads} > {log:q} 2>&1"
 
 
 rule teacher_segment:
@@ -162,7 +162,7 @@ rule teacher_segment:
     conda:
         "../../envs/teachers.yaml"
     shell:
-        "distillery teach segment --shard {input.shard} --depth-layer {input.depth} "
-        "--detect-layer {input.detect} --out {output.layer} --failures {output.failures} "
+        "distillery teach segment --shard {input.shard:q} --depth-layer {input.depth:q} "
+        "--detect-layer {input.detect:q} --out {output.layer:q} --failures {output.failures:q} "
         "--teacher {params.teacher} --labeller {params.labeller} {params.runtime} "
-        "--batch-size {params.batch_size} --threads {threads} > {log} 2>&1"
+        "--batch-size {params.batch_size} --threads {threads} > {log:q} 2>&1"

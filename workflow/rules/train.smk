@@ -23,6 +23,6 @@ rule train_student:
     conda:
         "../../envs/distillery.yaml"
     shell:
-        "{params.launcher} train --manifest {input.manifest} --out {params.out} "
+        "{params.launcher} train --manifest {input.manifest:q} --out {params.out} "
         "--config-json {params.settings} {params.init_from} --threads {threads} --quiet "
-        "> {log} 2>&1"
+        "> {log:q} 2>&1"
