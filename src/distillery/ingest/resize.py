@@ -8,8 +8,12 @@ box footprints, so that stored depth sits where the stored intrinsics say:
 depth is the area mean of the footprint's valid pixels on a smooth surface,
 and one measured value (the lower median) across a depth edge, so that an
 invalid (0) depth never blends into a valid one and no flying pixels appear;
-a footprint less than half valid is invalid. Labels stay nearest-sampled so
-that class ids stay ids.
+a footprint less than half valid is invalid. Ground-truth labels stay
+nearest-sampled so that class ids stay ids; teacher labels made at the source
+size take the mode of each footprint (`resize_mode`), and boxes move with the
+crop and scale (`boxes_to_grid`, and its inverse `boxes_from_grid`), so that a
+teacher that saw the source frame lands on the stored grid exactly where the
+stored frame's pixels are.
 
 Intrinsics follow the pixel-centre convention used by the resampling: a
 source pixel centre u maps to (u + 0.5) * s - 0.5, so cx' = (cx + 0.5) * s - 0.5.
@@ -123,6 +127,39 @@ def resize_depth(depth: np.ndarray, box: CropBox, target_w: int, target_h: int) 
         pick = np.maximum((valid[edge].sum(-1) - 1) // 2, 0)
         out[edge] = np.take_along_axis(ordered, pick[:, None], -1)[:, 0]
     return np.where(2 * covered >= weights.sum(-1), out, 0.0).astype(np.float32)
+
+
+def resize_mode(labels: np.ndarray, box: CropBox, target_w: int, target_h: int) -> np.ndarray:
+    """Class ids over the box footprints: the id covering the most area; a tie goes to the smaller id.
+
+    Never interpolated: every output id occurs in its footprint. IGNORE (255), the largest id, loses
+    ties, so a pixel half covered by a mask keeps the mask's class."""
+    if (box.width, box.height) == (target_w, target_h):
+        return resize_nearest(labels, box, target_w, target_h)
+    values, weights = _windows(labels, box, target_w, target_h)
+    classes = np.unique(values)  # ascending: argmax picks the first of equal scores, the smaller id
+    scores = np.stack([np.where(values == c, weights, 0.0).sum(-1) for c in classes])
+    return classes[np.argmax(np.round(scores, 9), axis=0)].astype(labels.dtype)
+
+
+def boxes_to_grid(boxes: np.ndarray, box: CropBox, target_w: int, target_h: int) -> tuple[np.ndarray, np.ndarray]:
+    """Boxes [k, >=4] (x1, y1, x2, y2 in source pixel-edge coordinates, extra columns kept) on the grid
+    of the stored frame: shifted by the crop, scaled as the frame was, clipped to it. Returns the boxes
+    and a mask of the rows kept (a box left with no area inside the crop is dropped)."""
+    out = np.array(boxes, dtype=np.float32).reshape(len(boxes), -1)
+    scale = np.array([target_w / box.width, target_h / box.height] * 2, np.float32)
+    shift = np.array([box.left, box.top] * 2, np.float32)
+    out[:, :4] = np.clip((out[:, :4] - shift) * scale, 0, [target_w, target_h, target_w, target_h])
+    keep = (out[:, 2] > out[:, 0]) & (out[:, 3] > out[:, 1])
+    return out[keep], keep
+
+
+def boxes_from_grid(boxes: np.ndarray, box: CropBox, target_w: int, target_h: int) -> np.ndarray:
+    """The inverse of `boxes_to_grid` (without its clipping): stored-grid boxes in source pixels."""
+    out = np.array(boxes, dtype=np.float32).reshape(len(boxes), -1)
+    scale = np.array([box.width / target_w, box.height / target_h] * 2, np.float32)
+    out[:, :4] = out[:, :4] * scale + np.array([box.left, box.top] * 2, np.float32)
+    return out
 
 
 def resize_rgb(rgb: np.ndarray, box: CropBox, target_w: int, target_h: int) -> np.ndarray:
