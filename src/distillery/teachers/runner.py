@@ -122,6 +122,8 @@ class ShardFrames(torch.utils.data.Dataset):
         shard = self._file("shard")
         item = {"index": i, "key": self.keys[i], **self._input_frame(shard, i)}
         for name in self.fields:
+            if name in ("rgb", "intrinsics"):  # always there: the frame the teacher sees
+                continue
             if name == "stored_rgb":
                 item[name] = shard["rgb"][i]
             elif name == "stored_intrinsics":
