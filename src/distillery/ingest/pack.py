@@ -5,8 +5,9 @@ confidence at the stored size) and the source frame, the camera image's file
 as it is on disk (`rgb_encoded`: PNG or JPEG bytes, never decoded and
 re-encoded), which the teachers label at full resolution. Keeping the bytes
 in the shard rather than reading the dataset through the index costs
-storage (about 1.8x the training frame's bytes for 7-Scenes' 640x480 JPEGs,
-see benchmarks/bench_ingest.py) but makes the shard self-contained: a GPU
+storage (7-Scenes' 640x480 JPEGs add 41 KB to the training fields' 313 KB
+per frame, a shard 1.13x as large; a PNG camera adds more: see
+benchmarks/bench_ingest.py) but makes the shard self-contained: a GPU
 node that does not mount the dataset folder can label it, and teachers see
 exactly the image that was validated and resized, even when a file in the
 dataset is replaced later (a shard is named by its file names, not their
