@@ -14,7 +14,8 @@ from distillery.manifest.schema import (BOX_COLUMNS, IMAGE_FIELDS, LAYER_SCHEMA_
                                         create_layout)
 
 __all__ = [
-    "BOX_COLUMNS", "IMAGE_FIELDS", "INPUT_SIZE", "LAYER_SCHEMA_NAME", "SOURCE_FIELD", "TEACHER_SLOTS", "ROW_FIELDS", "SCHEMA_NAME", "SCHEMA_VERSION",
+    "BOX_COLUMNS", "IMAGE_FIELDS", "INPUT_SIZE", "LAYER_SCHEMA_NAME", "SOURCE_FIELD", "TEACHER_SLOTS", "ROW_FIELDS",
+    "SCHEMA_NAME", "SCHEMA_VERSION",
     "STRING_FIELDS", "ImageField", "Manifest", "atomic_target", "check_schema", "create_boxes", "create_layer",
     "create_layout", "fsync_path", "manifest_records", "read_jsonl", "replace_durable", "write_jsonl_atomic",
     "write_text_atomic", "compression",

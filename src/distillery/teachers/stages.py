@@ -77,7 +77,8 @@ class LabelStage:
     def predict(self, batch: dict) -> list:
         undetected = [b is None for b in batch["boxes"]]
         grids = batch_grids(batch)
-        boxes = [np.zeros((0, 6), np.float32) if b is None else g.boxes_to_input(b) for b, g in zip(batch["boxes"], grids)]
+        boxes = [np.zeros((0, 6), np.float32) if b is None else g.boxes_to_input(b)
+                 for b, g in zip(batch["boxes"], grids)]
         masks = self.masker.predict(dict(batch, boxes=boxes))
         masks = [FrameFailure("no detections for this frame (the detect teacher failed on it)") if missing else m
                  for m, missing in zip(masks, undetected)]
