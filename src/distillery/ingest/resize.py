@@ -96,7 +96,15 @@ def _footprints(n_src: int, n_dst: int, offset: int) -> tuple[np.ndarray, np.nda
 
 
 def _windows(arr: np.ndarray, box: CropBox, target_w: int, target_h: int) -> tuple[np.ndarray, np.ndarray]:
-    """Footprint values [H', W', kr*kc] and their area weights, same shape."""
+    """Footprint values [H', W', kr*kc] and their area weights, same shape.
+
+    An integer scale (480x640 -> 240x320) has whole-pixel footprints of equal weight: a reshape of the
+    crop then gives the same windows as the general gather, several times faster."""
+    if box.height % target_h == 0 and box.width % target_w == 0:
+        fy, fx = box.height // target_h, box.width // target_w
+        crop = arr[box.top:box.top + box.height, box.left:box.left + box.width]
+        values = crop.reshape(target_h, fy, target_w, fx).swapaxes(1, 2).reshape(target_h, target_w, fy * fx)
+        return values, np.broadcast_to(np.float64(1.0), values.shape)
     rows, wr = _footprints(box.height, target_h, box.top)
     cols, wc = _footprints(box.width, target_w, box.left)
     values = arr[rows[:, None, :, None], cols[None, :, None, :]]
@@ -137,9 +145,10 @@ def resize_mode(labels: np.ndarray, box: CropBox, target_w: int, target_h: int) 
     if (box.width, box.height) == (target_w, target_h):
         return resize_nearest(labels, box, target_w, target_h)
     values, weights = _windows(labels, box, target_w, target_h)
-    classes = np.unique(values)  # ascending: argmax picks the first of equal scores, the smaller id
-    scores = np.stack([np.where(values == c, weights, 0.0).sum(-1) for c in classes])
-    return classes[np.argmax(np.round(scores, 9), axis=0)].astype(labels.dtype)
+    weights = weights.astype(np.float32)
+    classes = np.flatnonzero(np.bincount(values.ravel(), minlength=1))  # ascending: ties go to the smaller id
+    scores = np.stack([np.where(values == c, weights, np.float32(0)).sum(-1) for c in classes])
+    return classes[np.argmax(np.round(scores, 5), axis=0)].astype(labels.dtype)
 
 
 def boxes_to_grid(boxes: np.ndarray, box: CropBox, target_w: int, target_h: int) -> tuple[np.ndarray, np.ndarray]:
