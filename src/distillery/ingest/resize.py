@@ -21,6 +21,7 @@ source pixel centre u maps to (u + 0.5) * s - 0.5, so cx' = (cx + 0.5) * s - 0.5
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -113,10 +114,18 @@ def _windows(arr: np.ndarray, box: CropBox, target_w: int, target_h: int) -> tup
     return values.reshape(shape), np.broadcast_to(weights, values.shape).reshape(shape)
 
 
+def _over_footprint(ufunc, a: np.ndarray) -> np.ndarray:
+    """ufunc reduced over the last (footprint) axis: slice by slice for small footprints, which runs
+    several times faster than numpy's reduction over a short strided axis."""
+    if a.shape[-1] > 64:
+        return ufunc.reduce(a, axis=-1)
+    return functools.reduce(ufunc, (a[..., j] for j in range(a.shape[-1])))
+
+
 def resize_mean(arr: np.ndarray, box: CropBox, target_w: int, target_h: int) -> np.ndarray:
     """Area mean over box footprints (confidence)."""
     values, weights = _windows(arr.astype(np.float32, copy=False), box, target_w, target_h)
-    return ((values * weights).sum(-1) / weights.sum(-1)).astype(np.float32)
+    return (_over_footprint(np.add, values * weights) / _over_footprint(np.add, weights)).astype(np.float32)
 
 
 def resize_depth(depth: np.ndarray, box: CropBox, target_w: int, target_h: int) -> np.ndarray:
@@ -124,17 +133,17 @@ def resize_depth(depth: np.ndarray, box: CropBox, target_w: int, target_h: int) 
     values, weights = _windows(depth.astype(np.float32, copy=False), box, target_w, target_h)
     valid = (values > 0) & (weights > 0)
     w_valid = np.where(valid, weights, 0.0)
-    covered = w_valid.sum(-1)
-    mean = (values * w_valid).sum(-1) / np.maximum(covered, 1e-12)
-    low = np.where(valid, values, np.inf).min(-1)
-    high = np.where(valid, values, -np.inf).max(-1)
+    covered = _over_footprint(np.add, w_valid)
+    mean = _over_footprint(np.add, values * w_valid) / np.maximum(covered, 1e-12)
+    low = _over_footprint(np.minimum, np.where(valid, values, np.inf))
+    high = _over_footprint(np.maximum, np.where(valid, values, -np.inf))
     out = mean.astype(np.float32)
     edge = (high - low) > EDGE_SPREAD * low
     if edge.any():
         ordered = np.sort(np.where(valid[edge], values[edge], np.inf), axis=-1)
         pick = np.maximum((valid[edge].sum(-1) - 1) // 2, 0)
         out[edge] = np.take_along_axis(ordered, pick[:, None], -1)[:, 0]
-    return np.where(2 * covered >= weights.sum(-1), out, 0.0).astype(np.float32)
+    return np.where(2 * covered >= _over_footprint(np.add, weights), out, 0.0).astype(np.float32)
 
 
 def resize_mode(labels: np.ndarray, box: CropBox, target_w: int, target_h: int) -> np.ndarray:
@@ -147,7 +156,7 @@ def resize_mode(labels: np.ndarray, box: CropBox, target_w: int, target_h: int) 
     values, weights = _windows(labels, box, target_w, target_h)
     weights = weights.astype(np.float32)
     classes = np.flatnonzero(np.bincount(values.ravel(), minlength=1))  # ascending: ties go to the smaller id
-    scores = np.stack([np.where(values == c, weights, np.float32(0)).sum(-1) for c in classes])
+    scores = np.stack([_over_footprint(np.add, np.where(values == c, weights, np.float32(0))) for c in classes])
     return classes[np.argmax(np.round(scores, 5), axis=0)].astype(labels.dtype)
 
 

@@ -32,6 +32,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import h5py
@@ -180,9 +181,9 @@ def on_grid(stage, results: list, batch: dict) -> list:
     return checked
 
 
-def predict_batch(stage, batch: dict) -> list:
-    """Per-frame results on the stored grid; a batch that raises is retried frame by frame, so one bad
-    frame fails alone."""
+def predict_raw(stage, batch: dict) -> list:
+    """Per-frame results as the teacher gives them (at its input size); a batch that raises is retried
+    frame by frame, so one bad frame fails alone."""
     try:
         results = stage.predict(batch)
     except TeacherError:
@@ -194,8 +195,8 @@ def predict_batch(stage, batch: dict) -> list:
             log.warning("frame %s failed: %s: %s", batch["key"][0], type(err).__name__, err)
             return [FrameFailure(f"{type(err).__name__}: {err}")]
         log.warning("batch failed (%s: %s); retrying its frames one by one", type(err).__name__, err)
-        return [r for sub in split_batch(batch) for r in predict_batch(stage, sub)]
-    return on_grid(stage, results, batch)
+        return [r for sub in split_batch(batch) for r in predict_raw(stage, sub)]
+    return results
 
 
 def _fingerprint(path: str | None) -> list | None:
@@ -244,6 +245,12 @@ def make_loader(dataset, pending: np.ndarray, batch_size: int, workers: int, pin
                                        pin_memory=pin, prefetch_factor=2 if workers else None)
 
 
+def _store(stage, partial: PartialLayer, batch: dict, results: list, bar) -> None:
+    partial.write(batch["index"], on_grid(stage, results, batch))
+    log.debug("wrote frames %s", batch["index"].tolist())
+    bar.update(len(batch["index"]))
+
+
 def run_shard(stage, shard: str, out: str, failures_out: str, batch_size: int = 8, workers: int = 0,
               depth_layer: str | None = None, detect_layer: str | None = None, progress: bool = True) -> dict:
     """Label every frame of `shard` with `stage` into the layer file `out`; resumes a killed run."""
@@ -262,11 +269,18 @@ def run_shard(stage, shard: str, out: str, failures_out: str, batch_size: int = 
         loader = make_loader(dataset, pending, batch_size, workers, stage_runtime(stage).cuda)
         bar = tqdm(total=len(dataset), initial=len(dataset) - len(pending), unit="frame",
                    desc=f"{stage.task} {shard_name(shard)}", disable=not progress)
-        for batches in loader:
-            for batch in batches:
-                partial.write(batch["index"], predict_batch(stage, batch))
-                log.debug("wrote frames %s", batch["index"].tolist())
-                bar.update(len(batch["index"]))
+        # A batch's results are resampled onto the grid and written on a second thread while the next
+        # batch runs on the device (numpy and HDF5 release the GIL); one batch in flight, in order.
+        with ThreadPoolExecutor(max_workers=1) as post:
+            previous = None
+            for batches in loader:
+                for batch in batches:
+                    results = predict_raw(stage, batch)
+                    if previous is not None:
+                        previous.result()
+                    previous = post.submit(_store, stage, partial, batch, results, bar)
+            if previous is not None:
+                previous.result()
         bar.close()
         failures = partial.finalise(out, failures_out, provenance)
     finally:
