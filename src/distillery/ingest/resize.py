@@ -122,6 +122,19 @@ def _over_footprint(ufunc, a: np.ndarray) -> np.ndarray:
     return functools.reduce(ufunc, (a[..., j] for j in range(a.shape[-1])))
 
 
+def _sort_rows(a: np.ndarray) -> np.ndarray:
+    """Each row of a [n, k] sorted ascending: for small footprints an odd-even transposition network over
+    the columns (k passes of elementwise min/max, vectorised over the rows), which beats a per-row sort."""
+    k = a.shape[-1]
+    if k > 16:
+        return np.sort(a, axis=-1)
+    cols = [a[:, j] for j in range(k)]
+    for step in range(k):
+        for j in range(step % 2, k - 1, 2):
+            cols[j], cols[j + 1] = np.minimum(cols[j], cols[j + 1]), np.maximum(cols[j], cols[j + 1])
+    return np.stack(cols, axis=-1)
+
+
 def resize_mean(arr: np.ndarray, box: CropBox, target_w: int, target_h: int) -> np.ndarray:
     """Area mean over box footprints (confidence)."""
     values, weights = _windows(arr.astype(np.float32, copy=False), box, target_w, target_h)
@@ -140,7 +153,7 @@ def resize_depth(depth: np.ndarray, box: CropBox, target_w: int, target_h: int) 
     out = mean.astype(np.float32)
     edge = (high - low) > EDGE_SPREAD * low
     if edge.any():
-        ordered = np.sort(np.where(valid[edge], values[edge], np.inf), axis=-1)
+        ordered = _sort_rows(np.where(valid[edge], values[edge], np.inf))
         pick = np.maximum((valid[edge].sum(-1) - 1) // 2, 0)
         out[edge] = np.take_along_axis(ordered, pick[:, None], -1)[:, 0]
     return np.where(2 * covered >= _over_footprint(np.add, weights), out, 0.0).astype(np.float32)
