@@ -1,11 +1,15 @@
 """Teacher throughput at production sizes, and the labeller's quality against synthetic truth.
 
 Throughput (default mode): each real teacher is built at its production
-size with untrained weights (they run at the true speed) and labels
-240x320 frames through its adapter, pre- and post-processing included:
+size with untrained weights (they run at the true speed) and labels frames
+of the source size (--frame, 480x640 by default: teachers see the frame as
+captured, not the 240x320 training frame) through its adapter, pre- and
+post-processing included:
 DA3METRIC-LARGE at process_res 504, DA2-Large at 518, YOLOv8-L at 640,
 SAM 2.1 Hiera-L at 1024 with --boxes boxes per frame, plus the geometric
-labeller and the simulated teachers (CPU). Timing: warm-up batches first,
+labeller and the simulated teachers (CPU), and `to_grid`: what a source
+frame costs on the CPU around the network (decoding its JPEG from the shard,
+resampling depth and a class map onto the 240x320 grid). Timing: warm-up batches first,
 then --repeats timed batches, with torch.cuda.synchronize around them on
 CUDA; inference runs under torch.inference_mode and bf16 autocast
 (--precision), YOLO in channels_last, input batches pinned.
@@ -45,14 +49,15 @@ SEED_FPS = {"da3": 12.0, "yolo": 30.0, "sam2": 5.0}
 CLASSES = ("floor", "wall", "person", "furniture", "glass", "other")
 
 
-def make_batch(n: int, boxes: int, pin: bool, height: int = 240, width: int = 320) -> dict:
+def make_batch(n: int, boxes: int, pin: bool, height: int = 480, width: int = 640) -> dict:
     rng = np.random.default_rng(0)
+    k = [520.0 * width / 640, 520.0 * height / 480, (width - 1) / 2, (height - 1) / 2]
     rgb = torch.from_numpy(rng.integers(0, 256, (n, height, width, 3), dtype=np.uint8))
     xy = rng.uniform(0, [width * 0.6, height * 0.6], (n, boxes, 2))
-    wh = rng.uniform(20, 100, (n, boxes, 2))
+    wh = rng.uniform(20, 100, (n, boxes, 2)) * width / 320
     box = np.concatenate([xy, xy + wh, np.full((n, boxes, 1), 0.9), np.full((n, boxes, 1), 3.0)], -1)
     depth = rng.uniform(0.5, 5.0, (height, width)).astype(np.float32)
-    return {"rgb": rgb.pin_memory() if pin else rgb, "intrinsics": torch.tensor([[260.0, 260.0, 159.5, 119.5]] * n),
+    return {"rgb": rgb.pin_memory() if pin else rgb, "intrinsics": torch.tensor([k] * n),
             "key": [f"bench/s/{i}" for i in range(n)], "boxes": [b.astype(np.float32) for b in box],
             "truth_depth": [depth] * n}
 
@@ -84,6 +89,38 @@ def labeller_fps(frames: int) -> float:
     return frames / (time.perf_counter() - start)
 
 
+def to_grid_fps(frames: int, height: int, width: int) -> dict:
+    """Frames per second of the CPU work around a teacher for one source frame: decoding its JPEG (the
+    shard's bytes) and bringing depth (valid-aware) and a class map (mode) onto the 240x320 grid."""
+    import io
+
+    from PIL import Image
+
+    from distillery.ingest.frames import decode_rgb
+    from distillery.ingest.resize import crop_box
+    from distillery.teachers.grid import FrameGrid
+
+    rng = np.random.default_rng(0)
+    scene = quality_scene()
+    rgb = np.asarray(Image.fromarray(scene["rgb"]).resize((width, height), Image.Resampling.BICUBIC))
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format="JPEG", quality=90)
+    data = buf.getvalue()
+    box = crop_box(width, height, 320, 240, "crop")
+    grid = FrameGrid.of((box.left, box.top, box.width, box.height), (height, width), (240, 320))
+    depth = rng.uniform(0.5, 5.0, (height, width)).astype(np.float32)
+    labels = rng.integers(0, 6, (height, width)).astype(np.uint8)
+    out = {}
+    for name, work in (("decode_jpeg", lambda: decode_rgb(data)), ("depth", lambda: grid.depth(depth)),
+                       ("labels", lambda: grid.labels(labels))):
+        start = time.perf_counter()
+        for _ in range(frames):
+            work()
+        out[name] = round(frames / (time.perf_counter() - start), 1)
+    out["jpeg_bytes"] = len(data)
+    return out
+
+
 def quality_scene() -> dict:
     """One 240x320 synthetic corridor frame (the labeller's cost depends on the image size, not content)."""
     from distillery.synth import synthesize_frame
@@ -95,16 +132,21 @@ def quality_scene() -> dict:
 
 def throughput(args) -> dict:
     runtime = Runtime(args.device, args.precision)
+    height, width = (int(v) for v in args.frame.split("x"))
     figures = {"device": args.device, "precision": args.precision, "boxes_per_frame": args.boxes,
+               "frame": [height, width],
                "cuda_device": torch.cuda.get_device_name() if runtime.cuda else None, "fps": {}}
     for name in args.teachers.split(","):
         if name == "labeller":
             figures["fps"]["labeller"] = {"cpu_1": round(labeller_fps(args.repeats * 4), 2)}
             continue
+        if name == "to_grid":
+            figures["to_grid_cpu_fps"] = to_grid_fps(args.repeats * 10, height, width)
+            continue
         teacher = build_teacher(TEACHERS[name], runtime)
         per_size = {}
         for size in (int(s) for s in args.batch_sizes.split(",")):
-            batch = make_batch(size, args.boxes, pin=runtime.cuda)
+            batch = make_batch(size, args.boxes, pin=runtime.cuda, height=height, width=width)
             per_size[str(size)] = round(frames_per_second(teacher, batch, args.device, args.warmup, args.repeats), 3)
             print(f"{name} batch {size}: {per_size[str(size)]} frames/s", flush=True)
         figures["fps"][name] = per_size
@@ -172,7 +214,8 @@ def main() -> None:
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--precision", default="bf16", choices=("bf16", "fp16", "fp32"))
     p.add_argument("--batch-sizes", default="1", help="comma-separated, e.g. 1,4,8,16 on a GPU")
-    p.add_argument("--teachers", default="da3,da2,yolo,sam2,labeller,sim_da3")
+    p.add_argument("--teachers", default="da3,da2,yolo,sam2,labeller,sim_da3,to_grid")
+    p.add_argument("--frame", default="480x640", help="source frame HxW the teachers see (default 480x640)")
     p.add_argument("--boxes", type=int, default=4, help="SAM 2 box prompts per frame")
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--repeats", type=int, default=2)

@@ -97,6 +97,12 @@ def test_an_older_manifest_is_refused_naming_the_fix(shards, tmp_path):
     merge_shards(shards, str(out), progress=False)
     with h5py.File(out, "r+") as f:
         f.attrs["schema_version"] = 1
-    with pytest.raises(ValueError, match=r"schema version 1, this Distillery reads version 2 \(which adds a relative "
-                                         r"teacher-depth slot.*snakemake --forcerun pack_shard"):
+    with pytest.raises(ValueError, match=r"schema version 1, this Distillery reads version 3 \(which adds a relative "
+                                         r"teacher-depth slot.*the source frame in each shard.*"
+                                         r"snakemake --forcerun pack_shard"):
+        Manifest(out)
+    with h5py.File(out, "r+") as f:
+        f.attrs["schema_version"] = 2
+    with pytest.raises(ValueError, match=r"schema version 2, this Distillery reads version 3 \(which adds the source "
+                                         r"frame in each shard \(rgb_encoded.*input size of every teacher slot"):
         Manifest(out)

@@ -30,6 +30,7 @@ class Recording:
         self.seen, self.batches = [], 0
         self.task, self.reads, self.simulated, self.runtime = stage.task, stage.reads, stage.simulated, Runtime()
         self.kind = getattr(stage, "kind", lambda: None)
+        self.sees = stage.sees
 
     def predict(self, batch):
         self.batches += 1

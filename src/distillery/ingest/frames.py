@@ -11,6 +11,7 @@ can quarantine the frame instead of crashing its shard.
 from __future__ import annotations
 
 import dataclasses
+import io
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -128,13 +129,14 @@ class DecodedFrame:
     truth_semantics: np.ndarray | None = None
 
 
-def _open_image(path: str, field_name: str) -> np.ndarray:
-    if not Path(path).is_file():
+def _open_image(path: str, field_name: str, data: bytes | None = None) -> np.ndarray:
+    """Decode an image file (or `data`, the file's bytes already read) to an array."""
+    if data is None and not Path(path).is_file():
         raise FrameError(path, field_name, "file not found")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error")
-            with Image.open(path) as im:
+            with Image.open(path if data is None else io.BytesIO(data)) as im:
                 im.load()
                 if field_name == "rgb":
                     if im.mode not in ("RGB", "RGBA", "L", "P"):
@@ -225,11 +227,29 @@ def drop_out_of_range(depth: np.ndarray, ref: FrameRef, max_depth_m: float) -> n
     return depth
 
 
-def load_frame(ref: FrameRef, max_depth_m: float) -> DecodedFrame:
-    """Decode and validate one frame; raise FrameError on the first problem."""
+def read_rgb_bytes(ref: FrameRef) -> bytes:
+    """The RGB file's bytes as they are on disk (what a shard keeps for the teachers)."""
+    try:
+        return Path(ref.rgb).read_bytes()
+    except FileNotFoundError:
+        raise FrameError(ref.rgb, "rgb", "file not found") from None
+    except OSError as exc:
+        raise FrameError(ref.rgb, "rgb", f"unreadable ({exc})") from None
+
+
+def decode_rgb(data: bytes, name: str = "rgb") -> np.ndarray:
+    """uint8 [H, W, 3] of an RGB image file's bytes, converted as `load_frame` converts it."""
+    return _open_image(name, "rgb", data)
+
+
+def load_frame(ref: FrameRef, max_depth_m: float, rgb_bytes: bytes | None = None) -> DecodedFrame:
+    """Decode and validate one frame; raise FrameError on the first problem.
+
+    `rgb_bytes`, the RGB file's bytes when the caller has read them, are decoded instead of the file,
+    so that what is decoded is exactly what the caller keeps."""
     if ref.intrinsics is None:
         raise FrameError(ref.rgb, "intrinsics", MISSING_INTRINSICS)
-    rgb = _open_image(ref.rgb, "rgb")
+    rgb = _open_image(ref.rgb, "rgb", rgb_bytes)
     depth = load_depth(ref)
     if depth.shape != rgb.shape[:2]:
         raise FrameError(ref.depth, "depth", f"size mismatch: depth {depth.shape[1]}x{depth.shape[0]} vs rgb {rgb.shape[1]}x{rgb.shape[0]}")

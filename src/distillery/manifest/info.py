@@ -2,21 +2,42 @@
 
 Frames per split and dataset, the stored size, the mean ToF valid share,
 how many frames have each teacher slot filled (metric depth, relative depth,
-labels, boxes), and which teacher filled each slot: id, backend, kind and
-the SHA-256 of its weights (or, for simulated teachers, that they have none).
+labels, boxes), and which teacher filled each slot: id, backend, kind, the
+SHA-256 of its weights (or, for simulated teachers, that they have none) and
+the size of the frames it labelled ("480x640": frames), which says whether a
+teacher saw the frames as captured or the stored training frames.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 
+import numpy as np
+
 from distillery.manifest.reader import Manifest
+from distillery.manifest.schema import INPUT_SIZE
+
+
+def teacher_slot(teacher: dict) -> str:
+    """The manifest slot a teacher fills."""
+    if teacher["task"] == "depth":
+        return "teacher_depth" if teacher.get("kind") == "metric" else "teacher_depth_relative"
+    return {"detect": "boxes", "segment": "teacher_label"}[teacher["task"]]
+
+
+def input_sizes(m: Manifest, slot: str) -> dict[str, int]:
+    """Frames per input size ("HxW") of one slot, over the frames that have it."""
+    flag = m.file["has_teacher_label" if slot == "teacher_label" else f"has_{slot}"][:]
+    sizes = m.file[INPUT_SIZE[slot]][:][flag]
+    values, counts = np.unique(sizes.reshape(-1, 2), axis=0, return_counts=True)
+    return {f"{h}x{w}": int(c) for (h, w), c in zip(values, counts)}
 
 
 def teacher_lines(m: Manifest) -> list[dict]:
     """One short entry per teacher of the manifest's provenance."""
     return [{"id": t["id"], "task": t["task"], "kind": t.get("kind"), "backend": t["backend"],
-             "weights": t.get("weights", ""), "weights_sha256": t.get("weights_sha256", "")} for t in m.teachers]
+             "weights": t.get("weights", ""), "weights_sha256": t.get("weights_sha256", ""),
+             "input_size": input_sizes(m, teacher_slot(t))} for t in m.teachers]
 
 
 def manifest_info(m: Manifest) -> dict:

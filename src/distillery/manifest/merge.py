@@ -28,7 +28,7 @@ import numpy as np
 from distillery.manifest.content import content_id
 from distillery.manifest.provenance import collect_teachers
 from distillery.manifest.failures import check_failures, failure_report
-from distillery.manifest import (IMAGE_FIELDS, LAYER_SCHEMA_NAME, ROW_FIELDS, STRING_FIELDS, atomic_target,
+from distillery.manifest import (IMAGE_FIELDS, INPUT_SIZE, LAYER_SCHEMA_NAME, ROW_FIELDS, STRING_FIELDS, atomic_target,
                                  check_schema, create_layout, manifest_records, read_jsonl, write_jsonl_atomic,
                                  replace_durable, write_text_atomic)
 
@@ -81,12 +81,19 @@ def _copy_layer(layer: h5py.File, path: str, shard: h5py.File, dst: h5py.File, o
         raise ValueError(f"{path}: its frames differ from those of shard {layer.attrs['shard']} "
                          "(was the shard re-packed after this layer was written?)")
     n = int(layer.attrs["frame_count"])
+    slots = []
     for name, spec in IMAGE_FIELDS.items():
         if name in layer:
             _copy_chunks(layer[name], dst[name], offset)
             dst[spec.flag][offset:offset + n] = layer[spec.flag][:]
+            slots.append(name)
     if "has_boxes" in layer:
         dst["has_boxes"][offset:offset + n] = layer["has_boxes"][:]
+        slots.append("boxes")
+    if "input_size" in layer:  # the size each frame's teacher saw, on the rows of every slot it filled
+        sizes = layer["input_size"][:]
+        for slot in slots:
+            dst[INPUT_SIZE[slot]][offset:offset + n] = sizes
 
 
 def _group_layers(shard_paths: list[str], layer_paths: list[str]) -> dict[str, list[str]]:

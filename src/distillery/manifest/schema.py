@@ -23,10 +23,13 @@ from distillery.classes import IGNORE_LABEL
 
 SCHEMA_NAME = "distillery-manifest"
 LAYER_SCHEMA_NAME = "distillery-layer"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 # What changed in each version: the reason an older file is refused, and what rebuilds it.
 SCHEMA_CHANGES = {2: "a relative teacher-depth slot (teacher_depth_relative) and teacher provenance "
-                     "(root attribute `teachers`)"}
+                     "(root attribute `teachers`)",
+                  3: "the source frame in each shard (rgb_encoded: the camera image's file bytes, so that "
+                     "teachers label the frame as captured), its crop (source_crop) and the input size of "
+                     "every teacher slot (input_size_*)"}
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,7 @@ ROW_FIELDS: dict[str, tuple[str, tuple[int, ...], float]] = {
     "intrinsics": ("float32", (4,), 0),  # fx, fy, cx, cy at the stored size
     "intrinsics_original": ("float32", (4,), 0),  # at the source size
     "original_size": ("int32", (2,), 0),  # source height, width
+    "source_crop": ("int32", (4,), 0),  # left, top, width, height of the source window the stored frame shows
     "timestamp": ("float64", (), np.nan),
     "tof_valid_share": ("float32", (), 0),
     "confidence_derived": ("bool", (), 0),
@@ -67,6 +71,14 @@ ROW_FIELDS: dict[str, tuple[str, tuple[int, ...], float]] = {
     "has_truth_depth": ("bool", (), 0),
     "has_truth_label": ("bool", (), 0),
 }
+# The slots teachers fill, and the row field that says at which size (height, width) each frame's
+# teacher saw it: the source size for real teachers, the stored size for simulated ones; 0, 0 where empty.
+TEACHER_SLOTS = ("teacher_depth", "teacher_depth_relative", "teacher_label", "boxes")
+INPUT_SIZE = {slot: f"input_size_{slot}" for slot in TEACHER_SLOTS}
+ROW_FIELDS.update({name: ("int32", (2,), 0) for name in INPUT_SIZE.values()})
+# Shard files only (the merge leaves it out of the manifest): each frame's camera image as its file's
+# bytes (PNG, JPEG, ...: not decoded and re-encoded), what the teachers label.
+SOURCE_FIELD = "rgb_encoded"
 
 STRING_FIELDS = ("key", "dataset", "sequence", "split", "rgb_source")
 BOX_COLUMNS = ("x1", "y1", "x2", "y2", "score", "class_id")
@@ -101,8 +113,10 @@ def compression(spec: ImageField, level: int = 3) -> dict:
     return dict(hdf5plugin.Zstd(clevel=level), shuffle=spec.shuffle and np.dtype(spec.dtype).itemsize > 1)
 
 
-def create_layout(f: h5py.File, n: int, height: int, width: int, level: int = 3) -> None:
-    """Create every dataset of the schema for n frames, unwritten slots at their fill."""
+def create_layout(f: h5py.File, n: int, height: int, width: int, level: int = 3, source: bool = False) -> None:
+    """Create every dataset of the schema for n frames, unwritten slots at their fill.
+
+    `source` adds the shard-only `rgb_encoded` (one variable-length byte string per frame)."""
     f.attrs.update(schema=SCHEMA_NAME, schema_version=SCHEMA_VERSION, height=height, width=width, frame_count=n,
                    teachers="[]")  # provenance of the teacher slots; the merge fills it
     for name, spec in IMAGE_FIELDS.items():
@@ -114,6 +128,8 @@ def create_layout(f: h5py.File, n: int, height: int, width: int, level: int = 3)
     str_dt = h5py.string_dtype()
     for name in STRING_FIELDS:
         f.create_dataset(name, shape=(n,), dtype=str_dt)
+    if source:
+        f.create_dataset(SOURCE_FIELD, shape=(n,), dtype=h5py.vlen_dtype(np.uint8))
     create_boxes(f, n)
 
 
@@ -138,6 +154,7 @@ def create_layer(f: h5py.File, shard: str, keys: list[str], height: int, width: 
     if teacher is not None:  # the teacher's description (id, task, backend, ...); the merge gathers them
         f.attrs["teacher"] = json.dumps(teacher, sort_keys=True)
     f.create_dataset("key", data=np.asarray(keys, dtype=object), dtype=h5py.string_dtype())
+    f.create_dataset("input_size", shape=(n, 2), dtype="int32", fillvalue=0)  # what the teacher saw, per frame
     for name in fields:
         spec = IMAGE_FIELDS[name]
         if spec.flag is None:

@@ -1,21 +1,29 @@
 """The contract every teacher backend keeps: what it reads, what it returns, on which device.
 
 A backend labels a batch of frames of one shard. The runner hands it a dict:
-`rgb` (torch uint8 [B, H, W, 3], pinned when the device is CUDA),
-`intrinsics` (torch float32 [B, 4]: fx, fy, cx, cy at the stored size),
-`index` and `key`, and, as lists with one numpy array (or None) per frame,
-every other field named in the backend's `reads` (`tof_depth`,
+`rgb` (torch uint8 [B, H, W, 3], pinned when the device is CUDA) and
+`intrinsics` (torch float32 [B, 4]: fx, fy, cx, cy at H x W) of the frame the
+backend sees (`sees()`): a real teacher sees the SOURCE frame, the camera
+image as captured (e.g. 480x640), decoded from the shard's `rgb_encoded`; a
+simulated one, which works from the stored ground truth, sees the stored
+frame. Also `index`, `key`, `crop` and `grid_hw` (where the frame sits on the
+stored grid, see grid.py) and, as lists with one numpy array (or None) per
+frame, every other field named in the backend's `reads` (`tof_depth`,
 `truth_label`, `teacher_depth` from the depth layer, `boxes` from the detect
-layer, ...). It returns one entry per frame: a dict of results, or a
-`FrameFailure` when that frame could not be labelled (recorded, not fatal).
+layer, ...; these are at the stored size, boxes in the input frame's pixels).
+Frames of one batch share one input size. It returns one entry per frame: a
+dict of results, or a `FrameFailure` when that frame could not be labelled
+(recorded, not fatal).
 
-Results per task, all at the stored frame size H x W:
+Results per task, at the input frame's size H x W (the runner resamples depth
+and boxes onto the stored grid, grid.py; the segment stage paints masks at H x W
+and takes the mode onto the grid):
 - depth:   {"teacher_depth": float32 [H, W]}, metres (or relative, see `depth_kind`), 0 = no value;
            the runner stores a relative teacher's output in the manifest's teacher_depth_relative slot
 - detect:  {"boxes": float32 [k, 6] x1, y1, x2, y2, score, class_id (ours: 2 person, 3 furniture),
             "source_class": int32 [k] the detector's own class id (COCO), -1 when it has none}
 - masks:   {"masks": bool [k, H, W], "scores": float32 [k], "classes": uint8 [k]} (segment backends)
-- segment: {"teacher_label": uint8 [H, W]}, 6 classes, 255 = ignore
+- segment: {"teacher_label": uint8 [h, w]}, 6 classes, 255 = ignore, at the stored size
 """
 
 from __future__ import annotations
@@ -97,6 +105,7 @@ class Teacher:
     simulated: bool = False
     depth_kind: str | None = None  # depth teachers: "metric" or "relative_inverse"
     id: str = ""  # the config's name for this teacher (layer folder, manifest provenance); set by build_teacher
+    frame: str | None = None  # "source" or "stored": the frame it labels; None: see `sees`
 
     @dataclass(frozen=True)
     class Settings:
@@ -109,6 +118,12 @@ class Teacher:
 
     def predict(self, batch: dict) -> list[dict | FrameFailure]:
         raise NotImplementedError
+
+    @classmethod
+    def sees(cls) -> str:
+        """The frame this teacher labels: "source" (as captured) for networks, "stored" for simulated
+        teachers, which are made from the stored ground truth."""
+        return cls.frame or ("stored" if cls.simulated else "source")
 
     @classmethod
     def kind(cls) -> str | None:

@@ -2,8 +2,9 @@
 
 DA2 predicts affine-invariant inverse depth: larger is nearer, with an
 unknown scale and shift per image. It has no metric scale, and that is the
-lesson of V1 (a student trained on it had 75 m RMSE). The layer stores the
-output as it is, resized to the stored frame size, and marks it with
+lesson of V1 (a student trained on it had 75 m RMSE). The network sees the
+source frame; its output is resized back to that frame's size (the runner
+then resamples it onto the stored grid), stored as it is, and marked with
 `depth_kind = "relative_inverse"` in the layer attributes; the sanity gate
 then checks it against inverse ToF depth instead of metres.
 

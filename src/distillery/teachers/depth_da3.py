@@ -10,8 +10,12 @@ resolution, and metric depth is
 with fx', fy' the intrinsics SCALED TO THE PROCESSED RESOLUTION. The
 reference used the original-resolution focal on a 504-wide output and got
 labels 1.27x too deep on NYU; `processed_focal` is the one place this is
-computed and tests pin it. Metric depth is then resized to the stored frame
-size (depth values do not change with resolution) and stored as float16.
+computed and tests pin it. The frame is the source frame as captured (the
+runner decodes it from the shard) with the intrinsics of that size, so the
+network sees every pixel the camera gave; metric depth is resized back to
+that size (depth values do not change with resolution), and the runner
+brings it onto the stored grid with the valid-aware area resampling of
+teachers/grid.py.
 
 Sky: DA3's sky head marks pixels (sky >= 0.3) that the package sets to the
 99th percentile of the non-sky depth. Upstream takes that percentile over the
@@ -71,7 +75,8 @@ def processed_size(height: int, width: int, process_res: int) -> tuple[int, int]
 
 
 def processed_focal(intrinsics: np.ndarray, stored_hw: tuple[int, int], processed_hw: tuple[int, int]) -> np.ndarray:
-    """(fx + fy) / 2 at the processed resolution, per frame; intrinsics [B, 4] are at the stored size."""
+    """(fx + fy) / 2 at the processed resolution, per frame; intrinsics [B, 4] are at `stored_hw`, the size of
+    the frame the teacher was given (the source frame in a run)."""
     k = np.asarray(intrinsics, dtype=np.float64).reshape(-1, 4)
     fx = k[:, 0] * processed_hw[1] / stored_hw[1]
     fy = k[:, 1] * processed_hw[0] / stored_hw[0]

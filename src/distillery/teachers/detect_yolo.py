@@ -2,7 +2,8 @@
 
 Kept detections: COCO 0 (person -> our class 2) and the furniture set of the
 spec (-> our class 3), confidence >= `conf` (0.3). Boxes are x1, y1, x2, y2
-in stored-image pixels, with the score and OUR class id; the detector's own
+in pixels of the frame it was given (the source frame: the runner moves them
+onto the stored grid), with the score and OUR class id; the detector's own
 COCO id travels alongside as `source_class` (kept in the detect layer as
 `box_source_class`, not in the manifest).
 
@@ -49,7 +50,7 @@ def letterbox_geometry(height: int, width: int, imgsz: int, stride: int) -> tupl
 
 
 def to_boxes(det: np.ndarray, scale: float, pad: tuple[int, int], height: int, width: int) -> dict:
-    """NMS rows (x1, y1, x2, y2, score, coco) at network size -> our box rows at the stored size."""
+    """NMS rows (x1, y1, x2, y2, score, coco) at network size -> our box rows at the input frame's size."""
     det = det[np.isin(det[:, 5].astype(int), list(COCO_TO_CLASS))]
     xyxy = (det[:, :4] - np.array([pad[1], pad[0], pad[1], pad[0]])) / scale
     xyxy = np.clip(xyxy, 0, [width, height, width, height])

@@ -1,6 +1,7 @@
 """The partial layer file of a running teacher stage: per-frame status, flushed per batch, then finalised.
 
-Layout: a layer file (`create_layer`) of the stage's fields, plus
+Layout: a layer file (`create_layer`) of the stage's fields and the input
+size of each frame (the frame the teacher saw), plus
 `frame_status` (0 pending, 1 done, 2 failed) and `frame_failure` (reason),
 and for the detect stage `partial_boxes` / `partial_box_source` (one
 variable-length row per frame, so a frame's boxes are written with it and
@@ -83,8 +84,8 @@ class PartialLayer:
                     return "it was written with other settings or inputs"
                 if _keys_of(f) != keys:
                     return "its frames differ from the shard's"
-                if "frame_status" not in f or "frame_checksum" not in f:
-                    return "it has no frame status or checksums"
+                if "frame_status" not in f or "frame_checksum" not in f or "input_size" not in f:
+                    return "it has no frame status, checksums or input sizes (an older Distillery wrote it)"
         except OSError as err:  # truncated by a kill during a flush: nothing in it can be trusted
             return f"it is unreadable ({err})"
         return None
@@ -99,6 +100,7 @@ class PartialLayer:
         if self.boxes:
             out["partial_boxes"] = np.asarray(r["boxes"], np.float32).ravel()
             out["partial_box_source"] = np.asarray(r["source_class"], np.int32)
+        out["input_size"] = np.asarray(r["input_size"], np.int32)  # the size of the frame the teacher saw
         return out
 
     @staticmethod
@@ -136,7 +138,7 @@ class PartialLayer:
         f.flush()
 
     def _read_back(self, i: int) -> list:
-        names = list(self.fields) + (["partial_boxes", "partial_box_source"] if self.boxes else [])
+        names = list(self.fields) + (["partial_boxes", "partial_box_source"] if self.boxes else []) + ["input_size"]
         return [np.asarray(self.file[name][i]) for name in names]
 
     def verify(self) -> list[int]:

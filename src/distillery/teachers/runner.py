@@ -3,7 +3,12 @@
 Frames are read from the packed shard file (and, for the segment stage,
 from the depth and detect layers) by a DataLoader whose worker processes
 decode the compressed chunks while the device works; batches are pinned
-when the device is CUDA.
+when the device is CUDA. A real teacher gets the source frame (the camera
+image as captured, decoded from the shard's `rgb_encoded`, with the
+intrinsics of that size); its depth and boxes are resampled onto the stored
+grid here (grid.py), and every frame's layer row records the size the
+teacher saw (`input_size`). A shard packed without source frames (by
+another tool) is labelled at its stored size, and says so.
 
 Resuming: results go into a partial layer file beside the output
 (`<out>.partial`, a stable name outside the workflow's declared outputs,
@@ -27,6 +32,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import h5py
@@ -34,9 +40,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from distillery.manifest import LAYER_SCHEMA_NAME, check_schema
+from distillery.ingest.frames import FrameError, decode_rgb
+from distillery.manifest import LAYER_SCHEMA_NAME, SOURCE_FIELD, check_schema
 from distillery.teachers.base import FrameFailure, TeacherError
 from distillery.teachers.faults import as_fatal, is_fatal, with_injected_faults
+from distillery.teachers.grid import batch_grids, to_grid
 from distillery.teachers.partial import PENDING, PartialLayer
 from distillery.teachers.stages import LAYER_BOXES, check_result, layer_fields, slot_result
 
@@ -55,15 +63,22 @@ def partial_path(out: str | os.PathLike) -> Path:
 
 
 class ShardFrames(torch.utils.data.Dataset):
-    """Frames of one shard as dicts of numpy arrays; files are opened lazily, once per process."""
+    """Frames of one shard as dicts of numpy arrays; files are opened lazily, once per process.
+
+    `rgb` and `intrinsics` are the frame the teacher sees: the source frame when `source` (and the
+    shard has it), else the stored one; `stored_rgb` and `stored_intrinsics` can be asked for too."""
 
     def __init__(self, shard: str, fields: tuple[str, ...], depth_layer: str | None = None,
-                 detect_layer: str | None = None):
+                 detect_layer: str | None = None, source: bool = False):
         self.paths = {"shard": shard, "depth": depth_layer, "detect": detect_layer}
         self.fields = fields
         self._files, self._pid = {}, None
         with h5py.File(shard, "r") as f:
             self.keys = [k.decode() if isinstance(k, bytes) else str(k) for k in f["key"][:]]
+            self.source = source and SOURCE_FIELD in f
+        if source and not self.source:
+            log.warning("%s has no source frames (packed by another tool): the teacher labels the stored "
+                        "frames, and the layer records that size", shard)
 
     def _file(self, name: str) -> h5py.File:
         if self._pid != os.getpid():
@@ -85,11 +100,36 @@ class ShardFrames(torch.utils.data.Dataset):
                 "teacher_depth": "has_teacher_depth"}.get(name)
         return f[name][i] if flag is None or f[flag][i] else None
 
+    def _input_frame(self, shard: h5py.File, i: int) -> dict:
+        """The frame the teacher sees, its intrinsics, its crop on the stored grid, the grid's size."""
+        stored = shard["rgb"][i]
+        grid_hw = stored.shape[:2]
+        data = shard[SOURCE_FIELD][i] if self.source else ()
+        if not len(data):
+            return {"rgb": stored, "intrinsics": shard["intrinsics"][i], "grid_hw": grid_hw,
+                    "crop": np.array([0, 0, grid_hw[1], grid_hw[0]], np.int32)}
+        try:
+            rgb = decode_rgb(data.tobytes(), self.paths["shard"])
+        except FrameError as err:
+            raise TeacherError(f"{self.paths['shard']}: the source frame of {self.keys[i]} does not decode "
+                               f"({err.reason}); re-pack the shard (snakemake --forcerun pack_shard)") from None
+        if rgb.shape[:2] != tuple(shard["original_size"][i]):
+            raise TeacherError(f"{self.paths['shard']}: the source frame of {self.keys[i]} is {rgb.shape[:2]}, "
+                               f"the shard says {tuple(shard['original_size'][i])}; re-pack the shard")
+        return {"rgb": rgb, "intrinsics": shard["intrinsics_original"][i], "grid_hw": grid_hw,
+                "crop": shard["source_crop"][i]}
+
     def __getitem__(self, i: int) -> dict:
         shard = self._file("shard")
-        item = {"index": i, "key": self.keys[i], "rgb": shard["rgb"][i], "intrinsics": shard["intrinsics"][i]}
+        item = {"index": i, "key": self.keys[i], **self._input_frame(shard, i)}
         for name in self.fields:
-            if name in SHARD_FIELDS:
+            if name in ("rgb", "intrinsics"):  # always there: the frame the teacher sees
+                continue
+            if name == "stored_rgb":
+                item[name] = shard["rgb"][i]
+            elif name == "stored_intrinsics":
+                item[name] = shard["intrinsics"][i].astype(np.float32)
+            elif name in SHARD_FIELDS:
                 value = self._slot(shard, name, i)
                 item[name] = value.astype(np.float32) if name == "tof_confidence" else value
             elif name == "teacher_depth":
@@ -102,11 +142,22 @@ class ShardFrames(torch.utils.data.Dataset):
         return item
 
 
-def collate(items: list[dict]) -> dict:
-    """Stack rgb and intrinsics into tensors (pinnable); keep every other field as a per-frame list."""
+def collate(items: list[dict]) -> list[dict]:
+    """Batches of frames of one input size (a shard's frames usually share one: then one batch).
+
+    rgb and intrinsics are stacked into tensors (pinnable), crops into an array; every other field
+    stays a per-frame list."""
+    groups: dict[tuple, list[dict]] = {}
+    for it in items:
+        groups.setdefault((it["rgb"].shape, tuple(it["grid_hw"])), []).append(it)
+    return [_stack(group) for group in groups.values()]
+
+
+def _stack(items: list[dict]) -> dict:
     batch = {"index": np.array([it["index"] for it in items]), "key": [it["key"] for it in items],
              "rgb": torch.from_numpy(np.stack([it["rgb"] for it in items])),
-             "intrinsics": torch.from_numpy(np.stack([it["intrinsics"] for it in items]).astype(np.float32))}
+             "intrinsics": torch.from_numpy(np.stack([it["intrinsics"] for it in items]).astype(np.float32)),
+             "crop": np.stack([it["crop"] for it in items]), "grid_hw": tuple(int(v) for v in items[0]["grid_hw"])}
     for name in items[0]:
         if name not in batch:
             batch[name] = [it[name] for it in items]
@@ -114,11 +165,25 @@ def collate(items: list[dict]) -> dict:
 
 
 def split_batch(batch: dict) -> list[dict]:
-    return [{k: v[i:i + 1] for k, v in batch.items()} for i in range(len(batch["key"]))]
+    return [{k: v if k == "grid_hw" else v[i:i + 1] for k, v in batch.items()} for i in range(len(batch["key"]))]
 
 
-def predict_batch(stage, batch: dict, shape: tuple[int, int]) -> list:
-    """Per-frame results; a batch that raises is retried frame by frame, so one bad frame fails alone."""
+def on_grid(stage, results: list, batch: dict) -> list:
+    """Results resampled onto the stored grid, checked, keyed by slot, with the size the teacher saw."""
+    checked = []
+    for r, grid in zip(results, batch_grids(batch)):
+        if isinstance(r, FrameFailure):  # the teacher's own verdict on this frame
+            checked.append(r)
+            continue
+        r = to_grid(stage.task, r, grid)  # the segment stage puts its labels on the grid itself
+        reason = r if isinstance(r, str) else check_result(stage.task, r, grid.grid_hw)
+        checked.append(FrameFailure(reason) if reason else dict(slot_result(stage, r), input_size=grid.input_hw))
+    return checked
+
+
+def predict_raw(stage, batch: dict) -> list:
+    """Per-frame results as the teacher gives them (at its input size); a batch that raises is retried
+    frame by frame, so one bad frame fails alone."""
     try:
         results = stage.predict(batch)
     except TeacherError:
@@ -130,15 +195,8 @@ def predict_batch(stage, batch: dict, shape: tuple[int, int]) -> list:
             log.warning("frame %s failed: %s: %s", batch["key"][0], type(err).__name__, err)
             return [FrameFailure(f"{type(err).__name__}: {err}")]
         log.warning("batch failed (%s: %s); retrying its frames one by one", type(err).__name__, err)
-        return [r for sub in split_batch(batch) for r in predict_batch(stage, sub, shape)]
-    checked = []
-    for r in results:
-        if isinstance(r, FrameFailure):  # the teacher's own verdict on this frame
-            checked.append(r)
-            continue
-        reason = check_result(stage.task, r, shape)
-        checked.append(FrameFailure(reason) if reason else slot_result(stage, r))
-    return checked
+        return [r for sub in split_batch(batch) for r in predict_raw(stage, sub)]
+    return results
 
 
 def _fingerprint(path: str | None) -> list | None:
@@ -187,11 +245,17 @@ def make_loader(dataset, pending: np.ndarray, batch_size: int, workers: int, pin
                                        pin_memory=pin, prefetch_factor=2 if workers else None)
 
 
+def _store(stage, partial: PartialLayer, batch: dict, results: list, bar) -> None:
+    partial.write(batch["index"], on_grid(stage, results, batch))
+    log.debug("wrote frames %s", batch["index"].tolist())
+    bar.update(len(batch["index"]))
+
+
 def run_shard(stage, shard: str, out: str, failures_out: str, batch_size: int = 8, workers: int = 0,
               depth_layer: str | None = None, detect_layer: str | None = None, progress: bool = True) -> dict:
     """Label every frame of `shard` with `stage` into the layer file `out`; resumes a killed run."""
     stage = with_injected_faults(stage)
-    dataset = ShardFrames(shard, stage.reads, depth_layer, detect_layer)
+    dataset = ShardFrames(shard, stage.reads, depth_layer, detect_layer, source=stage.sees() == "source")
     with h5py.File(shard, "r") as f:
         size = int(f.attrs["height"]), int(f.attrs["width"])
     check_inputs(stage, shard, dataset.keys, depth_layer, detect_layer)
@@ -205,10 +269,18 @@ def run_shard(stage, shard: str, out: str, failures_out: str, batch_size: int = 
         loader = make_loader(dataset, pending, batch_size, workers, stage_runtime(stage).cuda)
         bar = tqdm(total=len(dataset), initial=len(dataset) - len(pending), unit="frame",
                    desc=f"{stage.task} {shard_name(shard)}", disable=not progress)
-        for batch in loader:
-            partial.write(batch["index"], predict_batch(stage, batch, size))
-            log.debug("wrote frames %s", batch["index"].tolist())
-            bar.update(len(batch["index"]))
+        # A batch's results are resampled onto the grid and written on a second thread while the next
+        # batch runs on the device (numpy and HDF5 release the GIL); one batch in flight, in order.
+        with ThreadPoolExecutor(max_workers=1) as post:
+            previous = None
+            for batches in loader:
+                for batch in batches:
+                    results = predict_raw(stage, batch)
+                    if previous is not None:
+                        previous.result()
+                    previous = post.submit(_store, stage, partial, batch, results, bar)
+            if previous is not None:
+                previous.result()
         bar.close()
         failures = partial.finalise(out, failures_out, provenance)
     finally:

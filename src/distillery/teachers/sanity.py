@@ -21,6 +21,7 @@ import numpy as np
 
 from distillery.manifest import write_text_atomic
 from distillery.teachers.base import FrameFailure
+from distillery.teachers.grid import batch_grids, to_grid
 from distillery.teachers.runner import ShardFrames, collate
 
 log = logging.getLogger(__name__)
@@ -80,12 +81,17 @@ def tof_correlation(depths: list[np.ndarray], tofs: list[np.ndarray], kind: str)
 
 
 def _predict_frames(stage, picks: list[tuple[str, int]]) -> list[tuple[str, dict | FrameFailure, np.ndarray]]:
+    """The teacher's depth of the picked frames on the stored grid (where the ToF is), as the runner stores it."""
     out = []
     for shard in dict.fromkeys(s for s, _ in picks):
-        data = ShardFrames(shard, tuple(dict.fromkeys((*stage.reads, "tof_depth"))))
-        batch = collate([data[i] for s, i in picks if s == shard])
-        for key, result, tof in zip(batch["key"], stage.predict(batch), batch["tof_depth"]):
-            out.append((key, result, tof))
+        data = ShardFrames(shard, tuple(dict.fromkeys((*stage.reads, "tof_depth"))), source=stage.sees() == "source")
+        for batch in collate([data[i] for s, i in picks if s == shard]):
+            for key, result, grid, tof in zip(batch["key"], stage.predict(batch), batch_grids(batch),
+                                              batch["tof_depth"]):
+                if not isinstance(result, FrameFailure):
+                    result = to_grid("depth", result, grid)
+                    result = FrameFailure(result) if isinstance(result, str) else result
+                out.append((key, result, tof))
     return out
 
 

@@ -8,8 +8,10 @@ corner points with labels 2 and 3, single-mask output, bilinear upsampling of
 the low-resolution logits), but run batched on the device: the predictor
 itself converts every image on the CPU and loops over images.
 
-The masks come back with the scores and classes of their boxes; the
-labeller paints them in score order (higher score wins).
+It sees the source frame, prompted with the detect layer's boxes mapped back
+to its pixels. The masks come back at that frame's size with the scores and
+classes of their boxes; the segment stage paints them in score order (higher
+score wins) and takes the mode of the painted classes onto the stored grid.
 """
 
 from __future__ import annotations
@@ -74,7 +76,7 @@ class Sam2Masks(Teacher):
         return maps[-1], maps[:-1]
 
     def decode(self, embed, high_res, j: int, boxes: np.ndarray, height: int, width: int) -> np.ndarray:
-        """Masks [k, H, W] of image j of an encoded batch for its boxes [k, 4] (stored-size pixels)."""
+        """Masks [k, H, W] of image j of an encoded batch for its boxes [k, 4] (input-frame pixels)."""
         import torch
         import torch.nn.functional as F
 

@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from distillery.teachers.base import FrameFailure, Runtime, Teacher, TeacherError, frame_seed, make_settings
+from distillery.teachers.grid import batch_grids
 from distillery.teachers.labeller import LabellerSettings, label_frame, paint_masks
 from distillery.teachers.registry import build_teacher
 
@@ -39,7 +40,12 @@ def slot_result(stage, result: dict) -> dict:
 
 
 class LabelStage:
-    """Masks from a segment teacher, painted by score, then the geometric labeller for the rest."""
+    """Masks from a segment teacher, painted by score, then the geometric labeller for the rest.
+
+    The mask teacher sees the frame its `sees()` names (SAM 2: the source frame, prompted with the
+    detect layer's boxes mapped back to its pixels); its masks are painted at that size, and the painted
+    classes are brought onto the stored grid by their mode. The labeller then works on the stored grid,
+    where the teacher depth, the ToF and the stored intrinsics are."""
 
     task = "segment"
 
@@ -50,28 +56,35 @@ class LabelStage:
         self.settings = settings
         self.simulated = masker.simulated
         self.threads = max(threads, 1)
-        base = ("rgb", "intrinsics", "tof_depth", "tof_confidence", "teacher_depth", "boxes")
+        base = ("stored_rgb", "stored_intrinsics", "tof_depth", "tof_confidence", "teacher_depth", "boxes")
         self.reads = tuple(dict.fromkeys(base + masker.reads))
 
-    def label(self, batch: dict, i: int, masks: dict) -> dict | FrameFailure:
+    def sees(self) -> str:
+        return self.masker.sees()
+
+    def label(self, batch: dict, i: int, masks: dict, grid) -> dict | FrameFailure:
         depth = batch["teacher_depth"][i]
         if depth is None:
             return FrameFailure("no teacher depth for this frame (the depth teacher failed on it)")
-        painted = paint_masks(masks["masks"], masks["scores"], masks["classes"], depth.shape)
+        if masks["masks"].shape[1:] != grid.input_hw:
+            return FrameFailure(f"masks of shape {masks['masks'].shape[1:]}, the input frame is {grid.input_hw}")
+        painted = grid.labels(paint_masks(masks["masks"], masks["scores"], masks["classes"], grid.input_hw))
         rng = frame_seed(self.settings.seed, batch["key"][i], 5)
-        label = label_frame(depth, batch["intrinsics"][i].numpy(), batch["tof_depth"][i], batch["tof_confidence"][i],
-                            batch["rgb"][i].numpy(), painted, self.settings, rng)
+        label = label_frame(depth, batch["stored_intrinsics"][i], batch["tof_depth"][i], batch["tof_confidence"][i],
+                            batch["stored_rgb"][i], painted, self.settings, rng)
         return {"teacher_label": label}
 
     def predict(self, batch: dict) -> list:
         undetected = [b is None for b in batch["boxes"]]
-        batch = dict(batch, boxes=[np.zeros((0, 6), np.float32) if b is None else b for b in batch["boxes"]])
-        masks = self.masker.predict(batch)
+        grids = batch_grids(batch)
+        boxes = [np.zeros((0, 6), np.float32) if b is None else g.boxes_to_input(b)
+                 for b, g in zip(batch["boxes"], grids)]
+        masks = self.masker.predict(dict(batch, boxes=boxes))
         masks = [FrameFailure("no detections for this frame (the detect teacher failed on it)") if missing else m
                  for m, missing in zip(masks, undetected)]
 
         def one(i: int):
-            return masks[i] if isinstance(masks[i], FrameFailure) else self.label(batch, i, masks[i])
+            return masks[i] if isinstance(masks[i], FrameFailure) else self.label(batch, i, masks[i], grids[i])
 
         # The labeller is numpy on the CPU, mostly outside the GIL: frames in parallel keep up with the GPU.
         with ThreadPoolExecutor(max_workers=self.threads) as pool:
