@@ -67,7 +67,8 @@ def test_export_follows_the_contract_and_passes_parity_at_batch_1_and_8(work):
     onnx.checker.check_model(str(work["dir"] / "student.onnx"), full_check=True)
     report = json.loads((work["dir"] / "parity.json").read_text())
     assert report["export"]["nodes"] < report["export"]["nodes_traced"]  # the simplifier did something
-    for precision, bound in (("fp32", spec.DEPTH_MAX_ABS_M), ("fp16", spec.FP16_DEPTH_MAX_ABS_M)):
+    for precision, bound in (("fp32", spec.DEPTH_MAX_ABS_M), ("fp16_weights", spec.FP16_DEPTH_MAX_ABS_M),
+                             ("fp16_arithmetic", spec.FP16_DEPTH_MAX_ABS_M)):
         assert report[precision]["passed"] and report[precision]["frames"] == 8
         assert set(report[precision]["batches"]) == {"1", "8"}
         assert all(b["depth_max_abs_m"] <= bound for b in report[precision]["batches"].values())
@@ -239,6 +240,10 @@ def test_deploy_defaults_agree_across_schema_config_and_cli():
     quantize = parser.parse_args(["quantize", "--onnx", "o", "--calibration", "c", "--manifest", "m", "--out", "o",
                                   "--report", "r"])
     bench = parser.parse_args(["engine-bench", "--engine", "e", "--out", "o"])
+    test_frames = parser.parse_args(["test-frames", "--manifest", "m", "--out", "o"])
+    assert (bench.budget_ms, test_frames.frames) == (defaults["latency_budget_ms"], defaults["agreement_frames"])
+    assert (quantize.max_delta1_drop, quantize.max_absrel_increase, quantize.max_miou_drop) == (
+        defaults["int8_max_delta1_drop"], defaults["int8_max_absrel_increase"], defaults["int8_max_miou_drop"])
     assert (calibrate.frames, calibrate.seed) == (defaults["calibration_frames"], defaults["calibration_seed"])
     assert export.parity_frames == defaults["parity_frames"]
     assert fused.frames == export.fused_frames == defaults["fused_frames"]
@@ -263,10 +268,11 @@ def test_workflow_deploys_every_built_version_and_engines_only_when_switched_on(
 
     proc = snakemake(tmp_path, "-n", "--quiet", "rules", config=_workflow_config(engines))
     out = proc.stdout + proc.stderr
-    for rule in ("export_onnx", "calibration_set", "quantize_int8", "model_card", "jetson_bundle"):
+    for rule in ("export_onnx", "calibration_set", "quantize_int8", "model_card", "test_frames", "jetson_bundle"):
         assert rule in out
     assert "fused_graph" not in out  # the export job writes the fused graph in the same process
-    assert ("build_engine" in out) == engines and ("engine_latency" in out) == engines
+    for rule in ("build_engine", "engine_latency", "engine_agreement"):
+        assert (rule in out) == engines
 
 
 def test_engine_rule_without_tensorrt_stops_naming_what_is_missing(work, tmp_path):
@@ -281,3 +287,72 @@ def test_engine_rule_without_tensorrt_stops_naming_what_is_missing(work, tmp_pat
                      config=_workflow_config(True), check=False)
     assert proc.returncode != 0
     assert "Deployment: TensorRT engines" in proc.stdout + proc.stderr
+
+
+def _break_depth_scale(path: Path, factor: float = 10.0) -> str:
+    """Give the QuantizeLinear nearest the depth output its own scale, `factor` times the calibrated one, as a
+    calibration on the wrong range would (its DequantizeLinear keeps the calibrated scale, so the activation
+    comes out `factor` times too small and coarsely rounded)."""
+    model = onnx.load(str(path))
+    producer = {o: n for n in model.graph.node for o in n.output}
+    inits = {t.name: t for t in model.graph.initializer}
+    frontier, seen = ["depth"], set()
+    while frontier:
+        node = producer.get(frontier.pop(0))
+        if node is None or node.name in seen:
+            continue
+        seen.add(node.name)
+        if node.op_type == "QuantizeLinear" and node.input[0] not in inits:
+            scale = onnx.numpy_helper.to_array(inits[node.input[1]]) * np.float32(factor)
+            model.graph.initializer.append(onnx.numpy_helper.from_array(scale, f"{node.name}_broken_scale"))
+            node.input[1] = f"{node.name}_broken_scale"
+            onnx.save(model, str(path))
+            return node.name
+        frontier += list(node.input)
+    raise AssertionError("no activation QuantizeLinear on the depth path")
+
+
+def test_int8_with_a_broken_scale_fails_its_gate_naming_version_metric_bound_and_key(work, tmp_path, monkeypatch,
+                                                                                     capsys):
+    from distillery.deploy import quantize
+
+    real = quantize.quantize_int8
+
+    def broken(fp32_path, calibration, out):
+        info = real(fp32_path, calibration, out)
+        _break_depth_scale(Path(out))
+        return info
+
+    d = work["dir"]
+    args = ["quantize", "--onnx", str(d / "student.onnx"), "--calibration", str(d / "calibration.npz"),
+            "--manifest", work["manifest"], "--threads", "2", "--version", "V7"]
+    good = json.loads((d / "quantization.json").read_text())
+    assert good["gate"]["passed"] and set(good["gate"]["checks"]) == {"delta1", "absrel", "miou"}
+    monkeypatch.setattr(quantize, "quantize_int8", broken)
+    rc = main([*args, "--out", str(tmp_path / "int8.onnx"), "--report", str(tmp_path / "q.json")])
+    err = capsys.readouterr().err
+    report = json.loads((tmp_path / "q.json").read_text())
+    assert rc == 1 and not report["gate"]["passed"], (report["gate"], report["int8_vs_fp32"])
+    assert "V7" in err and "INT8 costs too much accuracy" in err
+    failed = [m for m, c in report["gate"]["checks"].items() if not c["passed"]]
+    assert "delta1" in failed or "absrel" in failed
+    for metric in failed:
+        assert metric in err and report["gate"]["checks"][metric]["config_key"] in err
+    assert f"deploy.int8_max_{'delta1_drop' if 'delta1' in failed else 'absrel_increase'} = 0.02" in err
+
+
+def test_fp16_parity_is_measured_with_fp16_arithmetic(work):
+    from distillery.deploy.frames import load_frames
+    from distillery.deploy.parity import check_half, run_torch_half
+    from distillery.student.checkpoint import load_student
+
+    report = json.loads((work["dir"] / "parity.json").read_text())
+    assert "float16" in report["fp16_arithmetic"]["measured"] and "ONNX Runtime" in report["fp16_weights"]["measured"]
+    student = load_student(work["checkpoint"])
+    frames = load_frames(work["manifest"], "test", 2)
+    depth, _ = run_torch_half(student, frames["rgb"], 2)
+    assert depth.dtype == np.float32 and np.all(depth == depth.astype(np.float16))  # came out of float16 maths
+    strict = check_half(student, frames["rgb"], frames["keys"], depth_bound=1e-6)
+    assert not strict["passed"] and strict["batches"]["1"]["depth_max_abs_m"] > 1e-6  # FP16 rounding shows
+    with pytest.raises(ValueError, match="float16 .* does not match"):
+        require_parity(strict, "best.pt in float16")
