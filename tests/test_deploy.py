@@ -257,7 +257,7 @@ def _workflow_config(engines: bool) -> dict:
 
     cfg = tiny_config(training={"build": ["demo"], "versions": {"demo": {"backbone": "mobilenetv3_small",
                                                                          "epochs": 1, "encoder_weights": "random"}}},
-                      deploy={"engines": engines, "precisions": ["fp16", "int8"]})
+                      deploy={"engines": engines, "precisions": ["fp32", "int8"]})
     cfg["ingest"] = {**cfg["ingest"], "height": 240, "width": 320}  # the deployed graph's size (dry runs only)
     return cfg
 
@@ -283,10 +283,35 @@ def test_engine_rule_without_tensorrt_stops_naming_what_is_missing(work, tmp_pat
     deploy = tmp_path / "results/deploy/demo"
     deploy.mkdir(parents=True)
     (deploy / "student.fp16.onnx").write_bytes((work["dir"] / "student.fp16.onnx").read_bytes())
+    # --retries 2 as in profiles/slurm: a missing TensorRT is not transient, the rule's `retries: 0` wins
     proc = snakemake(tmp_path, "-p", "results/deploy/demo/engines/fp16.plan", "--allowed-rules", "build_engine",
-                     config=_workflow_config(True), check=False)
+                     "--retries", "2", config=_workflow_config(True), check=False)
+    out = proc.stdout + proc.stderr
     assert proc.returncode != 0
-    assert "Deployment: TensorRT engines" in proc.stdout + proc.stderr
+    assert "Deployment: TensorRT engines" in out
+    assert out.count("Error in rule build_engine") == 1 and "Trying to restart" not in out
+
+
+def test_int8_rule_fails_past_its_bounds_naming_the_version_and_key(work, tmp_path):
+    """Through the rule: with bounds of 0, the INT8 graph's small measured cost fails quantize_int8."""
+    import shutil
+
+    from workflow_util import snakemake
+
+    report = json.loads((work["dir"] / "quantization.json").read_text())
+    assert report["gate"]["checks"]["delta1"]["cost"] > 0  # what this test relies on: INT8 costs something
+    (tmp_path / "results/manifest").mkdir(parents=True)
+    (tmp_path / "results/deploy/demo").mkdir(parents=True)
+    shutil.copyfile(work["manifest"], tmp_path / "results/manifest/manifest.h5")
+    shutil.copyfile(work["dir"] / "calibration.npz", tmp_path / "results/deploy/calibration.npz")
+    shutil.copyfile(work["dir"] / "student.onnx", tmp_path / "results/deploy/demo/student.onnx")
+    cfg = _workflow_config(False)
+    cfg["deploy"].update(int8_max_delta1_drop=0.0, int8_max_absrel_increase=0.0, int8_max_miou_drop=0.0)
+    proc = snakemake(tmp_path, "-p", "results/deploy/demo/student.int8.onnx", "--allowed-rules", "quantize_int8",
+                     config=cfg, check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "demo: " in out and "deploy.int8_max_delta1_drop = 0.0" in out, out
+    assert not (tmp_path / "results/deploy/demo/student.int8.onnx").exists()  # Snakemake removes a failed job's output
 
 
 def _break_depth_scale(path: Path, factor: float = 10.0) -> str:

@@ -22,7 +22,7 @@ PROFILE = ((1, 3, 240, 320), (1, 3, 240, 320), (8, 3, 240, 320))
 
 @pytest.fixture(scope="module")
 def frames(work):  # noqa: F811
-    """10 test frames as `distillery test-frames` writes them (more than one batch of 8)."""
+    """The 8 test frames of the manifest as `distillery test-frames` writes them (asked for 10: all there are)."""
     out = work["dir"] / "test_frames.npz"
     if not out.exists():
         assert main(["test-frames", "--manifest", work["manifest"], "--out", str(out), "--frames", "10"]) == 0
@@ -92,11 +92,11 @@ def test_agreement_runs_a_batch_of_test_frames_and_catches_a_wrong_engine(work, 
     for precision in ("fp32", "fp16"):
         plans[precision] = str(tmp_path / f"{precision}.plan")
         engine.build_engine(str(work["dir"] / engine.ONNX_FILES[precision]), precision, plans[precision])
-    result = engine.agreement(plans["fp16"], plans["fp32"], frames, 10, bounds=engine.AGREEMENT_BOUNDS["fp16"])
-    assert result["frames"] == 10 and result["batch"] == 8 and result["passed"]
+    result = engine.agreement(plans["fp16"], plans["fp32"], frames, 10, batch=3, bounds=engine.AGREEMENT_BOUNDS["fp16"])
+    assert result["frames"] == 8 and result["batch"] == 3 and result["passed"]
     assert 0 < result["depth_max_abs_m"] <= 0.05  # FP16 weights differ from FP32 ones, within the bound
     runs = [c[0]["rgb"] for c in _calls(calls, "execute_async_v3")]
-    assert runs == [(8, 3, 240, 320)] * 4  # two batches (8 + 2 padded to 8) per engine
+    assert runs == [(3, 3, 240, 320)] * 6  # three batches (3 + 3 + 2 padded to 3) per engine
 
     export_student(load_student(_checkpoint(tmp_path / "other.pt", seed=1)), tmp_path / "other.onnx")
     engine.build_engine(str(tmp_path / "other.onnx"), "fp16", str(tmp_path / "other.plan"))
@@ -104,7 +104,7 @@ def test_agreement_runs_a_batch_of_test_frames_and_catches_a_wrong_engine(work, 
     rc = main(["engine-agreement", "--engine", str(tmp_path / "other.plan"), "--reference", plans["fp32"],
                "--frames", frames, "--count", "10", "--precision", "fp16", "--out", str(out)])
     err = capsys.readouterr().err
-    assert rc == 1 and "fp16 engine" in err and "10 frames" in err and "argmax agreement" in err
+    assert rc == 1 and "fp16 engine" in err and "8 frames" in err and "argmax agreement" in err
     assert json.loads(out.read_text())["passed"] is False
 
 
@@ -140,6 +140,6 @@ def test_the_bundles_build_and_bench_runs_end_to_end(work, tmp_path, monkeypatch
     assert all(summary["engines"][p]["tensorrt"] == version for p in summary["engines"])
     assert summary["budget_ms_per_frame"] == 5.0 and set(summary["within_budget"]) == {"fp32", "fp16", "int8"}
     fp16 = summary["agreement_vs_fp32"]["fp16"]
-    assert fp16["frames"] == 10 and fp16["frames_file"].endswith("test_frames.npz") and fp16["passed"]
+    assert fp16["frames"] == 8 and fp16["frames_file"].endswith("test_frames.npz") and fp16["passed"]
     assert "passed" not in summary["agreement_vs_fp32"]["int8"]  # INT8 is gated at quantisation, reported here
     assert len(_calls(calls, "create_network")) == 3 and not _calls(calls, "deprecated")

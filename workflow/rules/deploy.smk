@@ -227,7 +227,7 @@ rule engine_agreement:
     output:
         agreement="results/deploy/{version}/engines/{precision}.agreement.json",
     params:
-        count=deploy_setting("agreement_frames"),
+        frames=deploy_setting("agreement_frames"),
     wildcard_constraints:
         precision="fp16|int8",
     log:
@@ -241,5 +241,5 @@ rule engine_agreement:
         "../../envs/engines.yaml"
     shell:
         "distillery engine-agreement --engine {input.engine} --reference {input.reference} "
-        "--frames {input.frames} --count {params.count} --precision {wildcards.precision} "
+        "--frames {input.frames} --count {params.frames} --precision {wildcards.precision} "
         "--out {output.agreement} > {log} 2>&1 || {{ cat {log} >&2; exit 1; }}"
