@@ -86,7 +86,7 @@ def test_parity_fails_for_a_graph_of_other_weights(work, tmp_path):
     frames = load_frames(work["manifest"], "test", 2)
     report = check_parity(tmp_path / "other.onnx", load_student(work["checkpoint"]), frames["rgb"], frames["keys"])
     assert not report["passed"]
-    with pytest.raises(ValueError, match="does not match PyTorch"):
+    with pytest.raises(ValueError, match="ONNX Runtime .* against PyTorch float32: outputs do not match"):
         require_parity(report, tmp_path / "other.onnx")
 
 
@@ -379,5 +379,5 @@ def test_fp16_parity_is_measured_with_fp16_arithmetic(work):
     assert depth.dtype == np.float32 and np.all(depth == depth.astype(np.float16))  # came out of float16 maths
     strict = check_half(student, frames["rgb"], frames["keys"], depth_bound=1e-6)
     assert not strict["passed"] and strict["batches"]["1"]["depth_max_abs_m"] > 1e-6  # FP16 rounding shows
-    with pytest.raises(ValueError, match="float16 .* does not match"):
+    with pytest.raises(ValueError, match="float16 .* against PyTorch float32: outputs do not match"):
         require_parity(strict, "best.pt in float16")

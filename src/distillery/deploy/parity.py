@@ -9,9 +9,10 @@ convolution: it casts the FP16 file's tensors to FP32 around them, so running
 student.fp16.onnx there measures only the rounding of the stored weights
 (`check_parity` on that file: "fp16_weights"). FP16 arithmetic is measured by
 `check_half`: the PyTorch student in half precision on the CPU (every
-weight, activation and intermediate result stored as FP16; oneDNN's CPU
-kernels accumulate convolution sums in FP32, as TensorRT's FP16 tactics
-do) against the FP32 student ("fp16_arithmetic").
+weight and every activation between operators is FP16; how a kernel
+accumulates inside is PyTorch's choice, as it is TensorRT's on the GPU)
+against the FP32 student ("fp16_arithmetic"). Neither is a TensorRT figure:
+the engine agreement (deploy/engine.py) is.
 """
 
 from __future__ import annotations
@@ -80,7 +81,7 @@ def check_half(student: torch.nn.Module, rgb: np.ndarray, keys: list[str],
     """FP16 arithmetic (PyTorch half precision) against the FP32 student at each batch size, against the bounds."""
     ref_depth, ref_seg = run_torch(student, rgb)
     return _report(lambda batch: run_torch_half(student, rgb, batch), ref_depth, ref_seg, rgb, keys,
-                   depth_bound, seg_bound, "PyTorch float16 on the CPU vs float32")
+                   depth_bound, seg_bound, "PyTorch float16 on the CPU against PyTorch float32")
 
 
 def compare(depth, seg, ref_depth, ref_seg) -> dict:
@@ -97,7 +98,7 @@ def check_parity(onnx_path, student: torch.nn.Module, rgb: np.ndarray, keys: lis
     ref_depth, ref_seg = run_torch(student, rgb)
     session = ort_session(onnx_path)
     return _report(lambda batch: run_session(session, rgb, batch), ref_depth, ref_seg, rgb, keys,
-                   depth_bound, seg_bound, "ONNX Runtime CPU vs PyTorch float32")
+                   depth_bound, seg_bound, "ONNX Runtime (CPU provider) against PyTorch float32")
 
 
 def _report(run, ref_depth, ref_seg, rgb, keys, depth_bound: float, seg_bound: float, measured: str) -> dict:
@@ -120,5 +121,5 @@ def _report(run, ref_depth, ref_seg, rgb, keys, depth_bound: float, seg_bound: f
 def require_parity(report: dict, onnx_path) -> None:
     """Raise, naming the file, what was measured and the figures, when a parity report did not pass."""
     if not report["passed"]:
-        raise ValueError(f"{onnx_path}: {report['measured']} does not match on {report['frames']} test frames: "
+        raise ValueError(f"{onnx_path}: {report['measured']}: outputs do not match on {report['frames']} test frames: "
                          + "; ".join(report["failures"]))
