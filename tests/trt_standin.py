@@ -30,8 +30,11 @@ What each version has, from NVIDIA's documentation and code:
 - Removed in 10.0 (8.6 has them, deprecated): IBuilderConfig.max_workspace_size, Builder.build_engine,
   ICudaEngine binding API (num_bindings, get_binding_*), IExecutionContext.execute_async_v2; the named
   tensor API (num_io_tensors, get_tensor_*, set_input_shape, set_tensor_address, execute_async_v3) exists
-  from 8.5 on (TensorRT 8.5 release notes; microsoft/onnxruntime PR 24298 uses EXPLICIT_BATCH for
-  NV_TENSORRT_MAJOR <= 8 only).
+  from 8.5 on. Sources: "Migrating Python Code from TensorRT 8.x to 10.x"
+  (docs.nvidia.com/deeplearning/tensorrt/10.16.1/api/tensorrt-8x-to-10x-python-api.html: binding API ->
+  name-based tensor API, enqueueV3, build_serialized_network); "API Changes For TensorRT 8.5.1"
+  (docs.nvidia.com/deeplearning/tensorrt/archives/tensorrt-851/pdf/TensorRT-API.pdf); microsoft/onnxruntime
+  PR 24298 ("Remove explicit batch network flag for TRT 10+": kEXPLICIT_BATCH for NV_TENSORRT_MAJOR <= 8).
 """
 
 from __future__ import annotations
