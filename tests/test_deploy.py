@@ -359,6 +359,7 @@ def test_int8_with_a_broken_scale_fails_its_gate_naming_version_metric_bound_and
     report = json.loads((tmp_path / "q.json").read_text())
     assert rc == 1 and not report["gate"]["passed"], (report["gate"], report["int8_vs_fp32"])
     assert "V7" in err and "INT8 costs too much accuracy" in err
+    assert not (tmp_path / "int8.onnx").exists() and (tmp_path / "int8.onnx.rejected").exists()
     failed = [m for m, c in report["gate"]["checks"].items() if not c["passed"]]
     assert "delta1" in failed or "absrel" in failed
     for metric in failed:

@@ -88,6 +88,10 @@ def _run_quantize(args) -> int:
                                         "int8_max_miou_drop": args.max_miou_drop})
     _write_json(args.report, report)
     print(json.dumps({k: report[k] for k in ("fp32", "int8", "int8_vs_fp32", "gate")}))
+    if not report["gate"]["passed"]:  # out of the way of anything that bundles student.int8.onnx; kept to inspect
+        rejected = Path(f"{args.out}.rejected")
+        Path(args.out).replace(rejected)
+        print(f"INT8 graph moved to {rejected}", file=sys.stderr)
     require_int8(report, args.out, args.version)
     return 0
 
