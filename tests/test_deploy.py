@@ -67,7 +67,8 @@ def test_export_follows_the_contract_and_passes_parity_at_batch_1_and_8(work):
     onnx.checker.check_model(str(work["dir"] / "student.onnx"), full_check=True)
     report = json.loads((work["dir"] / "parity.json").read_text())
     assert report["export"]["nodes"] < report["export"]["nodes_traced"]  # the simplifier did something
-    for precision, bound in (("fp32", spec.DEPTH_MAX_ABS_M), ("fp16", spec.FP16_DEPTH_MAX_ABS_M)):
+    for precision, bound in (("fp32", spec.DEPTH_MAX_ABS_M), ("fp16_weights", spec.FP16_DEPTH_MAX_ABS_M),
+                             ("fp16_arithmetic", spec.FP16_DEPTH_MAX_ABS_M)):
         assert report[precision]["passed"] and report[precision]["frames"] == 8
         assert set(report[precision]["batches"]) == {"1", "8"}
         assert all(b["depth_max_abs_m"] <= bound for b in report[precision]["batches"].values())
@@ -85,7 +86,7 @@ def test_parity_fails_for_a_graph_of_other_weights(work, tmp_path):
     frames = load_frames(work["manifest"], "test", 2)
     report = check_parity(tmp_path / "other.onnx", load_student(work["checkpoint"]), frames["rgb"], frames["keys"])
     assert not report["passed"]
-    with pytest.raises(ValueError, match="does not match PyTorch"):
+    with pytest.raises(ValueError, match="ONNX Runtime .* against PyTorch float32: outputs do not match"):
         require_parity(report, tmp_path / "other.onnx")
 
 
@@ -239,6 +240,10 @@ def test_deploy_defaults_agree_across_schema_config_and_cli():
     quantize = parser.parse_args(["quantize", "--onnx", "o", "--calibration", "c", "--manifest", "m", "--out", "o",
                                   "--report", "r"])
     bench = parser.parse_args(["engine-bench", "--engine", "e", "--out", "o"])
+    test_frames = parser.parse_args(["test-frames", "--manifest", "m", "--out", "o"])
+    assert (bench.budget_ms, test_frames.frames) == (defaults["latency_budget_ms"], defaults["agreement_frames"])
+    assert (quantize.max_delta1_drop, quantize.max_absrel_increase, quantize.max_miou_drop) == (
+        defaults["int8_max_delta1_drop"], defaults["int8_max_absrel_increase"], defaults["int8_max_miou_drop"])
     assert (calibrate.frames, calibrate.seed) == (defaults["calibration_frames"], defaults["calibration_seed"])
     assert export.parity_frames == defaults["parity_frames"]
     assert fused.frames == export.fused_frames == defaults["fused_frames"]
@@ -252,7 +257,7 @@ def _workflow_config(engines: bool) -> dict:
 
     cfg = tiny_config(training={"build": ["demo"], "versions": {"demo": {"backbone": "mobilenetv3_small",
                                                                          "epochs": 1, "encoder_weights": "random"}}},
-                      deploy={"engines": engines, "precisions": ["fp16", "int8"]})
+                      deploy={"engines": engines, "precisions": ["fp32", "int8"]})
     cfg["ingest"] = {**cfg["ingest"], "height": 240, "width": 320}  # the deployed graph's size (dry runs only)
     return cfg
 
@@ -263,10 +268,11 @@ def test_workflow_deploys_every_built_version_and_engines_only_when_switched_on(
 
     proc = snakemake(tmp_path, "-n", "--quiet", "rules", config=_workflow_config(engines))
     out = proc.stdout + proc.stderr
-    for rule in ("export_onnx", "calibration_set", "quantize_int8", "model_card", "jetson_bundle"):
+    for rule in ("export_onnx", "calibration_set", "quantize_int8", "model_card", "test_frames", "jetson_bundle"):
         assert rule in out
     assert "fused_graph" not in out  # the export job writes the fused graph in the same process
-    assert ("build_engine" in out) == engines and ("engine_latency" in out) == engines
+    for rule in ("build_engine", "engine_latency", "engine_agreement"):
+        assert (rule in out) == engines
 
 
 def test_engine_rule_without_tensorrt_stops_naming_what_is_missing(work, tmp_path):
@@ -277,7 +283,102 @@ def test_engine_rule_without_tensorrt_stops_naming_what_is_missing(work, tmp_pat
     deploy = tmp_path / "results/deploy/demo"
     deploy.mkdir(parents=True)
     (deploy / "student.fp16.onnx").write_bytes((work["dir"] / "student.fp16.onnx").read_bytes())
+    # --retries 2 as in profiles/slurm: a missing TensorRT is not transient, the rule's `retries: 0` wins
     proc = snakemake(tmp_path, "-p", "results/deploy/demo/engines/fp16.plan", "--allowed-rules", "build_engine",
-                     config=_workflow_config(True), check=False)
+                     "--retries", "2", config=_workflow_config(True), check=False)
+    out = proc.stdout + proc.stderr
     assert proc.returncode != 0
-    assert "Deployment: TensorRT engines" in proc.stdout + proc.stderr
+    assert "Deployment: TensorRT engines" in out
+    assert out.count("Error in rule build_engine") == 1 and "Trying to restart" not in out
+
+
+def test_int8_rule_fails_past_its_bounds_naming_the_version_and_key(work, tmp_path):
+    """Through the rule: with bounds of 0, the INT8 graph's small measured cost fails quantize_int8."""
+    import shutil
+
+    from workflow_util import snakemake
+
+    report = json.loads((work["dir"] / "quantization.json").read_text())
+    assert report["gate"]["checks"]["delta1"]["cost"] > 0  # what this test relies on: INT8 costs something
+    (tmp_path / "results/manifest").mkdir(parents=True)
+    (tmp_path / "results/deploy/demo").mkdir(parents=True)
+    shutil.copyfile(work["manifest"], tmp_path / "results/manifest/manifest.h5")
+    shutil.copyfile(work["dir"] / "calibration.npz", tmp_path / "results/deploy/calibration.npz")
+    shutil.copyfile(work["dir"] / "student.onnx", tmp_path / "results/deploy/demo/student.onnx")
+    cfg = _workflow_config(False)
+    cfg["deploy"].update(int8_max_delta1_drop=0.0, int8_max_absrel_increase=0.0, int8_max_miou_drop=0.0)
+    proc = snakemake(tmp_path, "-p", "results/deploy/demo/student.int8.onnx", "--allowed-rules", "quantize_int8",
+                     config=cfg, check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "demo: " in out and "deploy.int8_max_delta1_drop = 0.0" in out, out
+    assert not (tmp_path / "results/deploy/demo/student.int8.onnx").exists()  # Snakemake removes a failed job's output
+
+
+def _break_depth_scale(path: Path, factor: float = 10.0) -> str:
+    """Give the QuantizeLinear nearest the depth output its own scale, `factor` times the calibrated one, as a
+    calibration on the wrong range would (its DequantizeLinear keeps the calibrated scale, so the activation
+    comes out `factor` times too small and coarsely rounded)."""
+    model = onnx.load(str(path))
+    producer = {o: n for n in model.graph.node for o in n.output}
+    inits = {t.name: t for t in model.graph.initializer}
+    frontier, seen = ["depth"], set()
+    while frontier:
+        node = producer.get(frontier.pop(0))
+        if node is None or node.name in seen:
+            continue
+        seen.add(node.name)
+        if node.op_type == "QuantizeLinear" and node.input[0] not in inits:
+            scale = onnx.numpy_helper.to_array(inits[node.input[1]]) * np.float32(factor)
+            model.graph.initializer.append(onnx.numpy_helper.from_array(scale, f"{node.name}_broken_scale"))
+            node.input[1] = f"{node.name}_broken_scale"
+            onnx.save(model, str(path))
+            return node.name
+        frontier += list(node.input)
+    raise AssertionError("no activation QuantizeLinear on the depth path")
+
+
+def test_int8_with_a_broken_scale_fails_its_gate_naming_version_metric_bound_and_key(work, tmp_path, monkeypatch,
+                                                                                     capsys):
+    from distillery.deploy import quantize
+
+    real = quantize.quantize_int8
+
+    def broken(fp32_path, calibration, out):
+        info = real(fp32_path, calibration, out)
+        _break_depth_scale(Path(out))
+        return info
+
+    d = work["dir"]
+    args = ["quantize", "--onnx", str(d / "student.onnx"), "--calibration", str(d / "calibration.npz"),
+            "--manifest", work["manifest"], "--threads", "2", "--version", "V7"]
+    good = json.loads((d / "quantization.json").read_text())
+    assert good["gate"]["passed"] and set(good["gate"]["checks"]) == {"delta1", "absrel", "miou"}
+    monkeypatch.setattr(quantize, "quantize_int8", broken)
+    rc = main([*args, "--out", str(tmp_path / "int8.onnx"), "--report", str(tmp_path / "q.json")])
+    err = capsys.readouterr().err
+    report = json.loads((tmp_path / "q.json").read_text())
+    assert rc == 1 and not report["gate"]["passed"], (report["gate"], report["int8_vs_fp32"])
+    assert "V7" in err and "INT8 costs too much accuracy" in err
+    assert not (tmp_path / "int8.onnx").exists() and (tmp_path / "int8.onnx.rejected").exists()
+    failed = [m for m, c in report["gate"]["checks"].items() if not c["passed"]]
+    assert "delta1" in failed or "absrel" in failed
+    for metric in failed:
+        assert metric in err and report["gate"]["checks"][metric]["config_key"] in err
+    assert f"deploy.int8_max_{'delta1_drop' if 'delta1' in failed else 'absrel_increase'} = 0.02" in err
+
+
+def test_fp16_parity_is_measured_with_fp16_arithmetic(work):
+    from distillery.deploy.frames import load_frames
+    from distillery.deploy.parity import check_half, run_torch_half
+    from distillery.student.checkpoint import load_student
+
+    report = json.loads((work["dir"] / "parity.json").read_text())
+    assert "float16" in report["fp16_arithmetic"]["measured"] and "ONNX Runtime" in report["fp16_weights"]["measured"]
+    student = load_student(work["checkpoint"])
+    frames = load_frames(work["manifest"], "test", 2)
+    depth, _ = run_torch_half(student, frames["rgb"], 2)
+    assert depth.dtype == np.float32 and np.all(depth == depth.astype(np.float16))  # came out of float16 maths
+    strict = check_half(student, frames["rgb"], frames["keys"], depth_bound=1e-6)
+    assert not strict["passed"] and strict["batches"]["1"]["depth_max_abs_m"] > 1e-6  # FP16 rounding shows
+    with pytest.raises(ValueError, match="float16 .* against PyTorch float32: outputs do not match"):
+        require_parity(strict, "best.pt in float16")

@@ -564,6 +564,7 @@ os.environ.update(DISTILLERY_PROJECT=str(Path(workflow.basedir).resolve()))
 # Deployment (workflow/rules/deploy.smk, README "Deployment").
 DEPLOY_DIR = "results/deploy/{version}"
 CALIBRATION = "results/deploy/calibration.npz"  # INT8 calibration frames, shared by every version
+TEST_FRAMES = "results/deploy/test_frames.npz"  # test frames engines are compared on, shared likewise
 
 
 def deploy_setting(key):
@@ -600,11 +601,18 @@ def deploy_targets():
     versions = deploy_versions()
     targets = expand("results/deploy/{version}/jetson_bundle.tar.gz", version=versions)
     if deploy_setting("engines"):
+        precisions = deploy_setting("precisions")
         targets += expand(
             "results/deploy/{version}/engines/{precision}.latency.json",
             version=versions,
-            precision=deploy_setting("precisions"),
+            precision=precisions,
         )
+        if "fp32" in precisions:  # agreement needs the FP32 engine as its reference
+            targets += expand(
+                "results/deploy/{version}/engines/{precision}.agreement.json",
+                version=versions,
+                precision=[p for p in precisions if p != "fp32"],
+            )
     return targets
 
 

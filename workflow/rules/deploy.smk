@@ -1,8 +1,10 @@
 # Deployment (README "Deployment"): per version, export (FP32, FP16, fused graph; one process, as loading
-# torch and the student costs seconds) -> INT8 on the shared calibration set -> model card -> Jetson
-# bundle; TensorRT engines per version x precision and their latency when deploy.engines is true.
+# torch and the student costs seconds) -> INT8 on the shared calibration set, gated on its accuracy cost
+# -> model card -> Jetson bundle; TensorRT engines per version x precision, their latency against the
+# budget and their agreement with the FP32 engine when deploy.engines is true.
 # Engine jobs need TensorRT and an NVIDIA GPU where they run; without them they stop, saying what is
-# missing and where the README explains it, and nothing else is affected.
+# missing and where the README explains it, and nothing else is affected. A missing TensorRT is not
+# transient, so engine jobs are never retried (`retries: 0` wins over the profile's `retries`).
 
 
 rule export_onnx:
@@ -29,7 +31,7 @@ rule export_onnx:
         "../../envs/distillery.yaml"
     shell:
         "distillery export --checkpoint {input.checkpoint:q} --manifest {input.manifest:q} "
-        "--out {output.onnx:q} --fp16-out {output.fp16:q} --parity-out {output.parity:q} "
+        "--out {output.onnx:q} --fp16-out {output.fp16} --parity-out {output.parity:q} "
         "--parity-frames {params.frames} --fused-out {output.fused:q} --fused-report {output.fused_report:q} "
         "--fused-frames {params.fused_frames} --threads {threads} > {log:q} 2>&1"
 
@@ -70,6 +72,9 @@ rule quantize_int8:
             if deploy_setting("eval_frames")
             else ""
         ),
+        max_delta1_drop=deploy_setting("int8_max_delta1_drop"),
+        max_absrel_increase=deploy_setting("int8_max_absrel_increase"),
+        max_miou_drop=deploy_setting("int8_max_miou_drop"),
     log:
         "logs/quantize_int8/{version}.log",
     benchmark:
@@ -82,7 +87,30 @@ rule quantize_int8:
     shell:
         "distillery quantize --onnx {input.onnx:q} --calibration {input.calibration:q} "
         "--manifest {input.manifest:q} --out {output.onnx:q} --report {output.report:q} "
-        "{params.eval_frames} --threads {threads} > {log:q} 2>&1"
+        "{params.eval_frames} --version {wildcards.version} --max-delta1-drop {params.max_delta1_drop} "
+        "--max-absrel-increase {params.max_absrel_increase} --max-miou-drop {params.max_miou_drop} "
+        "--threads {threads} > {log:q} 2>&1 || {{ tail -n 3 {log:q} >&2; exit 1; }}"
+
+
+# The test frames engines are compared on, on the cluster and in every bundle (one file for all versions).
+rule test_frames:
+    input:
+        manifest="results/manifest/manifest.h5",
+    output:
+        frames=TEST_FRAMES,
+    params:
+        frames=deploy_setting("agreement_frames"),
+    log:
+        "logs/test_frames/test_frames.log",
+    benchmark:
+        "results/benchmarks/test_frames/test_frames.tsv"
+    resources:
+        **job_resources("export"),
+    conda:
+        "../../envs/distillery.yaml"
+    shell:
+        "distillery test-frames --manifest {input.manifest:q} --out {output.frames:q} "
+        "--frames {params.frames} > {log:q} 2>&1"
 
 
 rule model_card:
@@ -123,6 +151,7 @@ rule jetson_bundle:
         int8="results/deploy/{version}/student.int8.onnx",
         fused="results/deploy/{version}/fused.onnx",
         calibration=CALIBRATION,
+        test_frames=TEST_FRAMES,
     output:
         folder=directory("results/deploy/{version}/jetson_bundle"),
         tarball="results/deploy/{version}/jetson_bundle.tar.gz",
@@ -138,7 +167,7 @@ rule jetson_bundle:
         "../../envs/distillery.yaml"
     shell:
         "distillery jetson-bundle --deploy-dir {params.deploy_dir} --calibration {input.calibration:q} "
-        "--out-dir {output.folder:q} --tarball {output.tarball:q} > {log:q} 2>&1"
+        "--test-frames {input.test_frames:q} --out-dir {output.folder:q} --tarball {output.tarball:q} > {log:q} 2>&1"
 
 
 # TensorRT engines: a GPU job each. Exit status 2 and the reason on stderr where TensorRT or a GPU is
@@ -153,6 +182,7 @@ rule build_engine:
         "logs/build_engine/{version}/{precision}.log",
     benchmark:
         "results/benchmarks/build_engine/{version}/{precision}.tsv"
+    retries: 0
     resources:
         **job_resources("deploy_gpu", gpu=1),
     conda:
@@ -171,15 +201,45 @@ rule engine_latency:
     params:
         warmup=deploy_setting("engine_warmup"),
         runs=deploy_setting("engine_runs"),
+        budget_ms=deploy_setting("latency_budget_ms"),
     log:
         "logs/engine_latency/{version}/{precision}.log",
     benchmark:
         "results/benchmarks/engine_latency/{version}/{precision}.tsv"
+    retries: 0
     resources:
         **job_resources("deploy_gpu", gpu=1),
     conda:
         "../../envs/engines.yaml"
     shell:
         "distillery engine-bench --engine {input.engine:q} --frames {input.calibration:q} "
-        "--warmup {params.warmup} --runs {params.runs} --out {output.latency:q} "
+        "--warmup {params.warmup} --runs {params.runs} --budget-ms {params.budget_ms} --out {output.latency:q} "
         "> {log:q} 2>&1 || {{ cat {log:q} >&2; exit 1; }}"
+
+
+# FP16 and INT8 engines against the FP32 engine over deploy.agreement_frames test frames, batch 8 at a time;
+# the FP16 engine fails its job past the FP16 bounds, INT8's figures are reported (its gate is quantize_int8).
+rule engine_agreement:
+    input:
+        engine="results/deploy/{version}/engines/{precision}.plan",
+        reference="results/deploy/{version}/engines/fp32.plan",
+        frames=TEST_FRAMES,
+    output:
+        agreement="results/deploy/{version}/engines/{precision}.agreement.json",
+    params:
+        frames=deploy_setting("agreement_frames"),
+    wildcard_constraints:
+        precision="fp16|int8",
+    log:
+        "logs/engine_agreement/{version}/{precision}.log",
+    benchmark:
+        "results/benchmarks/engine_agreement/{version}/{precision}.tsv"
+    retries: 0
+    resources:
+        **job_resources("deploy_gpu", gpu=1),
+    conda:
+        "../../envs/engines.yaml"
+    shell:
+        "distillery engine-agreement --engine {input.engine:q} --reference {input.reference:q} "
+        "--frames {input.frames:q} --count {params.frames} --precision {wildcards.precision} "
+        "--out {output.agreement:q} > {log:q} 2>&1 || {{ cat {log:q} >&2; exit 1; }}"

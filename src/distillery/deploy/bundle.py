@@ -5,7 +5,8 @@ built with, so engines for the robot are built on the robot. The bundle is a
 folder (and the same as a .tar.gz) that needs nothing from this project:
 
     student.onnx, student.fp16.onnx, student.int8.onnx, fused.onnx
-    calibration.npz       the frames INT8 was calibrated on (real train frames; also used to time engines)
+    calibration.npz       the frames INT8 was calibrated on (real train frames)
+    test_frames.npz       test frames: engines are timed on them and compared with the FP32 engine
     model_card.json       provenance, I/O contract, parity and INT8 figures, SHA-256 of every file
     build_and_bench.py    build + benchmark, Python standard library + numpy + TensorRT only
     SHA256SUMS            `sha256sum -c SHA256SUMS` after copying
@@ -39,12 +40,16 @@ median is taken on a {grid}-pixel grid subsample (TopK k={k}), see model_card.js
 
 Needs Python 3, numpy and TensorRT (JetPack ships TensorRT and its Python bindings):
 
-    python3 build_and_bench.py all            # fp32, fp16, int8 engines -> engines/, latency, agreement
+    python3 build_and_bench.py all            # fp32, fp16, int8 engines -> engines/, latency vs budget, agreement
 
 or one at a time:
 
     python3 build_and_bench.py build --onnx student.fp16.onnx --precision fp16 --out engines/fp16.plan --meta engines/fp16.json
-    python3 build_and_bench.py bench --engine engines/fp16.plan --frames calibration.npz --runs 1000 --out engines/fp16.latency.json
+    python3 build_and_bench.py bench --engine engines/fp16.plan --frames test_frames.npz --runs 1000 --budget-ms 5 --out engines/fp16.latency.json
+    python3 build_and_bench.py agree --engine engines/fp16.plan --reference engines/fp32.plan --frames test_frames.npz --precision fp16
+
+Latency is judged against a budget of 5 ms a frame (p99 at batch 1; `--budget-ms`): the student's share of
+30 FPS for the whole perception. Needs TensorRT 8.5 or newer (JetPack 5.1 onwards).
 
 INT8 is built from the explicitly quantised `student.int8.onnx` (Q/DQ nodes, calibrated on the real
 frames of calibration.npz), so no calibrator runs here. Optimisation profile: batch 1/1/8;
@@ -66,6 +71,10 @@ def _checks(card: dict) -> str:
         if name in q:
             lines.append(f"- {name.upper()} on {q.get('frames')} {q.get('set')} frames vs teacher: "
                          + ", ".join(f"{k} {v:.4f}" for k, v in q[name].items() if isinstance(v, float)))
+    gate = q.get("gate") or {}
+    if gate.get("checks"):
+        lines.append("- INT8 gate vs FP32 on the same frames: " + ", ".join(
+            f"{m} cost {c['cost']:.4f} (bound {c['bound']}, {c['config_key']})" for m, c in gate["checks"].items()))
     f = card.get("fused_graph") or {}
     if "median_scale_rel_error" in f:
         lines.append(f"- fused graph scale vs exact median: max relative error {f['median_scale_rel_error']['max']:.4f}")

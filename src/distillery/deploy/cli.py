@@ -1,4 +1,4 @@
-"""`distillery export | calibrate | quantize | fused-graph | model-card | jetson-bundle | engine-build | engine-bench`.
+"""`distillery export | calibrate | quantize | test-frames | fused-graph | model-card | jetson-bundle | engine-*`.
 
 The deployment stages of one version, in the order the workflow runs them:
 
@@ -6,11 +6,13 @@ The deployment stages of one version, in the order the workflow runs them:
         --fused-out fused.onnx --fused-report fused.json        # the fused graph too, in the same process
     distillery calibrate --manifest manifest.h5 --out calibration.npz --frames 64 --seed 0   # one set for every version
     distillery quantize --onnx student.onnx --calibration calibration.npz --manifest manifest.h5 --out student.int8.onnx --report quantization.json
+    distillery test-frames --manifest manifest.h5 --out test_frames.npz --frames 32                  # engines are compared on these
     distillery fused-graph --checkpoint best.pt --manifest manifest.h5 --out fused.onnx --report fused.json   # alone
     distillery model-card --version V5 --checkpoint best.pt --manifest manifest.h5 --deploy-dir results/deploy/V5 --calibration calibration.npz --out model_card.json
     distillery jetson-bundle --deploy-dir results/deploy/V5 --calibration calibration.npz --out-dir jetson_bundle --tarball jetson_bundle.tar.gz
     distillery engine-build --onnx student.fp16.onnx --precision fp16 --out fp16.plan --meta fp16.json     # TensorRT + GPU
-    distillery engine-bench --engine fp16.plan --out fp16.latency.json                                   # TensorRT + GPU
+    distillery engine-bench --engine fp16.plan --out fp16.latency.json --budget-ms 5                     # TensorRT + GPU
+    distillery engine-agreement --engine fp16.plan --reference fp32.plan --frames test_frames.npz --precision fp16
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from pathlib import Path
 from distillery.manifest import write_text_atomic
 
 BUNDLE_FILES = ("student.onnx", "student.fp16.onnx", "student.int8.onnx", "fused.onnx", "calibration.npz")
+# Default INT8 gate (deploy.int8_max_*): absolute points of each metric that INT8 may cost against FP32.
+INT8_BOUNDS = {"int8_max_delta1_drop": 0.02, "int8_max_absrel_increase": 0.02, "int8_max_miou_drop": 0.03}
 
 
 def _write_json(path, data) -> None:
@@ -48,13 +52,15 @@ def _run_export(args) -> int:
     report = {"export": info, "fp32": parity.check_parity(args.out, student, frames["rgb"], frames["keys"])}
     if args.fp16_out:
         report["fp16_export"] = export.convert_fp16(args.out, args.fp16_out)
-        report["fp16"] = parity.check_parity(args.fp16_out, student, frames["rgb"], frames["keys"],
-                                             spec.FP16_DEPTH_MAX_ABS_M, spec.FP16_SEG_MIN_AGREEMENT)
+        report["fp16_weights"] = parity.check_parity(args.fp16_out, student, frames["rgb"], frames["keys"],
+                                                     spec.FP16_DEPTH_MAX_ABS_M, spec.FP16_SEG_MIN_AGREEMENT)
+        report["fp16_arithmetic"] = parity.check_half(student, frames["rgb"], frames["keys"])
     _write_json(args.parity_out, report)
     parity.require_parity(report["fp32"], args.out)
     if args.fp16_out:
-        parity.require_parity(report["fp16"], args.fp16_out)
-    print(json.dumps({k: report[k]["batches"] for k in ("fp32", "fp16") if k in report}))
+        parity.require_parity(report["fp16_weights"], args.fp16_out)
+        parity.require_parity(report["fp16_arithmetic"], f"{args.checkpoint} in float16")
+    print(json.dumps({k: report[k]["batches"] for k in ("fp32", "fp16_weights", "fp16_arithmetic") if k in report}))
     if args.fused_out:  # one process for every graph of a version: loading torch and the student costs seconds
         report_path = args.fused_report or str(Path(args.fused_out).with_suffix(".json"))
         _export_fused(student, args.manifest, args.fused_out, report_path, args.fused_frames)
@@ -71,14 +77,30 @@ def _run_calibrate(args) -> int:
 
 def _run_quantize(args) -> int:
     from distillery.deploy.frames import load_frames
-    from distillery.deploy.quantize import int8_accuracy, quantize_int8
+    from distillery.deploy.quantize import int8_accuracy, int8_gate, quantize_int8, require_int8
 
     _threads(args.threads)
     info = quantize_int8(args.onnx, args.calibration, args.out)
     report = int8_accuracy(args.onnx, args.out, load_frames(args.manifest, "test", args.eval_frames), args.threads)
     report["quantization"] = info
+    report["gate"] = int8_gate(report, {"int8_max_delta1_drop": args.max_delta1_drop,
+                                        "int8_max_absrel_increase": args.max_absrel_increase,
+                                        "int8_max_miou_drop": args.max_miou_drop})
     _write_json(args.report, report)
-    print(json.dumps({k: report[k] for k in ("fp32", "int8", "int8_vs_fp32")}))
+    print(json.dumps({k: report[k] for k in ("fp32", "int8", "int8_vs_fp32", "gate")}))
+    if not report["gate"]["passed"]:  # out of the way of anything that bundles student.int8.onnx; kept to inspect
+        rejected = Path(f"{args.out}.rejected")
+        Path(args.out).replace(rejected)
+        print(f"INT8 graph moved to {rejected}", file=sys.stderr)
+    require_int8(report, args.out, args.version)
+    return 0
+
+
+def _run_test_frames(args) -> int:
+    from distillery.deploy.frames import write_frames
+
+    summary = write_frames(args.manifest, args.out, "test", args.frames)
+    print(json.dumps({k: v for k, v in summary.items() if k != "keys"}))
     return 0
 
 
@@ -133,6 +155,8 @@ def _run_bundle(args) -> int:
     files = {name: str(d / name) for name in BUNDLE_FILES}
     if args.calibration:
         files["calibration.npz"] = args.calibration
+    if args.test_frames:
+        files["test_frames.npz"] = args.test_frames
     result = assemble(args.out_dir, files, d / "model_card.json", args.tarball)
     print(json.dumps(result))
     return 0
@@ -154,11 +178,26 @@ def _run_engine_bench(args) -> int:
     from distillery.deploy import engine
 
     try:
-        result = engine.benchmark(args.engine, args.batch, args.warmup, args.runs, args.frames)
+        result = engine.benchmark(args.engine, args.batch, args.warmup, args.runs, args.frames, args.budget_ms)
     except engine.Unavailable as err:
         print(f"distillery engine-bench: cannot run a TensorRT engine on this machine: {err}", file=sys.stderr)
         return 2
     _write_json(args.out, result)
+    print(json.dumps(result))
+    return 0
+
+
+def _run_engine_agreement(args) -> int:
+    from distillery.deploy import engine
+
+    try:
+        result = engine.check_agreement(args)
+    except engine.Unavailable as err:
+        print(f"distillery engine-agreement: cannot run TensorRT engines on this machine: {err}", file=sys.stderr)
+        return 2
+    except engine.AgreementError as err:
+        print(f"distillery engine-agreement: {err}", file=sys.stderr)
+        return 1
     print(json.dumps(result))
     return 0
 
@@ -204,7 +243,21 @@ def register(sub) -> None:
     p.add_argument("--out", required=True, help="student.int8.onnx to write")
     p.add_argument("--report", required=True, help="quantization.json to write")
     p.add_argument("--eval-frames", type=int, default=None, help="test frames evaluated (default: all)")
+    p.add_argument("--version", default=None, help="version name, for the failure message")
+    p.add_argument("--max-delta1-drop", type=float, default=INT8_BOUNDS["int8_max_delta1_drop"],
+                   help="fail if INT8's delta1 is lower than FP32's by more (deploy.int8_max_delta1_drop)")
+    p.add_argument("--max-absrel-increase", type=float, default=INT8_BOUNDS["int8_max_absrel_increase"],
+                   help="fail if INT8's AbsRel is higher than FP32's by more (deploy.int8_max_absrel_increase)")
+    p.add_argument("--max-miou-drop", type=float, default=INT8_BOUNDS["int8_max_miou_drop"],
+                   help="fail if INT8's mIoU is lower than FP32's by more (deploy.int8_max_miou_drop)")
     p.set_defaults(func=_run_quantize)
+
+    p = _subparser(sub, "test-frames", "the test frames engines are compared on (npz, travels in the bundle)")
+    _common(p)
+    p.add_argument("--out", required=True, help="test_frames.npz to write")
+    p.add_argument("--frames", type=int, default=engine.AGREEMENT_FRAMES,
+                   help=f"frames, evenly spread over the test split (default {engine.AGREEMENT_FRAMES})")
+    p.set_defaults(func=_run_test_frames)
 
     p = _subparser(sub, "fused-graph", "student + ToF fusion as one TensorRT-buildable ONNX graph")
     _common(p, checkpoint=True)
@@ -226,6 +279,7 @@ def register(sub) -> None:
     p = _subparser(sub, "jetson-bundle", "self-contained folder + tarball to build engines on a Jetson")
     p.add_argument("--deploy-dir", required=True, help="folder with the exported files and model_card.json")
     p.add_argument("--calibration", default=None, help="calibration.npz (default: the one in --deploy-dir)")
+    p.add_argument("--test-frames", default=None, help="test_frames.npz: the frames engines are compared on")
     p.add_argument("--out-dir", required=True, help="bundle folder to write")
     p.add_argument("--tarball", default=None, help="also write the bundle as this .tar.gz")
     p.set_defaults(func=_run_bundle)
@@ -237,3 +291,7 @@ def register(sub) -> None:
     p = _subparser(sub, "engine-bench", "latency of a TensorRT engine (needs TensorRT and a GPU)")
     engine.add_bench_arguments(p, out_required=True)
     p.set_defaults(func=_run_engine_bench)
+
+    p = _subparser(sub, "engine-agreement", "an engine against the FP32 engine over test frames (TensorRT + GPU)")
+    engine.add_agreement_arguments(p)
+    p.set_defaults(func=_run_engine_agreement)

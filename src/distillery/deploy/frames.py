@@ -12,7 +12,7 @@ import os
 import numpy as np
 
 from distillery.deploy import spec
-from distillery.manifest import Manifest
+from distillery.manifest import Manifest, atomic_target
 
 
 def check_size(m: Manifest, path) -> None:
@@ -59,3 +59,27 @@ def load_frames(manifest: str | os.PathLike, split: str = "test", limit: int | N
 def batches(n: int, size: int):
     """Slices covering range(n) in batches of `size` (the last may be shorter)."""
     return [slice(i, min(i + size, n)) for i in range(0, n, size)]
+
+
+def write_frames(manifest: str | os.PathLike, out: str | os.PathLike, split: str = "test",
+                 limit: int | None = None) -> dict:
+    """Write `limit` frames of a split, evenly spread, as the npz that engines are compared on (on the
+    cluster and in the Jetson bundle, where there is no manifest): rgb uint8 [N,3,H,W], keys, split."""
+    with Manifest(manifest) as m:
+        check_size(m, manifest)
+        rows = spread(m.indices(split=split), limit)
+        if len(rows) == 0:
+            raise ValueError(f"{manifest}: no frames in the {split!r} split")
+        frames = [m.read(int(r), ("rgb",)) for r in rows]
+    rgb = np.stack([np.moveaxis(f["rgb"], -1, 0) for f in frames])
+    keys = np.array([f["key"] for f in frames])
+    tmp = atomic_target(out)
+    try:
+        with open(tmp, "wb") as fh:
+            np.savez_compressed(fh, rgb=rgb, keys=keys, split=np.array(split))
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return {"frames": len(rows), "split": split, "keys": keys.tolist()}

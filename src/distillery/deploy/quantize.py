@@ -9,7 +9,10 @@ its own INT8 kernels and does not take an INT32 bias DequantizeLinear).
 
 `int8_accuracy` measures what INT8 costs on the manifest's test split: delta1
 and AbsRel against the teacher's depth and mIoU against the teacher's labels,
-for the FP32 and the INT8 graph, plus their direct agreement.
+for the FP32 and the INT8 graph, plus their direct agreement. `int8_gate`
+checks the cost against bounds (deploy.int8_max_delta1_drop,
+int8_max_absrel_increase, int8_max_miou_drop): an INT8 graph that misses one
+fails its rule and is never bundled for the robot.
 """
 
 from __future__ import annotations
@@ -97,3 +100,42 @@ def int8_accuracy(fp32_path, int8_path, frames: dict, threads: int | None = None
     return {"fp32": accuracy(*fp32, frames), "int8": accuracy(*int8, frames), "set": "test",
             "frames": len(frames["rgb"]), "reference": "teacher", "int8_vs_fp32": compare(*int8, *fp32),
             "keys": frames["keys"]}
+
+
+# What INT8 may cost against the FP32 graph on the test frames: (metric, direction, config key). A drop of
+# delta1 or mIoU and a rise of AbsRel are the costs; each is bounded in absolute points of its metric.
+GATE = (("delta1", -1, "int8_max_delta1_drop"), ("absrel", +1, "int8_max_absrel_increase"),
+        ("miou", -1, "int8_max_miou_drop"))
+
+
+def int8_gate(report: dict, bounds: dict[str, float]) -> dict:
+    """The INT8 gate: each metric's cost (INT8 vs FP32, in the bad direction) against its bound. A metric the
+    test frames cannot give (the manifest has no teacher depth, or no labels) is listed as unchecked; when
+    none can be checked the gate fails, as it would otherwise pass anything."""
+    checks, failures, unchecked = {}, [], []
+    for metric, direction, key in GATE:
+        fp32, int8 = report["fp32"].get(metric), report["int8"].get(metric)
+        if fp32 is None or int8 is None:
+            unchecked.append(f"{metric} (no teacher {'labels' if metric == 'miou' else 'depth'} on the test frames)")
+            continue
+        cost = direction * (int8 - fp32)
+        checks[metric] = {"fp32": fp32, "int8": int8, "cost": cost, "bound": bounds[key], "config_key": f"deploy.{key}",
+                          "passed": bool(cost <= bounds[key])}
+        if cost > bounds[key]:
+            change = "drop" if direction < 0 else "increase"
+            failures.append(f"{metric} {change} {cost:.4f} (FP32 {fp32:.4f}, INT8 {int8:.4f}) exceeds "
+                            f"deploy.{key} = {bounds[key]}")
+    if not checks:
+        failures.append("no metric could be measured on the test frames: " + ", ".join(unchecked))
+    return {"checks": checks, "unchecked": unchecked, "passed": not failures, "failures": failures}
+
+
+def require_int8(report: dict, int8_path, version: str | None = None) -> None:
+    """Raise, naming the version, the metrics, the bounds and their config keys, when the gate failed."""
+    gate = report["gate"]
+    if not gate["passed"]:
+        who = f"{version}: " if version else ""
+        raise ValueError(f"{who}{int8_path}: INT8 costs too much accuracy against the FP32 graph on "
+                         f"{report['frames']} test frames: " + "; ".join(gate["failures"])
+                         + ". Recalibrate (more deploy.calibration_frames) or deploy FP16; raise the bound "
+                         "only on purpose.")
