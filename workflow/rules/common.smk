@@ -168,6 +168,9 @@ def train_inputs(wildcards):
     parent = train_version(wildcards).get("parent")
     if parent:
         inputs["parent"] = f"results/train/{parent}/best.pt"
+    encoder = encoder_weight_file(wildcards.version)
+    if encoder is not None:
+        inputs["encoder_weights"] = ancient(str(encoder.path))  # a re-download does not retrain
     return inputs
 
 
@@ -175,6 +178,8 @@ def train_settings(wildcards):
     """A version's `distillery train` settings as one shell-quoted JSON object: workflow keys (parent,
     gpus) dropped, roles in `datasets` / `val_datasets` resolved to dataset names."""
     settings = lineage.resolved_settings(train_version(wildcards), ROLES, list(DATASETS), wildcards.version)
+    if encoder_weight_file(wildcards.version) is not None:
+        settings["weights_cache"] = WEIGHTS_CACHE  # where the job reads the ImageNet weights
     return shlex.quote(json.dumps(settings, sort_keys=True))
 
 
@@ -234,6 +239,15 @@ def _weight_files(tid):
 
 
 HUB_WEIGHTS = {str(f.path): f for tid in TEACHER_BY_ID for f in _weight_files(tid) if f.repo}
+
+
+def encoder_weight_file(version):
+    """The ImageNet weights a version's encoder starts from (None: a fine-tune, random or a file)."""
+    return checks.encoder_file(train_version(SimpleNamespace(version=version)), WEIGHTS_CACHE)
+
+
+# Student encoders' ImageNet weights are hub files like teacher weights: download_weights fetches them.
+HUB_WEIGHTS.update({str(f.path): f for f in map(encoder_weight_file, VERSIONS) if f is not None})
 
 
 def teacher_weights_input(wildcards):
