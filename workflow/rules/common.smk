@@ -162,7 +162,8 @@ def train_version(wildcards):
 
 
 def train_inputs(wildcards):
-    """The manifest a version trains on, and its parent's best.pt when it fine-tunes one."""
+    """The manifest a version trains on, its parent's best.pt when it fine-tunes one, else its encoder's
+    ImageNet weights (download_weights). The first call, at DAG build, runs the Slurm training check."""
     check_slurm_training()
     inputs = {"manifest": "results/manifest/manifest.h5"}
     parent = train_version(wildcards).get("parent")
