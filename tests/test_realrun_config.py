@@ -138,6 +138,8 @@ def test_template_with_one_dataset_trains_on_the_gpu_partition_under_slurm(tmp_p
     for job in jobs:
         resources = next(line for line in job.splitlines() if "resources:" in line)
         assert "slurm_partition=gpu," in resources and "gpu=1" in resources and "gpu_model=l40s" in resources
+        # 7 loader workers + the trainer, whatever the cores of the machine Snakemake runs on (2 here)
+        assert "cpus_per_task=8" in resources
         assert '"epochs": 30' in job and '"batch_size": 16' in job and '"encoder_weights": "imagenet"' in job
         assert '"freeze_encoder_epochs": 5' in job
 

@@ -498,9 +498,11 @@ def _partition_for(gpus):
     return (gpus and _profile_default("gpu_partition")) or _profile_default("slurm_partition")
 
 
-def job_resources(size, gpu=0):
+def job_resources(size, gpu=0, cpus=None):
     """A rule's resources: `size` names a JOB_SIZES row (or is a function of the wildcards that does),
-    `gpu` is the GPU count (or a function of the wildcards)."""
+    `gpu` is the GPU count (or a function of the wildcards). `cpus` (a count or a function of the
+    wildcards) is sent to Slurm as cpus_per_task: Snakemake caps a rule's threads at the cores of the
+    machine it runs on (a login node's few), which must not shrink a job's request on a compute node."""
 
     def gpus(wildcards):
         return int(_resolve(gpu, wildcards))
@@ -521,15 +523,20 @@ def job_resources(size, gpu=0):
     def gpu_model(wildcards):
         return _profile_default("gpu_type") if gpus(wildcards) else None
 
+    def cpus_per_task(wildcards):
+        return int(_resolve(cpus, wildcards))
+
     def slurm_partition(wildcards, attempt, threads, rulename):
         name = partition(wildcards)
         if name and _on_slurm():
-            request = slurm_fit.Request(threads, mem_mb(wildcards, attempt), gpus(wildcards), gpu_model(wildcards))
+            cores = max(threads, cpus_per_task(wildcards)) if cpus is not None else threads
+            request = slurm_fit.Request(cores, mem_mb(wildcards, attempt), gpus(wildcards), gpu_model(wildcards))
             slurm_fit.check_request(rulename, request, name)
         return name
 
-    return {"mem_mb": mem_mb, "runtime": runtime, "gpu": gpus, "gpu_model": gpu_model,
-            "slurm_partition": slurm_partition}
+    resources = {"mem_mb": mem_mb, "runtime": runtime, "gpu": gpus, "gpu_model": gpu_model,
+                 "slurm_partition": slurm_partition}
+    return resources if cpus is None else {**resources, "cpus_per_task": cpus_per_task}
 
 
 def check_job_sizes():
