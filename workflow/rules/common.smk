@@ -2,12 +2,18 @@
 import json
 import os
 import shlex
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
 from snakemake.logging import logger
 from snakemake.utils import validate
 
+from distillery import workflow as checks
+
+# The untouched template (no datasets) stops here with one line: what to add, or `make demo`.
+if checks.no_datasets_message(config):
+    sys.exit(checks.no_datasets_message(config))
 
 # `teachers: null` means no teachers, as an absent section does (validation fills defaults only into objects).
 if "teachers" in config and config["teachers"] is None:
@@ -131,6 +137,22 @@ def built_versions():
     return VERSIONS if build is None else [v for v in VERSIONS if v in build]
 
 
+def _on_slurm():
+    """Whether jobs go to Slurm (known once the DAG is built: input functions, not at parse time)."""
+    plugin = workflow.executor_plugin
+    return plugin is not None and plugin.name == "slurm"
+
+
+def check_slurm_training():
+    """Under Slurm, a CPU training or a demo-sized one on real data stops the DAG build naming the version
+    and the setting, unless training.allow_cpu_on_slurm / allow_demo_size_on_slurm says it is meant.
+    A dry run (`-n --profile slurm`) runs no executor: a profile naming a Slurm partition counts."""
+    slurm = _on_slurm() or _profile_default("slurm_partition") is not None
+    message = slurm and checks.slurm_training_message(TRAINING, ROLES, DATASETS, built_versions())
+    if message:
+        sys.exit(message)
+
+
 def training_targets():
     """best.pt of every built version (none without a training section)."""
     return expand("results/train/{version}/best.pt", version=built_versions())
@@ -142,11 +164,16 @@ def train_version(wildcards):
 
 
 def train_inputs(wildcards):
-    """The manifest a version trains on, and its parent's best.pt when it fine-tunes one."""
+    """The manifest a version trains on, its parent's best.pt when it fine-tunes one, else its encoder's
+    ImageNet weights (download_weights). The first call, at DAG build, runs the Slurm training check."""
+    check_slurm_training()
     inputs = {"manifest": "results/manifest/manifest.h5"}
     parent = train_version(wildcards).get("parent")
     if parent:
         inputs["parent"] = f"results/train/{parent}/best.pt"
+    encoder = encoder_weight_file(wildcards.version)
+    if encoder is not None:
+        inputs["encoder_weights"] = ancient(str(encoder.path))  # a re-download does not retrain
     return inputs
 
 
@@ -154,6 +181,8 @@ def train_settings(wildcards):
     """A version's `distillery train` settings as one shell-quoted JSON object: workflow keys (parent,
     gpus) dropped, roles in `datasets` / `val_datasets` resolved to dataset names."""
     settings = lineage.resolved_settings(train_version(wildcards), ROLES, list(DATASETS), wildcards.version)
+    if encoder_weight_file(wildcards.version) is not None:
+        settings["weights_cache"] = WEIGHTS_CACHE  # where the job reads the ImageNet weights
     return shlex.quote(json.dumps(settings, sort_keys=True))
 
 
@@ -213,6 +242,15 @@ def _weight_files(tid):
 
 
 HUB_WEIGHTS = {str(f.path): f for tid in TEACHER_BY_ID for f in _weight_files(tid) if f.repo}
+
+
+def encoder_weight_file(version):
+    """The ImageNet weights a version's encoder starts from (None: a fine-tune, random or a file)."""
+    return checks.encoder_file(train_version(SimpleNamespace(version=version)), WEIGHTS_CACHE)
+
+
+# Student encoders' ImageNet weights are hub files like teacher weights: download_weights fetches them.
+HUB_WEIGHTS.update({str(f.path): f for f in map(encoder_weight_file, VERSIONS) if f is not None})
 
 
 def teacher_weights_input(wildcards):
@@ -453,11 +491,6 @@ def _profile_default(name):
     return str(raw).strip("'\"") or None if raw is not None else None
 
 
-def _on_slurm():
-    plugin = workflow.executor_plugin
-    return plugin is not None and plugin.name == "slurm"
-
-
 def _resolve(value, wildcards):
     return value(wildcards) if callable(value) else value
 
@@ -467,9 +500,11 @@ def _partition_for(gpus):
     return (gpus and _profile_default("gpu_partition")) or _profile_default("slurm_partition")
 
 
-def job_resources(size, gpu=0):
+def job_resources(size, gpu=0, cpus=None):
     """A rule's resources: `size` names a JOB_SIZES row (or is a function of the wildcards that does),
-    `gpu` is the GPU count (or a function of the wildcards)."""
+    `gpu` is the GPU count (or a function of the wildcards). `cpus` (a count or a function of the
+    wildcards) is sent to Slurm as cpus_per_task: Snakemake caps a rule's threads at the cores of the
+    machine it runs on (a login node's few), which must not shrink a job's request on a compute node."""
 
     def gpus(wildcards):
         return int(_resolve(gpu, wildcards))
@@ -490,15 +525,20 @@ def job_resources(size, gpu=0):
     def gpu_model(wildcards):
         return _profile_default("gpu_type") if gpus(wildcards) else None
 
+    def cpus_per_task(wildcards):
+        return int(_resolve(cpus, wildcards))
+
     def slurm_partition(wildcards, attempt, threads, rulename):
         name = partition(wildcards)
         if name and _on_slurm():
-            request = slurm_fit.Request(threads, mem_mb(wildcards, attempt), gpus(wildcards), gpu_model(wildcards))
+            cores = max(threads, cpus_per_task(wildcards)) if cpus is not None else threads
+            request = slurm_fit.Request(cores, mem_mb(wildcards, attempt), gpus(wildcards), gpu_model(wildcards))
             slurm_fit.check_request(rulename, request, name)
         return name
 
-    return {"mem_mb": mem_mb, "runtime": runtime, "gpu": gpus, "gpu_model": gpu_model,
-            "slurm_partition": slurm_partition}
+    resources = {"mem_mb": mem_mb, "runtime": runtime, "gpu": gpus, "gpu_model": gpu_model,
+                 "slurm_partition": slurm_partition}
+    return resources if cpus is None else {**resources, "cpus_per_task": cpus_per_task}
 
 
 def check_job_sizes():

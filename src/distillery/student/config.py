@@ -49,7 +49,9 @@ DEFAULT_FREEZE_EPOCHS = 5  # frozen encoder epochs of a run from scratch that st
 class TrainConfig:
     # --- model ---
     backbone: str = "efficientvit_b1"  # efficientvit_b1 (V4-V9) or mobilenetv3_small (V1-V3)
-    encoder_weights: str = "auto"  # auto (local ImageNet cache if present, else random), imagenet, random, or a file
+    encoder_weights: str = "imagenet"  # imagenet (fetched by download_weights; missing = the run fails before it
+    # starts), random (on purpose), auto (ImageNet if found, else random with a warning), or a weight file
+    weights_cache: str | None = None  # where download_weights puts the ImageNet weights (teachers.weights_cache)
     num_classes: int = 6  # floor, wall, person, furniture, glass, other
     depth_init_m: float | None = None  # initial depth (softplus bias); None = median target of a fresh run
     # --- data ---
@@ -69,7 +71,7 @@ class TrainConfig:
     depth_target: str = "hybrid"  # hybrid (teacher per frame, else ToF), fusion (per pixel, like runtime), tof_only
     depth_loss: str | None = None  # berhu, l1 or ssi; None = berhu (metric, tof) or ssi (relative teacher)
     berhu_threshold: float = 0.2  # c = this x the batch's max |error|
-    smoothness_weight: float = 0.1  # edge-aware smoothness, added to the depth loss
+    lambda_e: float = 0.1  # weight of the edge-aware smoothness L_edge, added outside the Kendall weighting
     kendall: bool = True  # learned uncertainty weighting of depth and segmentation
     kendall_clamp: float = 2.0  # s_d, s_s are clamped to [-clamp, clamp]
     seg_weight: float = 1.0  # weight of the segmentation loss when kendall is off
@@ -108,14 +110,21 @@ class TrainConfig:
 
 
 # Fields that change how a run executes, not what it computes: excluded from the resume fingerprint.
-RUNTIME_FIELDS = ("num_workers", "progress", "log_every_steps", "save_every_steps", "max_steps", "device")
+RUNTIME_FIELDS = ("num_workers", "progress", "log_every_steps", "save_every_steps", "max_steps", "device",
+                  "weights_cache")
 CHOICES = {"depth_teacher": ("metric", "relative", "tof"), "depth_target": ("hybrid", "fusion", "tof_only"),
            "depth_loss": (None, "berhu", "l1", "ssi"),
            "amp": ("bf16", "fp16", "off"), "best_mode": ("min", "max"), "device": ("auto", "cpu", "cuda"),
            "backbone": ("efficientvit_b1", "mobilenetv3_small")}
 
 
+# Settings renamed since checkpoints were first written: a stored config still loads.
+RENAMED = {"smoothness_weight": "lambda_e"}
+
+
 def _build(cls, values: dict, where: str):
+    if cls is TrainConfig:
+        values = {RENAMED.get(k, k): v for k, v in values.items()}
     names = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - set(names))
     if unknown:
