@@ -33,6 +33,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from distillery.atomic import write_bytes_atomic
 from distillery.ingest.frames import Intrinsics
 from distillery.synth import tof
 from distillery.synth.render import Camera, Rendering, render
@@ -201,17 +202,8 @@ def frame_paths(folder: Path, frame: int) -> dict[str, Path]:
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    """Write to a temporary name in the same folder, then rename over the target."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    """Write through the durable writer (temporary sibling, fsync, rename)."""
+    write_bytes_atomic(path, data)
 
 
 def _png(array: np.ndarray) -> bytes:

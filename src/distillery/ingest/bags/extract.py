@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -35,6 +34,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from distillery.atomic import atomic_write
 from distillery.ingest.bags import calibration, decode, geometry
 from distillery.ingest.bags.calibration import Camera, Found
 from distillery.ingest.bags.source import BagError, BagSource, open_bag
@@ -255,21 +255,15 @@ def extract_bag(bag: str, out_dir: str, settings: BagSettings, progress: bool = 
         confidence = {ds[i]: cs[j] for i, j in associate([t / 1e9 for t in ds], [t / 1e9 for t in cs],
                                                           settings.tolerance).items()}
     plan = Plan(pairs, _sequence_of([c for c, _ in pairs], settings.sequence_seconds), confidence)
-    out = Path(out_dir)
-    tmp = out.with_name(out.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    writer = Writer(tmp, cams, t_cd, settings, plan)
-    try:
-        written = _second_pass(source, found, plan, writer, progress)
-        writer.finish()
-        report = _report(bag, source, found, settings, plan, t_cd, written, writer)
-        (tmp / "extract.json").write_text(json.dumps(report, indent=1) + "\n")
-        shutil.rmtree(out, ignore_errors=True)
-        tmp.rename(out)
-    finally:
-        writer.pool.shutdown(cancel_futures=True)
-        shutil.rmtree(tmp, ignore_errors=True)
+    with atomic_write(out_dir, folder=True) as tmp:  # the folder appears complete, or not at all
+        writer = Writer(tmp, cams, t_cd, settings, plan)
+        try:
+            written = _second_pass(source, found, plan, writer, progress)
+            writer.finish()
+            report = _report(bag, source, found, settings, plan, t_cd, written, writer)
+            (tmp / "extract.json").write_text(json.dumps(report, indent=1) + "\n")
+        finally:
+            writer.pool.shutdown(cancel_futures=True)
     if source.truncated:
         log.warning("%s is cut short: extracted %d frames from the %d messages before the cut",
                     bag, written, source.salvaged)
