@@ -172,3 +172,35 @@ def test_damaged_manifest_is_one_line_naming_the_file_and_the_rule(tmp_path, dam
         Manifest(h5)
     message = str(err.value)
     assert "\n" not in message and str(h5) in message and "merge_manifest" in message and "corrupt" in message
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    exe = Path(sys.executable).parent / "distillery"
+    return subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage"])
+def test_damaged_shard_is_one_line_naming_the_file_and_the_rule_at_every_reader(tmp_path, damage):
+    root = write_recording(tmp_path / "rec")
+    _ingest(root, tmp_path / "out", 1000)
+    shard = next((tmp_path / "out" / "shards").glob("*.h5"))
+    data = shard.read_bytes()
+    # A job killed mid-write leaves a prefix; a bad disk or copy leaves garbage where the header was.
+    shard.write_bytes(data[: len(data) // 2] if damage == "truncated" else bytes(range(256)) * 4 + data[1024:])
+    teacher = json.dumps({"id": "da3", "backend": "sim_da3"})
+    runs = {
+        "teach depth": _cli("teach", "depth", "--shard", str(shard), "--out", str(tmp_path / "depth.h5"),
+                            "--failures", str(tmp_path / "f.jsonl"), "--teacher", teacher, "--quiet"),
+        "teach sanity": _cli("teach", "sanity", "--shards", str(shard), "--out", str(tmp_path / "sanity.json"),
+                             "--teacher", teacher),
+        "merge": _cli("merge", "--shards", str(shard), "--out-h5", str(tmp_path / "m.h5"), "--out-jsonl",
+                      str(tmp_path / "m.jsonl"), "--out-quarantine", str(tmp_path / "q.jsonl"), "--out-summary",
+                      str(tmp_path / "s.json"), "--quiet"),
+    }
+    for name, proc in runs.items():
+        lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+        assert proc.returncode == 1, (name, proc.stderr)
+        assert len(lines) == 1 and "Traceback" not in proc.stderr, (name, proc.stderr)
+        assert str(shard) in lines[0] and "corrupt HDF5" in lines[0], (name, lines[0])
+        assert f"snakemake --forcerun pack_shard results/shards/{shard.name}" in lines[0], (name, lines[0])
+    assert not (tmp_path / "depth.h5").exists() and not (tmp_path / "m.h5").exists()

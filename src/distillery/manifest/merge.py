@@ -27,6 +27,7 @@ import numpy as np
 
 from distillery.manifest.content import content_id
 from distillery.manifest.provenance import collect_teachers
+from distillery.manifest.reader import open_shard
 from distillery.manifest.failures import check_failures, failure_report
 from distillery.manifest import (IMAGE_FIELDS, INPUT_SIZE, LAYER_SCHEMA_NAME, ROW_FIELDS, STRING_FIELDS, atomic_target,
                                  check_schema, create_layout, manifest_records, read_jsonl, write_jsonl_atomic,
@@ -112,7 +113,7 @@ def _group_layers(shard_paths: list[str], layer_paths: list[str]) -> dict[str, l
 def _shard_geometry(paths: list[str]) -> tuple[int, int, int]:
     total, size = 0, None
     for path in paths:
-        with h5py.File(path, "r") as f:
+        with open_shard(path) as f:
             check_schema(f, path)
             total += int(f.attrs["frame_count"])
             this = (int(f.attrs["height"]), int(f.attrs["width"]))
@@ -145,7 +146,7 @@ def merge_shards(shard_paths: list[str], out_h5: str, level: int = 3, progress: 
             offset = box_offset = 0
             for path in tqdm(shard_paths, desc="merge", unit="shard", disable=not progress):
                 with ExitStack() as stack:
-                    src = stack.enter_context(h5py.File(path, "r"))
+                    src = stack.enter_context(open_shard(path))
                     _copy_shard(src, dst, offset)
                     box_source = src
                     for layer_path in layers[path]:
@@ -187,7 +188,7 @@ def bad_share_report(rejects: list[dict], packed_per_dataset: Counter, max_bad_s
 def _frames_per_shard(shard_paths: list[str]) -> dict[str, int]:
     frames = {}
     for path in shard_paths:
-        with h5py.File(path, "r") as f:
+        with open_shard(path) as f:
             frames[Path(path).name.split(".")[0]] = int(f.attrs["frame_count"])
     return frames
 
@@ -206,7 +207,7 @@ def merge_manifest(shard_paths: list[str], quarantine_paths: list[str], out_h5: 
     write_jsonl_atomic(out_quarantine, rejects)
     packed = Counter()
     for path in shard_paths:
-        with h5py.File(path, "r") as f:
+        with open_shard(path) as f:
             packed.update(d.decode() if isinstance(d, bytes) else d for d in f["dataset"][:])
     report = bad_share_report(rejects, packed, max_bad_share)
     teacher_failures = failure_report(list(failure_paths), _frames_per_shard(shard_paths), max_failed_share)
