@@ -204,3 +204,46 @@ def test_damaged_shard_is_one_line_naming_the_file_and_the_rule_at_every_reader(
         assert str(shard) in lines[0] and "corrupt HDF5" in lines[0], (name, lines[0])
         assert f"snakemake --forcerun pack_shard results/shards/{shard.name}" in lines[0], (name, lines[0])
     assert not (tmp_path / "depth.h5").exists() and not (tmp_path / "m.h5").exists()
+
+
+def write_ir_as_confidence_recording(root: Path, frames: int = 3) -> tuple[Path, float]:
+    """A native-layout folder as a camera tool saves one: 8-bit PNG colour, 16-bit millimetre depth and the
+    IR amplitude saved as the confidence image (mostly dark: a quarter of the view is bright); and the
+    share of valid depth whose IR is at or above half scale, computed here from the arrays written."""
+    for name in ("rgb", "depth", "confidence"):
+        (root / name).mkdir(parents=True, exist_ok=True)
+    (root / "intrinsics.json").write_text(json.dumps(K))
+    rng = np.random.default_rng(3)
+    valid = trusted = 0
+    for i in range(frames):
+        depth = room_depth_mm(i)
+        ir = rng.integers(40, 120, size=(H, W)).astype(np.uint8)
+        ir[: H // 2, : W // 2] = rng.integers(160, 255, size=(H // 2, W // 2))
+        Image.fromarray(rng.integers(0, 255, size=(H, W, 3), dtype=np.uint8)).save(root / "rgb" / f"{i:06d}.png")
+        Image.fromarray(depth).save(root / "depth" / f"{i:06d}.png")
+        Image.fromarray(ir).save(root / "confidence" / f"{i:06d}.png")
+        ok = (depth > 0) & (depth < 20000)
+        valid += int(ok.sum())
+        trusted += int((ok & (ir >= 128)).sum())
+    return root, trusted / valid
+
+
+def test_ingest_of_ir_saved_as_confidence_warns_in_the_log_and_in_info(tmp_path):
+    root, share = write_ir_as_confidence_recording(tmp_path / "lab_tof")
+    assert share < 0.5
+    packed = _cli("ingest", str(root), "--out", str(tmp_path / "out"), "--height", str(H), "--width", str(W),
+                  "--quiet")
+    assert packed.returncode == 0, packed.stderr
+    warned = [ln for ln in packed.stderr.splitlines() if "confidence trusts" in ln]
+    assert len(warned) == 1 and "below the floor of 50%" in warned[0] and "'lab_tof'" in warned[0]
+    info = _cli("info", str(tmp_path / "out" / "manifest" / "manifest.h5"))
+    summary = json.loads(info.stdout)["confidence"]
+    assert summary["trusted_share"] == pytest.approx(share, abs=1e-4)
+    assert summary["datasets"]["lab_tof"] == pytest.approx(share, abs=1e-4) and summary["trusted_floor"] == 0.5
+    assert len(summary["warnings"]) == 1 and summary["warnings"][0].startswith("lab_tof: confidence trusts")
+    # The floor is a setting: a camera documented to trust only a fifth of its depth passes quietly.
+    quiet = _cli("ingest", str(root), "--out", str(tmp_path / "out2"), "--height", str(H), "--width", str(W),
+                 "--trusted-floor", "0.2", "--quiet")
+    assert quiet.returncode == 0 and "confidence trusts" not in quiet.stderr
+    info = json.loads(_cli("info", str(tmp_path / "out2" / "manifest" / "manifest.h5")).stdout)["confidence"]
+    assert info["warnings"] == [] and info["trusted_floor"] == 0.2

@@ -28,6 +28,7 @@ import numpy as np
 from distillery.manifest.content import content_id
 from distillery.manifest.provenance import collect_teachers
 from distillery.manifest.reader import open_shard
+from distillery.confidence import combine as combine_trusted
 from distillery.manifest.failures import check_failures, failure_report
 from distillery.manifest import (IMAGE_FIELDS, INPUT_SIZE, LAYER_SCHEMA_NAME, ROW_FIELDS, STRING_FIELDS, atomic_target,
                                  check_schema, create_layout, manifest_records, read_jsonl, write_jsonl_atomic,
@@ -144,9 +145,11 @@ def merge_shards(shard_paths: list[str], out_h5: str, level: int = 3, progress: 
             create_layout(dst, total, height, width, level)
             dst.attrs["teachers"] = json.dumps(teachers, sort_keys=True)
             offset = box_offset = 0
+            trusted = []  # per shard: valid and trusted depth counts (distillery.confidence)
             for path in tqdm(shard_paths, desc="merge", unit="shard", disable=not progress):
                 with ExitStack() as stack:
                     src = stack.enter_context(open_shard(path))
+                    trusted.append(src.attrs.get("trusted_depth"))
                     _copy_shard(src, dst, offset)
                     box_source = src
                     for layer_path in layers[path]:
@@ -160,6 +163,7 @@ def merge_shards(shard_paths: list[str], out_h5: str, level: int = 3, progress: 
             if len(set(keys)) != len(keys):
                 dup = [k for k, c in Counter(keys).items() if c > 1][:3]
                 raise ValueError(f"frames appear in more than one shard, e.g. {[k.decode() for k in dup]}")
+            dst.attrs["trusted_depth"] = combine_trusted(trusted)
             dst.attrs["content_id"] = inputs_id.result()
         replace_durable(tmp, out_h5)
     finally:
