@@ -17,6 +17,6 @@ __all__ = [
     "BOX_COLUMNS", "IMAGE_FIELDS", "INPUT_SIZE", "LAYER_SCHEMA_NAME", "SOURCE_FIELD", "TEACHER_SLOTS", "ROW_FIELDS",
     "SCHEMA_NAME", "SCHEMA_VERSION",
     "STRING_FIELDS", "ImageField", "Manifest", "atomic_target", "check_schema", "create_boxes", "create_layer",
-    "create_layout", "fsync_path", "manifest_records", "open_manifest", "open_shard", "read_jsonl", "replace_durable", "write_jsonl_atomic",
-    "write_text_atomic", "compression",
+    "create_layout", "fsync_path", "manifest_records", "open_manifest", "open_shard", "read_jsonl",
+    "replace_durable", "write_jsonl_atomic", "write_text_atomic", "compression",
 ]
