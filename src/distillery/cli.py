@@ -69,13 +69,16 @@ def _add_pack_options(p) -> None:
                    help="centre-crop to the target aspect ratio (default) or stretch")
     p.add_argument("--max-depth", type=float, default=20.0, help="depth above this (m) is an invalid pixel; a frame mostly beyond it is absurd")
     p.add_argument("--compression-level", type=int, default=3, help="Zstd level (default 3)")
+    p.add_argument("--trusted-floor", type=float, default=0.5,
+                   help="warn when confidence trusts less than this share of a dataset's valid depth (0.5)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def _pack_settings(args):
     from distillery.ingest.pack import PackSettings
 
-    return PackSettings(args.height, args.width, args.fit, args.max_depth, args.compression_level)
+    return PackSettings(args.height, args.width, args.fit, args.max_depth, args.compression_level,
+                        args.trusted_floor)
 
 
 def _add_pack(sub) -> None:
@@ -157,8 +160,8 @@ def _run_ingest(args) -> int:
 def _add_info(sub) -> None:
     p = sub.add_parser("info", help="summarise a manifest", description="Print counts per split and dataset, "
                        "the frames with metric and with relative teacher depth, labels and boxes, the mean ToF "
-                       "valid share, and each teacher's id, backend, weights hash and the size of the frames it "
-                       "labelled (JSON).")
+                       "valid share, the share of valid depth that confidence trusts (with warnings), and each "
+                       "teacher's id, backend, weights hash and the size of the frames it labelled (JSON).")
     p.add_argument("manifest", help="manifest.h5")
     p.set_defaults(func=_run_info)
 

@@ -17,12 +17,13 @@ folder per `sequence_seconds` of recording (all in one when unset)::
 The folder is written under a temporary name and renamed when complete.
 Confidence comes only from an explicit mapping of an IR/confidence topic;
 when the share of valid depth it trusts (confidence >= 0.5, the gate of
-training and fusion) falls below `trusted_floor`, the extraction warns in
+training and fusion, `distillery.confidence`) falls below `trusted_floor`, the extraction warns in
 the log and in extract.json.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import shutil
@@ -35,6 +36,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from distillery.confidence import TRUSTED_FLOOR, trusted_counts, trusted_warning
 from distillery.ingest.bags import calibration, decode, geometry
 from distillery.ingest.bags.calibration import Camera, Found
 from distillery.ingest.bags.source import BagError, BagSource, open_bag
@@ -42,7 +44,7 @@ from distillery.ingest.readers.tum import associate
 
 log = logging.getLogger(__name__)
 
-CONFIDENCE_GATE = 0.5  # training and fusion trust depth where confidence >= this
+PNG_LEVEL = 1  # zlib level of the colour PNGs
 WORKERS = 4  # threads that re-project and write frames while the bag is read
 
 
@@ -57,7 +59,7 @@ class BagSettings:
     confidence_topic: str | None = None  # IR amplitude or confidence, registered to depth
     confidence_scale: float | None = None  # confidence = clip(value * scale, 0, 1)
     confidence_range: list[float] | None = None  # [low, high] raw values -> [0, 1]
-    trusted_floor: float = 0.5  # warn when less of the valid depth than this is trusted
+    trusted_floor: float = TRUSTED_FLOOR  # warn when less of the valid depth than this is trusted
     tolerance: float = 0.05  # seconds between paired colour and depth header stamps
     sequence_seconds: float | None = None  # cut the recording into sequences of this length
     extrinsic: dict | None = None  # depth->colour {"translation": [x,y,z], "rotation": [x,y,z,w]}
@@ -103,11 +105,29 @@ class Plan:
         return self.numbers[index]
 
 
+_NPY_HEADERS: dict[tuple, bytes] = {}
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    """`np.save` of a float32 image with its .npy header built once per shape (the same bytes on disk)."""
+    array = np.ascontiguousarray(array, dtype=np.float32)
+    header = _NPY_HEADERS.get(array.shape)
+    if header is None:
+        buf = io.BytesIO()
+        np.lib.format.write_array_header_1_0(buf, np.lib.format.header_data_from_array_1_0(array))
+        header = _NPY_HEADERS[array.shape] = buf.getvalue()
+    with open(path, "wb") as f:
+        f.write(header)
+        f.write(array.data)
+
+
 def _write_frame(folder: Path, frame_id: str, rgb: np.ndarray, depth: np.ndarray, conf: np.ndarray | None) -> None:
-    Image.fromarray(rgb).save(folder / "rgb" / f"{frame_id}.png")
-    np.save(folder / "depth" / f"{frame_id}.npy", depth.astype(np.float32))
+    # zlib level 1: the folder is an intermediate that ingest packs, and level 6 (Pillow's default) costs
+    # more CPU than any other step of a frame for a few per cent of size.
+    Image.fromarray(rgb).save(folder / "rgb" / f"{frame_id}.png", compress_level=PNG_LEVEL)
+    _save_npy(folder / "depth" / f"{frame_id}.npy", depth)
     if conf is not None:
-        np.save(folder / "confidence" / f"{frame_id}.npy", conf.astype(np.float32))
+        _save_npy(folder / "confidence" / f"{frame_id}.npy", conf)
 
 
 class Writer:
@@ -171,8 +191,7 @@ class Writer:
         _write_frame(folder, frame_id, rgb, depth, conf)
         if conf is None:
             return 0, 0
-        valid = depth > 0
-        return int(np.count_nonzero(valid)), int(np.count_nonzero(valid & (conf >= CONFIDENCE_GATE)))
+        return trusted_counts(depth, conf)
 
     def _collect(self, future) -> None:
         valid, trusted = future.result()
@@ -283,11 +302,8 @@ def _confidence_report(cams: dict[str, Camera], s: BagSettings, writer: Writer) 
     if "confidence" not in cams:
         return None
     share = writer.trusted / writer.valid if writer.valid else 0.0
-    warning = None
-    if share < s.trusted_floor:
-        warning = (f"confidence trusts {share:.1%} of the valid depth (confidence >= {CONFIDENCE_GATE}), below the "
-                   f"floor of {s.trusted_floor:.0%}: check the confidence mapping of {s.confidence_topic!r} "
-                   "(--confidence-scale / --confidence-range); training and fusion ignore untrusted depth")
+    warning = trusted_warning(share, s.trusted_floor, f"check the confidence mapping of {s.confidence_topic!r} "
+                              "(--confidence-scale / --confidence-range)")
     return {"topic": s.confidence_topic, "range": [0.0, 1.0], "trusted_share": round(share, 6),
             "trusted_floor": s.trusted_floor, "warning": warning,
             "mapping": decode.confidence_mapping(s.confidence_scale, s.confidence_range, s.confidence_topic)}
