@@ -35,7 +35,8 @@ from tqdm import tqdm
 
 from distillery.ingest.frames import Intrinsics
 from distillery.synth import tof
-from distillery.synth.render import Camera, Rendering, render
+from distillery.synth.camera import Camera
+from distillery.synth.render import Rendering, render
 from distillery.synth.scene import FAMILIES, Scene, build_scene, family_rng, make_style
 
 FORMAT, VERSION = "distillery-synth", 1
@@ -104,7 +105,7 @@ def synthesize_frame(family: str, seed: int, sequence: int, frame: int, height: 
     k = intrinsics_for(family, seed, height, width)
     pose = camera_pose(family, seed, sequence, frame)
     rng = family_rng(family, seed, 4, sequence, frame)
-    rendering = render(scene.at(time_s), Camera(k.fx, k.fy, k.cx, k.cy, width, height), pose[:3, :3], pose[:3, 3], rng)
+    rendering = render(scene.at(time_s), Camera.of(k), pose[:3, :3], pose[:3, 3], rng)
     depth, confidence = tof.simulate(rendering, sensor_for(family, seed), rng)
     return SynthFrame(rendering.rgb, depth, confidence, rendering.depth, rendering.semantics, rendering.instances,
                       k, pose, time_s, rendering)
