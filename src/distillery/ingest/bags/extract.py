@@ -23,7 +23,6 @@ the log and in extract.json.
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import shutil
@@ -33,18 +32,18 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 from tqdm import tqdm
 
 from distillery.confidence import TRUSTED_FLOOR, trusted_counts, trusted_warning
+from distillery.ingest import native_writer
 from distillery.ingest.bags import calibration, decode, geometry
 from distillery.ingest.bags.calibration import Camera, Found
 from distillery.ingest.bags.source import BagError, BagSource, open_bag
+from distillery.ingest.native_writer import NATIVE_FILES
 from distillery.ingest.readers.tum import associate
 
 log = logging.getLogger(__name__)
 
-PNG_LEVEL = 1  # zlib level of the colour PNGs
 WORKERS = 4  # threads that re-project and write frames while the bag is read
 
 
@@ -105,31 +104,6 @@ class Plan:
         return self.numbers[index]
 
 
-_NPY_HEADERS: dict[tuple, bytes] = {}
-
-
-def _save_npy(path: Path, array: np.ndarray) -> None:
-    """`np.save` of a float32 image with its .npy header built once per shape (the same bytes on disk)."""
-    array = np.ascontiguousarray(array, dtype=np.float32)
-    header = _NPY_HEADERS.get(array.shape)
-    if header is None:
-        buf = io.BytesIO()
-        np.lib.format.write_array_header_1_0(buf, np.lib.format.header_data_from_array_1_0(array))
-        header = _NPY_HEADERS[array.shape] = buf.getvalue()
-    with open(path, "wb") as f:
-        f.write(header)
-        f.write(array.data)
-
-
-def _write_frame(folder: Path, frame_id: str, rgb: np.ndarray, depth: np.ndarray, conf: np.ndarray | None) -> None:
-    # zlib level 1: the folder is an intermediate that ingest packs, and level 6 (Pillow's default) costs
-    # more CPU than any other step of a frame for a few per cent of size.
-    Image.fromarray(rgb).save(folder / "rgb" / f"{frame_id}.png", compress_level=PNG_LEVEL)
-    _save_npy(folder / "depth" / f"{frame_id}.npy", depth)
-    if conf is not None:
-        _save_npy(folder / "confidence" / f"{frame_id}.npy", conf)
-
-
 class Writer:
     """Turns decoded colour/depth/confidence of one pair into a native frame on disk."""
 
@@ -144,8 +118,8 @@ class Writer:
     def folder(self, seq: int) -> Path:
         folder = self.tmp / f"seq-{seq:03d}"
         if seq not in self.counts:
-            for sub in ("rgb", "depth") + (("confidence",) if "confidence" in self.cams else ()):
-                (folder / sub).mkdir(parents=True, exist_ok=True)
+            files = {k: v for k, v in NATIVE_FILES.items() if k != "confidence" or "confidence" in self.cams}
+            native_writer.make_folders(folder, files)
             self.counts[seq], self.stamps[seq] = 0, []
         return folder
 
@@ -172,7 +146,7 @@ class Writer:
                            f"depth is {depth.shape[1]}x{depth.shape[0]}; it must be registered to depth")
         seq = self.plan.sequences[index]
         folder = self.folder(seq)
-        frame_id = f"{self.plan.frame_number(index):06d}"
+        frame_id = native_writer.frame_id(self.plan.frame_number(index))
         self.counts[seq] += 1
         ns = self.plan.pairs[index][0]
         self.stamps[seq].append(f"{frame_id} {ns // 10**9}.{ns % 10**9:09d}")
@@ -188,7 +162,8 @@ class Writer:
         kd, kc = self.cams["depth"].intrinsics, self.cams["color"].intrinsics
         if not (kd == kc and np.allclose(self.t_cd, np.eye(4))):
             depth, conf = geometry.reproject_depth(depth, kd, kc, self.t_cd, conf)
-        _write_frame(folder, frame_id, rgb, depth, conf)
+        arrays = {"rgb": rgb, "depth": depth} | ({} if conf is None else {"confidence": conf})
+        native_writer.write_frame(folder, frame_id, arrays)
         if conf is None:
             return 0, 0
         return trusted_counts(depth, conf)
@@ -206,12 +181,9 @@ class Writer:
     def finish(self) -> None:
         self.drain()
         self.pool.shutdown()
-        k = self.cams["color"].intrinsics.to_dict()
         for seq, lines in self.stamps.items():
-            folder = self.folder(seq)
-            lines.sort()
-            (folder / "intrinsics.json").write_text(json.dumps(k) + "\n")
-            (folder / "timestamps.txt").write_text("\n".join(lines) + "\n")
+            native_writer.write_texts(self.folder(seq), native_writer.sequence_texts(self.cams["color"].intrinsics,
+                                                                                      sorted(lines)))
 
 
 def _decode(source: BagSource, role: str, found: Found, raw: bytes, s: BagSettings) -> np.ndarray:
