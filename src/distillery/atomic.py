@@ -74,11 +74,15 @@ def clean_stale(path: str | os.PathLike) -> list[Path]:
     return stale
 
 
-def atomic_target(path: str | os.PathLike, suffix: str = "tmp") -> Path:
-    """A fresh temporary sibling of `path` (its folder created); `replace_durable` it onto `path`."""
+def atomic_target(path: str | os.PathLike, suffix: str = "tmp", clean: bool = True) -> Path:
+    """A fresh temporary sibling of `path` (its folder created); `replace_durable` it onto `path`.
+
+    `clean` removes killed writers' siblings first (a scan of the folder): writers of many files
+    into one folder pass False and clean the folder once themselves."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    clean_stale(path)
+    if clean:
+        clean_stale(path)
     return path.with_name(f".{path.name}.{_HOST}.{os.getpid()}-{next(_COUNTER)}.{suffix}")
 
 
@@ -124,10 +128,10 @@ def replace_durable(tmp: str | os.PathLike, path: str | os.PathLike) -> None:
 
 
 @contextlib.contextmanager
-def atomic_write(path: str | os.PathLike, folder: bool = False):
+def atomic_write(path: str | os.PathLike, folder: bool = False, clean: bool = True):
     """Yield a temporary sibling of `path` to write (a created folder when `folder`); on a clean exit
     make it `path` durably (replace_durable); on an error remove it and leave `path` as it was."""
-    tmp = atomic_target(path)
+    tmp = atomic_target(path, clean=clean)
     if folder:
         tmp.mkdir()
     try:
@@ -148,8 +152,8 @@ def move_durable(src: str | os.PathLike, dest: str | os.PathLike) -> None:
         fsync_path(src.resolve().parent)
 
 
-def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
-    with atomic_write(path) as tmp:
+def write_bytes_atomic(path: str | os.PathLike, data: bytes, clean: bool = True) -> None:
+    with atomic_write(path, clean=clean) as tmp:
         tmp.write_bytes(data)
 
 

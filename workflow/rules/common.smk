@@ -95,7 +95,7 @@ def pack_args():
     ingest = config["ingest"]
     return (
         f"--height {ingest['height']} --width {ingest['width']} --fit {ingest['fit']} "
-        f"--max-depth {ingest['max_depth_m']} "
+        f"--max-depth {ingest['max_depth_m']} --trusted-floor {ingest['trusted_floor']} "
         f"--compression-level {config['manifest']['compression_level']}"
     )
 

@@ -41,7 +41,7 @@ import torch
 from tqdm import tqdm
 
 from distillery.ingest.frames import FrameError, decode_rgb
-from distillery.manifest import LAYER_SCHEMA_NAME, SOURCE_FIELD, check_schema
+from distillery.manifest import LAYER_SCHEMA_NAME, SOURCE_FIELD, check_schema, open_shard
 from distillery.teachers.base import FrameFailure, TeacherError
 from distillery.teachers.faults import as_fatal, is_fatal, with_injected_faults
 from distillery.teachers.grid import batch_grids, to_grid
@@ -73,7 +73,7 @@ class ShardFrames(torch.utils.data.Dataset):
         self.paths = {"shard": shard, "depth": depth_layer, "detect": detect_layer}
         self.fields = fields
         self._files, self._pid = {}, None
-        with h5py.File(shard, "r") as f:
+        with open_shard(shard) as f:
             self.keys = [k.decode() if isinstance(k, bytes) else str(k) for k in f["key"][:]]
             self.source = source and SOURCE_FIELD in f
         if source and not self.source:
@@ -217,7 +217,7 @@ def _check_layer(path: str, keys: list[str], what: str) -> h5py.File:
 
 def check_inputs(stage, shard: str, keys: list[str], depth_layer: str | None, detect_layer: str | None) -> None:
     """Fail before any inference when the inputs cannot serve this stage."""
-    with h5py.File(shard, "r") as f:
+    with open_shard(shard) as f:
         for name in ("truth_depth", "truth_label"):
             if name in stage.reads and stage.simulated:
                 have = f["has_" + name][:]
@@ -256,7 +256,7 @@ def run_shard(stage, shard: str, out: str, failures_out: str, batch_size: int = 
     """Label every frame of `shard` with `stage` into the layer file `out`; resumes a killed run."""
     stage = with_injected_faults(stage)
     dataset = ShardFrames(shard, stage.reads, depth_layer, detect_layer, source=stage.sees() == "source")
-    with h5py.File(shard, "r") as f:
+    with open_shard(shard) as f:
         size = int(f.attrs["height"]), int(f.attrs["width"])
     check_inputs(stage, shard, dataset.keys, depth_layer, detect_layer)
     provenance = stage.describe()

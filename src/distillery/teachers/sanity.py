@@ -16,10 +16,9 @@ import json
 import logging
 from dataclasses import asdict, dataclass
 
-import h5py
 import numpy as np
 
-from distillery.manifest import write_text_atomic
+from distillery.manifest import open_shard, write_text_atomic
 from distillery.teachers.base import FrameFailure
 from distillery.teachers.grid import batch_grids, to_grid
 from distillery.teachers.runner import ShardFrames, collate
@@ -45,7 +44,7 @@ def sample_frames(shards: list[str], count: int) -> list[tuple[str, int]]:
     """`count` (shard, row) pairs spread evenly over the frames of all shards, in order."""
     sizes = []
     for path in shards:
-        with h5py.File(path, "r") as f:
+        with open_shard(path) as f:
             sizes.append(int(f.attrs["frame_count"]))
     total = sum(sizes)
     picks = np.unique(np.linspace(0, total - 1, min(count, total)).round().astype(int)) if total else []
