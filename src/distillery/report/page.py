@@ -105,7 +105,9 @@ def render_html(ctx: dict) -> str:
              f"<p class='meta'>Generated {html.escape(ctx['generated'])} from {len(ctx['evals'])} evaluations. "
              f"Manifest <code>{html.escape(ctx['manifest'])}</code> (content id "
              f"<code>{html.escape(ctx['content_id'])}</code>). Headline reference: <b>{html.escape(ref)}</b> depth. "
-             "Intervals are 95 % bootstrap confidence intervals over sequences. The column "
+             "Intervals in brackets are 95 % bootstrap confidence intervals over test sequences; a set with fewer "
+             "than five test sequences has none, and shows the range of its sequences' values, labelled so. "
+             "The column "
              f"“{REFERENCE_COLUMN}” quotes the reference implementation on real data; it was not measured "
              "by this run.</p>",
              "<section id='provenance'><h2>Teachers (labelled the training data)</h2>",
@@ -141,7 +143,8 @@ def render_markdown(ctx: dict, html_name: str) -> str:
     ref = ctx["reference"]
     parts = ["# Distillery lineage report", "",
              f"Generated {ctx['generated']}; manifest `{ctx['manifest']}` (content id `{ctx['content_id']}`). "
-             f"Plots and qualitative panels: [{html_name}]({html_name}). Intervals: 95 % bootstrap over sequences. "
+             f"Plots and qualitative panels: [{html_name}]({html_name}). Intervals in brackets: 95 % bootstrap over "
+             "test sequences; with fewer than five, the range of the sequences, labelled so. "
              f"\"{REFERENCE_COLUMN}\" quotes the reference implementation, not this run.", "",
              "## Teachers", "",
              md_table(TEACHER_COLUMNS, teacher_rows(ctx["teachers"])) if ctx["teachers"] else "No teacher recorded.",
