@@ -120,3 +120,12 @@ def test_page_renders_in_a_headless_browser(report, tmp_path):
 
     pixels = Image.open(shot).convert("L")
     assert pixels.getextrema()[1] - pixels.getextrema()[0] > 100  # not a blank page
+
+
+def test_a_range_of_few_sequences_is_printed_as_such_not_as_an_interval():
+    from distillery.report.data import fmt_ci
+
+    assert fmt_ci({"mean": 0.5, "ci95": [0.4, 0.6]}) == "0.500 [0.400, 0.600]"
+    few = {"mean": 0.5, "ci95": None, "range": [0.45, 0.55], "interval": "range of 2 sequences"}
+    assert fmt_ci(few) == "0.500 (range of 2 sequences: 0.450-0.550)"
+    assert "[" not in fmt_ci(few)
