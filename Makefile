@@ -1,11 +1,14 @@
 # Two commands do all set-up on a fresh machine:
 #   make demo   generate the sample worlds, train, evaluate and report the lineage locally on CPU
+#               (config/demo.yaml; a real run edits config/config.yaml and runs `snakemake --profile slurm`)
 #   make test   run the test suite
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(CURDIR)/$(VENV)/bin
 export PATH := $(BIN):$(PATH)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
+# The embedded demo's configuration: a whole configuration of its own, used instead of the template.
+DEMO_CONFIG := config/demo.yaml
 
 .PHONY: setup demo test lint dag clean slurm-profile slurm-deps graphviz-deps browser-deps
 
@@ -22,9 +25,9 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 # The demo: the sample worlds, teachers, manifest, all nine versions of the lineage (short CPU runs),
-# their evaluation and the report. `snakemake` alone also exports and quantizes every version.
+# their evaluation and the report; it also exports and quantizes every version.
 demo: setup
-	$(BIN)/snakemake
+	$(BIN)/snakemake --configfile $(DEMO_CONFIG)
 	@echo
 	@$(BIN)/distillery info results/manifest/manifest.h5
 	@echo "manifest:   $(CURDIR)/results/manifest/manifest.h5"
@@ -42,16 +45,18 @@ test: setup slurm-deps browser-deps
 	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 lint: setup
-	$(BIN)/snakemake --lint
+	$(BIN)/snakemake --configfile $(DEMO_CONFIG) --lint
 
-# The job graph and the rule graph as SVG (DAG_SVG, RULES_SVG name the files). Snakemake writes
+# The job graph and the rule graph as SVG (DAG_SVG, RULES_SVG name the files), of the demo unless
+# DAG_CONFIG names another config (DAG_CONFIG=config/config.yaml: your real run). Snakemake writes
 # the graph first, so a failing Snakemake stops here instead of leaving an empty picture.
 DAG_SVG ?= dag.svg
 RULES_SVG ?= rules.svg
+DAG_CONFIG ?= $(DEMO_CONFIG)
 dag: setup
-	$(BIN)/snakemake --dag > $(DAG_SVG).dot
+	$(BIN)/snakemake --configfile $(DAG_CONFIG) --dag > $(DAG_SVG).dot
 	dot -Tsvg $(DAG_SVG).dot -o $(DAG_SVG) && rm -f $(DAG_SVG).dot
-	$(BIN)/snakemake --rulegraph > $(RULES_SVG).dot
+	$(BIN)/snakemake --configfile $(DAG_CONFIG) --rulegraph > $(RULES_SVG).dot
 	dot -Tsvg $(RULES_SVG).dot -o $(RULES_SVG) && rm -f $(RULES_SVG).dot
 	@echo "job graph: $(DAG_SVG)   rule graph: $(RULES_SVG)"
 

@@ -5,7 +5,13 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
-configfile: f"{workflow.basedir}/config/config.yaml"
+# config/config.yaml (the template of a real run) unless --configfile names whole configurations of
+# its own, e.g. `--configfile config/demo.yaml` (`make demo`): see src/distillery/workflow.py.
+from distillery.workflow import template_configfile
+
+if template_configfile(workflow.basedir, workflow.overwrite_configfiles):
+
+    configfile: template_configfile(workflow.basedir, workflow.overwrite_configfiles)
 
 
 include: "workflow/rules/common.smk"

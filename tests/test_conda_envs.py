@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from workflow_util import BIN, ROOT, tiny_config
+from workflow_util import BIN, ROOT, on_demo, tiny_config
 
 STUB = Path(__file__).with_name("conda_stub.py")
 
@@ -31,7 +31,7 @@ def conda(tmp_path):
 
 def _snakemake(work: Path, env: dict, *args: str):
     work.mkdir(parents=True, exist_ok=True)
-    (work / "config.yaml").write_text(yaml.safe_dump(tiny_config()))
+    (work / "config.yaml").write_text(yaml.safe_dump(on_demo(tiny_config())))
     cmd = [str(BIN / "snakemake"), "-s", str(ROOT / "Snakefile"), "-d", str(work), "--cores", "2", *args,
            "--configfile", str(work / "config.yaml"), "--sdm", "conda"]
     return subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True, timeout=600)

@@ -227,7 +227,7 @@ def test_deploy_defaults_agree_across_schema_config_and_cli():
 
     props = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())["properties"]["deploy"]["properties"]
     defaults = {k: v["default"] for k, v in props.items()}
-    config = yaml.safe_load((ROOT / "config/config.yaml").read_text())["deploy"]
+    config = yaml.safe_load((ROOT / "config/demo.yaml").read_text())["deploy"]
     assert config.keys() == defaults.keys()  # every setting shown in the embedded config
     demo_sized = {"calibration_frames", "parity_frames", "fused_frames", "eval_frames"}  # its comment says so
     assert {k: v for k, v in config.items() if k not in demo_sized} == {

@@ -54,5 +54,5 @@ def test_schema_defaults_agree_with_the_cli_and_settings():
     assert boot["seed"]["default"] == defaults.seed == args.seed
     assert props["batch_size"]["default"] == defaults.batch_size == args.batch_size
     assert props["device"]["default"] == defaults.device == args.device
-    config = yaml.safe_load((ROOT / "config/config.yaml").read_text())["evaluation"]
+    config = yaml.safe_load((ROOT / "config/demo.yaml").read_text())["evaluation"]
     assert config["bootstrap"] == {"resamples": defaults.resamples, "seed": defaults.seed}

@@ -12,7 +12,7 @@ from workflow_util import ROOT, snakemake, tiny_config
 
 from distillery.student import lineage
 
-DEFAULT = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+DEFAULT = yaml.safe_load((ROOT / "config" / "demo.yaml").read_text())
 VERSIONS = list(DEFAULT["training"]["versions"])
 ROLES = DEFAULT["lineage"]["roles"]
 DATASETS = [d["name"] for d in DEFAULT["datasets"]]

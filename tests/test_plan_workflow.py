@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 import yaml
-from workflow_util import BIN, ROOT, snakemake, tiny_config
+from workflow_util import BIN, ROOT, on_demo, snakemake, tiny_config
 
 from distillery.plan import make_plan
 from distillery.plan.records import read_record
@@ -68,7 +68,7 @@ def test_plan_before_a_run_has_the_dry_runs_jobs_plus_the_shards_to_come(tmp_pat
 def test_estimated_shards_are_the_shards_the_run_made(ran, tmp_path):
     fresh = tmp_path / "fresh"
     fresh.mkdir()
-    (fresh / "config.yaml").write_text(yaml.safe_dump(tiny_config()))
+    (fresh / "config.yaml").write_text(yaml.safe_dump(on_demo(tiny_config())))
     plan = run_plan(fresh)
     made = json.loads((ran / "results" / "shards" / "plan" / "shards.json").read_text())["shards"]
     assert plan_counts(plan)["pack_shard"] == len(made)
@@ -95,7 +95,7 @@ def test_plan_of_a_run_from_its_records_matches_its_measured_cpu_time(ran):
 
 def test_plan_on_slurm_names_partitions_and_says_when_slurm_cannot_be_asked(tmp_path):
     cfg = tmp_path / "config.yaml"
-    cfg.write_text(yaml.safe_dump(tiny_config()))
+    cfg.write_text(yaml.safe_dump(on_demo(tiny_config())))
     plan = make_plan([TARGET], [str(cfg)], [str(ROOT / "profiles" / "slurm")], tmp_path,
                      extra_args=["--forceall"], check_fit=True)
     data = plan.to_dict()

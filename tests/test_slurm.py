@@ -17,7 +17,7 @@ import time
 import pytest
 import yaml
 from slurm_cluster import ACCOUNT, CPU_PARTITION, GPU_PARTITION, available, start, stop
-from workflow_util import BIN, ROOT, snakemake, tiny_config
+from workflow_util import BIN, ROOT, on_demo, snakemake, tiny_config
 
 from distillery.manifest import Manifest
 
@@ -63,7 +63,7 @@ def demo_config(**training) -> dict:
 def run_profile(work, profile, config, env=None, timeout=1800, targets=()):
     """`snakemake --profile <user profile>` as a user runs it; the status checks start after 5 s."""
     work.mkdir(parents=True, exist_ok=True)
-    (work / "config.yaml").write_text(yaml.safe_dump(config))
+    (work / "config.yaml").write_text(yaml.safe_dump(on_demo(config)))
     env = dict(env or os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}")
     cmd = [str(BIN / "snakemake"), "-s", str(ROOT / "Snakefile"), "-d", str(work), "--profile", str(profile),
            "--slurm-init-seconds-before-status-checks", "5", *targets, "--configfile", str(work / "config.yaml")]
@@ -177,7 +177,7 @@ def _start_now_once_pending(jobid: str, timeout: float = 120) -> None:
 def test_requeued_training_job_resumes_from_its_checkpoint(demo_run):
     work, profile = demo_run
     cfg_path = work / "config.yaml"
-    cfg_path.write_text(yaml.safe_dump(_train_config(epochs=40)))
+    cfg_path.write_text(yaml.safe_dump(on_demo(_train_config(epochs=40))))
     env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}")
     run = subprocess.Popen([str(BIN / "snakemake"), "-s", str(ROOT / "Snakefile"), "-d", str(work), "--configfile",
                             str(cfg_path), "--profile", str(profile), "--slurm-init-seconds-before-status-checks", "5",

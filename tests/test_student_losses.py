@@ -135,8 +135,41 @@ def test_student_loss_never_reads_truth_and_absent_seg_leaves_its_weight_alone()
 def test_l1_option_and_no_kendall_sum():
     batch = _two_frame_batch()
     outputs = {"depth": torch.full((2, 1, 1, 4), 2.0), "segmentation": torch.zeros(2, 6, 1, 4)}
-    parts = StudentLoss(depth_loss="l1", kendall=False, smoothness_weight=0.0)(outputs, batch)
+    parts = StudentLoss(depth_loss="l1", kendall=False, lambda_e=0.0)(outputs, batch)
     target, valid = depth_target(batch, "hybrid")
     assert parts["loss"].item() == pytest.approx((2.0 - target)[valid].abs().mean().item())
     with pytest.raises(ValueError):
         StudentLoss(depth_target="teacher_sometimes")
+
+
+def test_edge_term_is_lambda_e_times_l_edge_outside_the_kendall_weighting():
+    """The spec: 0.5 exp(-s_d) L_d + 0.5 s_d + exp(-s_s) L_s + 0.5 s_s + lambda_e L_edge."""
+    batch = _two_frame_batch()
+    batch["rgb"] = torch.rand(2, 3, 1, 4, generator=torch.Generator().manual_seed(0))
+    batch["teacher_label"] = torch.tensor([[[0, 1, 255, 2]], [[1, 1, 0, 255]]])
+    depth = torch.tensor([[[[1.0, 2.0, 4.0, 3.0]]], [[[2.0, 5.0, 1.0, 2.0]]]])
+    outputs = {"depth": depth, "segmentation": torch.randn(2, 6, 1, 4, generator=torch.Generator().manual_seed(1))}
+    loss_fn = StudentLoss(lambda_e=0.3)
+    with torch.no_grad():
+        loss_fn.kendall.s_depth.fill_(1.5)
+        loss_fn.kendall.s_seg.fill_(-0.5)
+    parts = loss_fn(outputs, batch)
+    fit, seg, edge = parts["depth_fit"].item(), parts["seg"].item(), parts["smoothness"].item()
+    assert edge == pytest.approx(edge_aware_smoothness(depth, batch["rgb"]).item()) and edge > 0
+    expected = 0.5 * math.exp(-1.5) * fit + 0.75 + math.exp(0.5) * seg - 0.25 + 0.3 * edge
+    assert parts["loss"].item() == pytest.approx(expected, rel=1e-6)
+    # The edge weight does not follow s_d: only the Kendall terms change with it.
+    with torch.no_grad():
+        loss_fn.kendall.s_depth.fill_(-1.0)
+    again = loss_fn(outputs, batch)["loss"].item()
+    assert again - expected == pytest.approx(0.5 * (math.exp(1.0) - math.exp(-1.5)) * fit - 1.25, rel=1e-6)
+    # Without Kendall: L_d + seg_weight L_s + lambda_e L_edge.
+    plain = StudentLoss(kendall=False, seg_weight=2.0, lambda_e=0.3)(outputs, batch)["loss"].item()
+    assert plain == pytest.approx(fit + 2.0 * seg + 0.3 * edge, rel=1e-6)
+
+
+def test_lambda_e_defaults_to_the_spec_and_old_configs_still_load():
+    from distillery.student.config import TrainConfig, config_from_dict
+
+    assert TrainConfig().lambda_e == 0.1 and StudentLoss().lambda_e == 0.1
+    assert config_from_dict({"smoothness_weight": 0.2}).lambda_e == 0.2  # a checkpoint written before the rename

@@ -62,7 +62,7 @@ def test_a_relative_target_takes_no_tof_for_frames_without_a_relative_teacher():
     batch = _batch(depth, has_relative=(True, False))
     target, valid = depth_target(batch, "relative")
     assert valid[0].all() and not valid[1].any()  # frame 1 has ToF, but no relative teacher: no target at all
-    loss = StudentLoss(depth_teacher="relative", kendall=False, smoothness_weight=0.0)
+    loss = StudentLoss(depth_teacher="relative", kendall=False, lambda_e=0.0)
     outputs = {"depth": depth.clone(), "segmentation": torch.zeros(2, 6, *depth.shape[-2:])}
     base = loss(outputs, batch)["depth_fit"]
     batch["tof_depth"] = batch["tof_depth"] * 3.0  # the ToF cannot move a relative run's loss
@@ -75,8 +75,8 @@ def test_a_plain_l1_on_a_relative_teacher_regresses_its_unitless_values_as_metre
     """The reference V1 recipe: the student that fits best is the teacher's raw values, not the scene's metres."""
     depth = _scene()
     batch = _batch(depth)
-    plain = StudentLoss(depth_teacher="relative", depth_loss="l1", kendall=False, smoothness_weight=0.0)
-    ssi = StudentLoss(depth_teacher="relative", kendall=False, smoothness_weight=0.0)
+    plain = StudentLoss(depth_teacher="relative", depth_loss="l1", kendall=False, lambda_e=0.0)
+    ssi = StudentLoss(depth_teacher="relative", kendall=False, lambda_e=0.0)
     seg = torch.zeros(2, 6, *depth.shape[-2:])
     metric = {"depth": depth.clone(), "segmentation": seg}
     raw = {"depth": batch["teacher_depth_relative"].clone(), "segmentation": seg}

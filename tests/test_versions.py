@@ -73,3 +73,19 @@ def test_dry_run_stops_at_dag_build_naming_version_and_value(tmp_path, version, 
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0 and all(w in out for w in words), out[-3000:]
     assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.parametrize("name", ["config.yaml", "demo.yaml"])
+def test_v2_is_v1_plus_the_kendall_clamp_only(name):
+    """The reference's V2: V1's recipe (relative teacher, L1 loss) with the Kendall clamp experiment."""
+    import yaml
+    from workflow_util import ROOT
+
+    training = yaml.safe_load((ROOT / "config" / name).read_text())["training"]
+    from distillery.student.versions import version_entry
+
+    v1, v2 = (version_entry(training, v) for v in ("V1", "V2"))
+    changed = {k for k in v1.keys() | v2.keys() if v1.get(k) != v2.get(k)}
+    assert changed == {"kendall", "kendall_clamp"}
+    assert v1["kendall"] is False and v2["kendall"] is True and v2["kendall_clamp"] < 2.0
+    assert v2["depth_loss"] == "l1"

@@ -14,8 +14,8 @@ def test_lint_is_clean(tmp_path):
     assert "Lints for" not in proc.stdout + proc.stderr
 
 
-def test_dry_run_lists_the_jobs_of_the_default_config(tmp_path):
-    proc = snakemake(tmp_path, "-n", "--configfile", str(ROOT / "config" / "config.yaml"))
+def test_dry_run_lists_the_jobs_of_the_demo_config(tmp_path):
+    proc = snakemake(tmp_path, "-n", "--configfile", str(ROOT / "config" / "demo.yaml"))
     out = proc.stdout + proc.stderr
     for rule in ("synthesize_world", "index_dataset", "plan_shards", "merge_manifest"):
         assert rule in out

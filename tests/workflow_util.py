@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import subprocess
 import sys
@@ -11,10 +12,24 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
+DEMO = ROOT / "config" / "demo.yaml"  # the embedded demo (`make demo`); config/config.yaml is the real-run template
+
+
+def on_demo(config: dict) -> dict:
+    """`config` merged over the demo, as a whole configuration for `--configfile`.
+
+    A --configfile replaces the template (config/config.yaml) as a whole, so the small test configs
+    below, which name only what they change, are laid over the demo the way Snakemake merges configs:
+    mappings key by key, everything else replaced."""
+    from snakemake.utils import update_config
+
+    merged = copy.deepcopy(yaml.safe_load(DEMO.read_text()))
+    update_config(merged, copy.deepcopy(config))
+    return merged
 
 
 def tiny_config(**overrides) -> dict:
-    """A workflow config that runs the whole DAG in seconds on CPU."""
+    """A workflow config that runs the whole DAG in seconds on CPU (laid over the demo: on_demo)."""
     cfg = {
         "datasets": [
             {"name": "corridors", "synth": {"family": "corridor", "seed": 1, "sequences": 3, "frames": 3,
@@ -39,12 +54,13 @@ def tiny_config(**overrides) -> dict:
 
 def snakemake(workdir: Path, *args: str, config: dict | None = None, check: bool = True,
               timeout: int = 600) -> subprocess.CompletedProcess:
-    """`snakemake -s <project>/Snakefile -d workdir ...` with the project's venv on PATH."""
+    """`snakemake -s <project>/Snakefile -d workdir ...` with the project's venv on PATH; `config` is laid
+    over the demo (on_demo) and written to workdir/config.yaml for --configfile."""
     workdir.mkdir(parents=True, exist_ok=True)
     cmd = [str(BIN / "snakemake"), "-s", str(ROOT / "Snakefile"), "-d", str(workdir), "--cores", "2"]
     if config is not None:
         cfg_path = workdir / "config.yaml"
-        cfg_path.write_text(yaml.safe_dump(config))
+        cfg_path.write_text(yaml.safe_dump(on_demo(config), sort_keys=False))
         cmd += ["--configfile", str(cfg_path)]
     env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
     proc = subprocess.run([*cmd, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)

@@ -2,12 +2,18 @@
 import json
 import os
 import shlex
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
 from snakemake.logging import logger
 from snakemake.utils import validate
 
+from distillery import workflow as checks
+
+# The untouched template (no datasets) stops here with one line: what to add, or `make demo`.
+if checks.no_datasets_message(config):
+    sys.exit(checks.no_datasets_message(config))
 
 # `teachers: null` means no teachers, as an absent section does (validation fills defaults only into objects).
 if "teachers" in config and config["teachers"] is None:
@@ -129,6 +135,22 @@ def built_versions():
     return VERSIONS if build is None else [v for v in VERSIONS if v in build]
 
 
+def _on_slurm():
+    """Whether jobs go to Slurm (known once the DAG is built: input functions, not at parse time)."""
+    plugin = workflow.executor_plugin
+    return plugin is not None and plugin.name == "slurm"
+
+
+def check_slurm_training():
+    """Under Slurm, a CPU training or a demo-sized one on real data stops the DAG build naming the version
+    and the setting, unless training.allow_cpu_on_slurm / allow_demo_size_on_slurm says it is meant.
+    A dry run (`-n --profile slurm`) runs no executor: a profile naming a Slurm partition counts."""
+    slurm = _on_slurm() or _profile_default("slurm_partition") is not None
+    message = slurm and checks.slurm_training_message(TRAINING, ROLES, DATASETS, built_versions())
+    if message:
+        sys.exit(message)
+
+
 def training_targets():
     """best.pt of every built version (none without a training section)."""
     return expand("results/train/{version}/best.pt", version=built_versions())
@@ -141,6 +163,7 @@ def train_version(wildcards):
 
 def train_inputs(wildcards):
     """The manifest a version trains on, and its parent's best.pt when it fine-tunes one."""
+    check_slurm_training()
     inputs = {"manifest": "results/manifest/manifest.h5"}
     parent = train_version(wildcards).get("parent")
     if parent:
@@ -449,11 +472,6 @@ def _profile_default(name):
     value = res.get(name) if res is not None else None
     raw = getattr(value, "raw", value)
     return str(raw).strip("'\"") or None if raw is not None else None
-
-
-def _on_slurm():
-    plugin = workflow.executor_plugin
-    return plugin is not None and plugin.name == "slurm"
 
 
 def _resolve(value, wildcards):

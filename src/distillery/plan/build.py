@@ -9,7 +9,6 @@ whether its jobs fit a node.
 
 from __future__ import annotations
 
-import copy
 import os
 from pathlib import Path
 
@@ -51,17 +50,17 @@ def profile_settings(profiles: list[str], snakefile: Path | None) -> dict:
 
 def load_config(configfiles: list[str], snakefile: Path | None) -> dict:
     """The workflow config as Snakemake builds it, key order included (the order of split fractions
-    decides splits): the --configfile settings, the default config on top, then those settings again."""
+    decides splits): the --configfile settings merged in order, or the template (config/config.yaml)
+    when none is given (distillery.workflow.template_configfile: the Snakefile's own choice)."""
     from snakemake.utils import update_config
 
-    overwrite: dict = {}
-    for path in configfiles:
-        update_config(overwrite, yaml.safe_load(Path(path).read_text()) or {})
-    config = copy.deepcopy(overwrite)
-    default = (snakefile.parent if snakefile else Path.cwd()) / "config" / "config.yaml"
-    if default.exists():
-        update_config(config, yaml.safe_load(default.read_text()) or {})
-        update_config(config, overwrite)
+    from distillery.workflow import template_configfile
+
+    template = template_configfile(snakefile.parent if snakefile else Path.cwd(), configfiles)
+    config: dict = {}
+    for path in [template] if template else configfiles:
+        if Path(path).exists():
+            update_config(config, yaml.safe_load(Path(path).read_text()) or {})
     return config
 
 

@@ -69,7 +69,7 @@ class TrainConfig:
     depth_target: str = "hybrid"  # hybrid (teacher per frame, else ToF), fusion (per pixel, like runtime), tof_only
     depth_loss: str | None = None  # berhu, l1 or ssi; None = berhu (metric, tof) or ssi (relative teacher)
     berhu_threshold: float = 0.2  # c = this x the batch's max |error|
-    smoothness_weight: float = 0.1  # edge-aware smoothness, added to the depth loss
+    lambda_e: float = 0.1  # weight of the edge-aware smoothness L_edge, added outside the Kendall weighting
     kendall: bool = True  # learned uncertainty weighting of depth and segmentation
     kendall_clamp: float = 2.0  # s_d, s_s are clamped to [-clamp, clamp]
     seg_weight: float = 1.0  # weight of the segmentation loss when kendall is off
@@ -115,7 +115,13 @@ CHOICES = {"depth_teacher": ("metric", "relative", "tof"), "depth_target": ("hyb
            "backbone": ("efficientvit_b1", "mobilenetv3_small")}
 
 
+# Settings renamed since checkpoints were first written: a stored config still loads.
+RENAMED = {"smoothness_weight": "lambda_e"}
+
+
 def _build(cls, values: dict, where: str):
+    if cls is TrainConfig:
+        values = {RENAMED.get(k, k): v for k, v in values.items()}
     names = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - set(names))
     if unknown:

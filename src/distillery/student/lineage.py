@@ -41,6 +41,9 @@ def resolve_name(value: str, roles: dict, datasets: list[str], where: str) -> st
         return roles[value]
     if value in datasets:
         return value
+    if value in ROLES:
+        raise ValueError(f"config: {where} names the role {value!r}, which is not mapped to a dataset: set "
+                         f"lineage.roles.{value} to one of your datasets ({sorted(datasets)})")
     raise ValueError(f"config: {where} names {value!r}, which is neither a dataset ({sorted(datasets)}) "
                      f"nor a lineage role ({sorted(roles or {})})")
 

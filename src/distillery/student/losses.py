@@ -182,22 +182,25 @@ class StudentLoss(nn.Module):
     """The training objective of a config: forward(outputs, batch) -> dict with "loss" and its parts."""
 
     def __init__(self, depth_target: str = "hybrid", depth_loss: str | None = None, berhu_threshold: float = 0.2,
-                 smoothness_weight: float = 0.1, kendall: bool = True, kendall_clamp: float = 2.0,
+                 lambda_e: float = 0.1, kendall: bool = True, kendall_clamp: float = 2.0,
                  seg_weight: float = 1.0, depth_teacher: str = "metric"):
         super().__init__()
         depth_loss = resolve_depth_loss(depth_teacher, depth_loss)
         if depth_target not in DEPTH_TARGETS:
             raise ValueError(f"unknown depth target {depth_target!r}")
         self.depth_target, self.depth_loss = target_mode(depth_teacher, depth_target), depth_loss
-        self.berhu_threshold, self.smoothness_weight, self.seg_weight = berhu_threshold, smoothness_weight, seg_weight
+        self.berhu_threshold, self.lambda_e, self.seg_weight = berhu_threshold, lambda_e, seg_weight
         self.kendall = KendallWeighting(kendall_clamp) if kendall else None
 
     @classmethod
     def from_config(cls, cfg) -> StudentLoss:
-        return cls(cfg.depth_target, cfg.depth_loss, cfg.berhu_threshold, cfg.smoothness_weight, cfg.kendall,
+        return cls(cfg.depth_target, cfg.depth_loss, cfg.berhu_threshold, cfg.lambda_e, cfg.kendall,
                    cfg.kendall_clamp, cfg.seg_weight, cfg.depth_teacher)
 
     def forward(self, outputs: dict, batch: dict) -> dict[str, torch.Tensor]:
+        """The spec's objective: Kendall(L_depth, L_seg) + lambda_e * L_edge. The edge-aware smoothness is a
+        regulariser of its own, outside the uncertainty weighting, so its weight does not swing with the
+        learned depth uncertainty s_d; without Kendall, L_depth + seg_weight * L_seg + lambda_e * L_edge."""
         depth = outputs["depth"].float()
         target, valid = depth_target(batch, self.depth_target)
         if self.depth_loss == "ssi":
@@ -207,15 +210,15 @@ class StudentLoss(nn.Module):
         else:
             fit = l1_loss(depth, target, valid)
         smooth = edge_aware_smoothness(depth, batch["rgb"])
-        depth_total = fit + self.smoothness_weight * smooth
         labels = batch["teacher_label"]
         seg = segmentation_loss(outputs["segmentation"], labels)
         if self.kendall is not None:
             seg_present = (labels != IGNORE_LABEL).any().to(seg.dtype)
-            total = self.kendall(depth_total, seg, valid.any().to(seg.dtype), seg_present)
+            total = self.kendall(fit, seg, valid.any().to(seg.dtype), seg_present)
         else:
-            total = depth_total + self.seg_weight * seg
-        parts = {"loss": total, "depth_fit": fit, "smoothness": smooth, "depth": depth_total, "seg": seg,
+            total = fit + self.seg_weight * seg
+        total = total + self.lambda_e * smooth
+        parts = {"loss": total, "depth_fit": fit, "smoothness": smooth, "depth": fit, "seg": seg,
                  "valid_share": valid.float().mean()}
         if self.kendall is not None:
             parts["s_depth"], parts["s_seg"] = self.kendall.log_variances()
