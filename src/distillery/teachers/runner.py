@@ -35,6 +35,7 @@ import torch
 from tqdm import tqdm
 
 from distillery.manifest import LAYER_SCHEMA_NAME, check_schema
+from distillery.select.shard import selected_mask
 from distillery.teachers.base import FrameFailure, TeacherError
 from distillery.teachers.faults import as_fatal, is_fatal, with_injected_faults
 from distillery.teachers.partial import PENDING, PartialLayer
@@ -188,19 +189,24 @@ def make_loader(dataset, pending: np.ndarray, batch_size: int, workers: int, pin
 
 
 def run_shard(stage, shard: str, out: str, failures_out: str, batch_size: int = 8, workers: int = 0,
-              depth_layer: str | None = None, detect_layer: str | None = None, progress: bool = True) -> dict:
-    """Label every frame of `shard` with `stage` into the layer file `out`; resumes a killed run."""
+              depth_layer: str | None = None, detect_layer: str | None = None, progress: bool = True,
+              selection: str | None = None) -> dict:
+    """Label every frame of `shard` (or those a `selection` JSON selects) with `stage` into the layer file
+    `out`; resumes a killed run."""
     stage = with_injected_faults(stage)
     dataset = ShardFrames(shard, stage.reads, depth_layer, detect_layer)
     with h5py.File(shard, "r") as f:
         size = int(f.attrs["height"]), int(f.attrs["width"])
     check_inputs(stage, shard, dataset.keys, depth_layer, detect_layer)
     provenance = stage.describe()
-    inputs = (shard, depth_layer, detect_layer) if stage.task == "segment" else (shard,)
+    inputs = ((shard, depth_layer, detect_layer) if stage.task == "segment" else (shard,)) + (selection,)
     signature = json.dumps({"teacher": provenance, "inputs": [_fingerprint(p) for p in inputs]}, sort_keys=True)
     partial = PartialLayer.open(partial_path(out), shard_name(shard), dataset.keys, size, stage.task,
                                 layer_fields(stage), LAYER_BOXES[stage.task], signature)
     try:
+        chosen = selected_mask(selection, dataset.keys)
+        if chosen is not None:
+            partial.skip(np.flatnonzero(~chosen))
         pending = np.flatnonzero(partial.status == PENDING)
         loader = make_loader(dataset, pending, batch_size, workers, stage_runtime(stage).cuda)
         bar = tqdm(total=len(dataset), initial=len(dataset) - len(pending), unit="frame",
@@ -213,5 +219,6 @@ def run_shard(stage, shard: str, out: str, failures_out: str, batch_size: int = 
         failures = partial.finalise(out, failures_out, provenance)
     finally:
         partial.close()
+    skipped = int((~chosen).sum()) if chosen is not None else 0
     return {"shard": shard_name(shard), "frames": len(dataset), "computed": int(len(pending)),
-            "resumed": int(len(dataset) - len(pending)), "failed": len(failures)}
+            "resumed": int(len(dataset) - len(pending)) - skipped, "failed": len(failures), "skipped": skipped}
