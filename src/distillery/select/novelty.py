@@ -127,7 +127,7 @@ def select_sequence(change: np.ndarray, settings: SelectSettings, source: str) -
     else:
         picks, last = {0}, 0.0
         for i in range(1, n):
-            if cumulative[i] - last >= settings.threshold:
+            if cumulative[i] - last >= settings.threshold - 1e-9:
                 picks.add(i)
                 last = cumulative[i]
         rule = f"novelty threshold {settings.threshold:g}"

@@ -219,6 +219,9 @@ def run_shard(stage, shard: str, out: str, failures_out: str, batch_size: int = 
         failures = partial.finalise(out, failures_out, provenance)
     finally:
         partial.close()
-    skipped = int((~chosen).sum()) if chosen is not None else 0
-    return {"shard": shard_name(shard), "frames": len(dataset), "computed": int(len(pending)),
-            "resumed": int(len(dataset) - len(pending)) - skipped, "failed": len(failures), "skipped": skipped}
+    result = {"shard": shard_name(shard), "frames": len(dataset), "computed": int(len(pending)),
+              "resumed": int(len(dataset) - len(pending)), "failed": len(failures)}
+    if chosen is not None:  # frames not selected: neither computed nor resumed
+        result["skipped"] = int((~chosen).sum())
+        result["resumed"] -= result["skipped"]
+    return result
