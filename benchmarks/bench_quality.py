@@ -286,6 +286,9 @@ def goals(results: dict) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--keep", default=None, help="work in this new or empty folder and keep it (default: temporary)")
+    parser.add_argument("--manifest", default=None,
+                        help="reuse the manifest of an earlier run's --keep folder (its results/manifest/manifest.h5) "
+                             "instead of building one; its world settings must be the ones given here")
     parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated subset of {VARIANTS}")
     parser.add_argument("--family", default="room")
     parser.add_argument("--world-seed", type=int, default=21)
@@ -306,7 +309,7 @@ def main() -> None:
     unknown = sorted(set(variants) - set(VARIANTS))
     if unknown:
         sys.exit(f"--variants: unknown {unknown}; choose from {VARIANTS}")
-    if args.keep and Path(args.keep).exists() and any(Path(args.keep).iterdir()):
+    if args.keep and not args.manifest and Path(args.keep).exists() and any(Path(args.keep).iterdir()):
         sys.exit(f"--keep {args.keep}: the folder is not empty; give a new folder or remove it first")
     torch.set_num_threads(args.threads)
     workdir = Path(args.keep).resolve() if args.keep else Path(tempfile.mkdtemp(prefix="distillery-quality-"))
@@ -315,8 +318,12 @@ def main() -> None:
     load = os.getloadavg()[0]
     try:
         seed = split_seed(args.family, args.world_seed, args.sequences, args.min_test, 2, args.min_train)
-        write_config(workdir / "bench.yaml", args, seed)
-        manifest = build_manifest(workdir, workdir / "bench.yaml", args.threads)
+        if args.manifest:
+            manifest = Path(args.manifest).resolve()
+            workdir = manifest.parents[2]  # <folder>/results/manifest/manifest.h5: the world is beside it
+        else:
+            write_config(workdir / "bench.yaml", args, seed)
+            manifest = build_manifest(workdir, workdir / "bench.yaml", args.threads)
         data_s = round(time.perf_counter() - start, 1)
         print(f"manifest built in {data_s} s: {manifest}", flush=True)
         results = {}
@@ -325,7 +332,7 @@ def main() -> None:
             results[variant] = run_variant(variant, manifest, workdir, args)
             print(json.dumps(results[variant]["figures"]), flush=True)
     finally:
-        if not args.keep:
+        if not args.keep and not args.manifest:
             shutil.rmtree(workdir, ignore_errors=True)
     steps = args.epochs * math.ceil(args.samples_per_epoch / args.batch_size)
     report("bench_quality", {
