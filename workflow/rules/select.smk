@@ -4,34 +4,6 @@
 # (or `select: null`) no job of this file runs and the teachers label every frame.
 
 
-def selection_enabled():
-    return bool(config.get("select"))
-
-
-def selection_input(wildcards):
-    """A teacher job's selection JSON as a named input, when selection is on."""
-    return {"selection": f"results/select/{wildcards.shard}.json"} if selection_enabled() else {}
-
-
-def selection_arg(wildcards):
-    """`--selection FILE` for the teacher CLIs, or nothing."""
-    return f"--selection results/select/{wildcards.shard}.json" if selection_enabled() else ""
-
-
-def select_args():
-    """The selection settings as `distillery select` options (validated by the schema)."""
-    s = config.get("select") or {}
-    how = f"--share {s['share']}" if s.get("share") is not None else f"--threshold {s.get('threshold')}"
-    return (
-        f"{how} --translation-m {s.get('translation_m', 0.25)} --rotation-deg {s.get('rotation_deg', 10.0)} "
-        f"--depth-weight {s.get('depth_weight', 1.0)}"
-    )
-
-
-def selection_targets():
-    return ["results/manifest/selection.jsonl"] if selection_enabled() else []
-
-
 rule select_frames:
     input:
         shard="results/shards/{shard}.h5",
@@ -45,6 +17,8 @@ rule select_frames:
         "results/benchmarks/select_frames/{shard}.tsv"
     resources:
         **job_resources("select_frames"),
+    conda:
+        "../../envs/distillery.yaml"
     shell:
         "distillery select --shard {input.shard} {params.settings} --out {output.selection} > {log} 2>&1"
 
@@ -60,5 +34,7 @@ rule selection_index:
         "results/benchmarks/selection_index/selection_index.tsv"
     resources:
         **job_resources("select_frames"),
+    conda:
+        "../../envs/distillery.yaml"
     shell:
         "distillery select-index --selections {input.selections} --out {output.index} > {log} 2>&1"

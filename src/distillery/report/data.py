@@ -155,6 +155,9 @@ def recipe_line(entry: dict) -> str:
     if data:
         names = list(data) if isinstance(data, (dict, list)) else [str(data)]
         parts.append("+".join(str(n) for n in names))
+    if entry.get("encoder_weights") == "random" and not entry.get("parent"):
+        parts.append("encoder from random weights" + (": no frozen epochs, full encoder LR"
+                     if not entry.get("freeze_encoder_epochs") and entry.get("encoder_lr_scale", 0.1) == 1.0 else ""))
     return ", ".join(parts)
 
 
