@@ -304,6 +304,7 @@ def main() -> None:
     parser.add_argument("--resamples", type=int, default=1000)
     parser.add_argument("--threads", type=int, default=2, help="torch threads (and Snakemake cores)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--name", default="bench_quality", help="benchmarks/out/<name>.json (default bench_quality)")
     args = parser.parse_args()
     variants = [v for v in args.variants.split(",") if v]
     unknown = sorted(set(variants) - set(VARIANTS))
@@ -335,7 +336,7 @@ def main() -> None:
         if not args.keep and not args.manifest:
             shutil.rmtree(workdir, ignore_errors=True)
     steps = args.epochs * math.ceil(args.samples_per_epoch / args.batch_size)
-    report("bench_quality", {
+    report(args.name, {
         "world": {"family": args.family, "seed": args.world_seed, "sequences": args.sequences, "frames": args.frames,
                   "sharding_seed": seed, "splits": SPLITS},
         "budget": {"epochs": args.epochs, "samples_per_epoch": args.samples_per_epoch, "batch_size": args.batch_size,
