@@ -285,7 +285,7 @@ def goals(results: dict) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--keep", default=None, help="work in this new or empty folder and keep it (default: temporary)")
+    parser.add_argument("--keep", default=None, help="work in this new or empty folder, kept (default: temporary)")
     parser.add_argument("--manifest", default=None,
                         help="reuse the manifest of an earlier run's --keep folder (its results/manifest/manifest.h5) "
                              "instead of building one; its world settings must be the ones given here")

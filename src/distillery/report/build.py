@@ -8,6 +8,7 @@ from pathlib import Path
 
 from distillery.manifest import Manifest, atomic_target, replace_durable
 from distillery.report import plots
+from distillery.report.baseline import constant_baselines
 from distillery.report.data import (load_evaluations, load_quantization, main_reference, sets_of,
                                     versions_of)
 from distillery.report.page import render_html, render_markdown
@@ -53,13 +54,14 @@ def report_context(evaluations: list[str], lineage: dict[str, dict], manifest: s
     reference = main_reference(evals)
     with Manifest(manifest) as m:
         teachers, content_id = m.teachers, m.file.attrs.get("content_id", "unknown")
+    baselines = constant_baselines(manifest, sets) if reference == "truth" else {}
     quant = load_quantization(deploy_dir, list(lineage))
     log.info("report: %d versions x %d sets, %d checkpoints, %d quantization files",
              len(versions), len(sets), len(checkpoints), len(quant))
     return {
         "generated": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "manifest": str(manifest), "content_id": str(content_id), "teachers": teachers,
-        "lineage": lineage, "evals": evals, "reference": reference,
+        "lineage": lineage, "evals": evals, "reference": reference, "baselines": baselines,
         "lineage_graph": plots.lineage_graph(lineage),
         "plots": metric_plots(evals, versions, sets, reference),
         "legend": legend_figure(),

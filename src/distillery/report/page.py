@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import html
 
+from distillery.report.baseline import ratio_text
 from distillery.report.data import REFERENCE_COLUMN, REFERENCE_REAL_DATA, Evaluation, fmt_ci, recipe_line
 
 STYLE = """
@@ -25,17 +26,20 @@ section{margin-bottom:2em} .scroll{overflow-x:auto} td small{color:#666}
 
 
 def results_columns(reference: str) -> list[str]:
-    return ["version", "set", "frames", f"RMSE vs {reference} (m)", "AbsRel", "δ1",
+    return ["version", "set", "frames", f"RMSE vs {reference} (m)", "RMSE / best constant", "AbsRel", "δ1",
             f"fused RMSE vs {reference} (m)", "student RMSE, ToF-valid px", "fused RMSE, ToF-valid px",
             "mIoU", REFERENCE_COLUMN]
 
 
-def results_rows(evals: list[Evaluation], reference: str) -> list[list[str]]:
-    """One row per version x set: means with their 95 % CIs, '-' where a reference is absent."""
+def results_rows(evals: list[Evaluation], reference: str, baselines: dict | None = None) -> list[list[str]]:
+    """One row per version x set: means with their 95 % CIs, '-' where a reference is absent; the RMSE as a
+    ratio to the set's best constant depth (report/baseline.py) where the set has truth."""
     rows = []
     for e in evals:
         rows.append([e.version, e.set, str(e.frames),
-                     fmt_ci(e.depth(reference, "all", "rmse")), fmt_ci(e.depth(reference, "all", "absrel")),
+                     fmt_ci(e.depth(reference, "all", "rmse")),
+                     ratio_text(e.depth(reference, "all", "rmse"), (baselines or {}).get(e.set)),
+                     fmt_ci(e.depth(reference, "all", "absrel")),
                      fmt_ci(e.depth(reference, "all", "delta1")),
                      fmt_ci(e.depth(reference, "all", "rmse", kind="fused")),
                      fmt_ci(e.depth(reference, "tof_valid", "rmse")),
@@ -117,7 +121,8 @@ def render_html(ctx: dict) -> str:
              html_table(["version", "parent", "recipe", "checkpoint chosen on"], lineage_rows(ctx["lineage"]),
                         "lineage-table"), "</section>",
              "<section id='results'><h2>Every version on every evaluation set</h2>",
-             html_table(results_columns(ref), results_rows(ctx["evals"], ref), "results-table"), "</section>",
+             html_table(results_columns(ref), results_rows(ctx["evals"], ref, ctx.get("baselines")),
+                        "results-table"), "</section>",
              "<section id='plots'><h2>Metrics</h2><div class='grid'>"]
     parts += [_img(uri, title, "plot") for title, uri in ctx["plots"]]
     parts += ["</div></section><section id='panels'><h2>Qualitative panels (fixed test frames)</h2>",
@@ -150,7 +155,8 @@ def render_markdown(ctx: dict, html_name: str) -> str:
              md_table(TEACHER_COLUMNS, teacher_rows(ctx["teachers"])) if ctx["teachers"] else "No teacher recorded.",
              "", "## Lineage", "", md_table(["version", "parent", "recipe", "checkpoint chosen on"],
                                              lineage_rows(ctx["lineage"])), "",
-             "## Results", "", md_table(results_columns(ref), results_rows(ctx["evals"], ref)), ""]
+             "## Results", "", md_table(results_columns(ref), results_rows(ctx["evals"], ref, ctx.get("baselines"))),
+             ""]
     if ctx["quantization"]:
         parts += ["## Deployment: INT8 versus FP32", "", md_table(QUANT_COLUMNS, quant_rows(ctx["quantization"])), ""]
     return "\n".join(parts)
