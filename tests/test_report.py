@@ -147,3 +147,11 @@ def test_the_best_constant_depth_of_a_set_and_a_students_ratio_to_it(tmp_path):
     base = constant_baselines(str(path), ["w", "absent"])
     assert base == {"w": {"constant_m": 2.0, "rmse": 1.0, "frames": 2}}  # 2 m is 1 m off each frame
     assert ratio_text({"mean": 0.5}, base["w"]) == "0.50x of 1.000 m" and ratio_text(None, base["w"]) == "-"
+
+
+def test_simulator_settings_are_labelled_when_a_teacher_is_simulated():
+    from distillery.report.page import simulated_note
+
+    note = simulated_note([{"id": "da3_sim", "simulated": True}, {"id": "yolo"}])
+    assert "simulator settings, not findings" in note and "ToF-valid" in note and "V1" in note
+    assert simulated_note([{"id": "da3", "simulated": False}]) is None and simulated_note([]) is None

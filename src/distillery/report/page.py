@@ -25,6 +25,17 @@ section{margin-bottom:2em} .scroll{overflow-x:auto} td small{color:#666}
 """
 
 
+SIMULATED_NOTE = ("Simulated teachers and ToF (a generated world): the fused depth's error on ToF-valid pixels is "
+                  "the simulated ToF's noise level, and how far a relative-teacher version (V1) ends from metres "
+                  "follows from the simulated DA2's value range; both are simulator settings, not findings. "
+                  "What the students learnt shows in the ratio to the best constant depth.")
+
+
+def simulated_note(teachers: list[dict]) -> str | None:
+    """The note on simulator settings, when any teacher of the manifest is simulated."""
+    return SIMULATED_NOTE if any(t.get("simulated") for t in teachers or []) else None
+
+
 def results_columns(reference: str) -> list[str]:
     return ["version", "set", "frames", f"RMSE vs {reference} (m)", "RMSE / best constant", "AbsRel", "δ1",
             f"fused RMSE vs {reference} (m)", "student RMSE, ToF-valid px", "fused RMSE, ToF-valid px",
@@ -114,6 +125,8 @@ def render_html(ctx: dict) -> str:
              "The column "
              f"“{REFERENCE_COLUMN}” quotes the reference implementation on real data; it was not measured "
              "by this run.</p>",
+             *([f"<p class='meta'><b>Note.</b> {html.escape(simulated_note(ctx['teachers']))}</p>"]
+               if simulated_note(ctx["teachers"]) else []),
              "<section id='provenance'><h2>Teachers (labelled the training data)</h2>",
              html_table(TEACHER_COLUMNS, teacher_rows(ctx["teachers"]), "teachers-table")
              if ctx["teachers"] else "<p>The manifest records no teacher.</p>", "</section>",
@@ -151,6 +164,7 @@ def render_markdown(ctx: dict, html_name: str) -> str:
              f"Plots and qualitative panels: [{html_name}]({html_name}). Intervals in brackets: 95 % bootstrap over "
              "test sequences; with fewer than five, the range of the sequences, labelled so. "
              f"\"{REFERENCE_COLUMN}\" quotes the reference implementation, not this run.", "",
+             *([f"**Note.** {simulated_note(ctx['teachers'])}", ""] if simulated_note(ctx["teachers"]) else []),
              "## Teachers", "",
              md_table(TEACHER_COLUMNS, teacher_rows(ctx["teachers"])) if ctx["teachers"] else "No teacher recorded.",
              "", "## Lineage", "", md_table(["version", "parent", "recipe", "checkpoint chosen on"],
