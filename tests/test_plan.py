@@ -125,7 +125,27 @@ def test_table_names_sources_upper_bounds_gpu_jobs_and_misfits():
     table = format_table(Plan([sanity, depth], 100, "slurm", misfits=[misfit], fit_checked=["gpu"]))
     row = next(line for line in table.splitlines() if line.startswith("teacher_depth[da3]"))
     assert "500 (500 est.)" in row and "17.9 GB" in row and row.endswith("201 frames/s (per frame)")
-    assert "total" in table and "5.38" in table  # GPU-hours of both rows
-    assert "upper bounds" in table and "4.00 GPU-h" in table
+    total = next(line for line in table.splitlines() if line.startswith("total (estimates)"))
+    assert "1.38" in total and "5.38" not in table  # the estimate alone: the bound is never added to it
+    bounds = next(line for line in table.splitlines() if line.startswith("upper bounds, apart"))
+    assert "4.00" in bounds and "not in the estimates: 4.00 GPU-h" in table
     assert "teacher_depth[da3]: 500 x 1 GPU on partition gpu" in table
     assert "500 jobs fit no node" in table and "64 CPUs" in table
+
+
+def test_gpu_defaults_scale_to_the_profiles_gpu_model_by_a_stated_ratio():
+    from distillery.plan.costs import from_defaults, load_defaults
+    from distillery.plan.dryrun import Job
+    from distillery.plan.units import WorkSizes
+
+    defaults = load_defaults()
+    sizes = WorkSizes(dataset_frames={"a": 100}, shard_frames={"shard-0000000000000000": 50},
+                      teacher_backends={"da3": "da3"})
+    job = Job(rule="teacher_depth", wildcards={"teacher": "da3", "shard": "shard-0000000000000000"},
+              resources={"gpu": "1"})
+    base = from_defaults(job, sizes, defaults)
+    assert "(on H100)" in base.source and base.wall_s == defaults["backends"]["da3"]["gpu"]["wall_s"]
+    on_l40s = from_defaults(Job(**{**job.__dict__, "resources": {"gpu": "1", "gpu_model": "l40s"}}), sizes, defaults)
+    assert on_l40s.wall_s == pytest.approx(base.wall_s * 2.73) and "x2.73 for l40s: stated ratio" in on_l40s.source
+    other = from_defaults(Job(**{**job.__dict__, "resources": {"gpu": "1", "gpu_model": "t4"}}), sizes, defaults)
+    assert other.wall_s == base.wall_s and "no figure for t4" in other.source

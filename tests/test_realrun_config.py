@@ -8,6 +8,7 @@ demo-sized one on real data stops the DAG build naming the version and the setti
 from __future__ import annotations
 
 import copy
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -137,6 +138,8 @@ def test_template_with_one_dataset_trains_on_the_gpu_partition_under_slurm(tmp_p
     for job in jobs:
         resources = next(line for line in job.splitlines() if "resources:" in line)
         assert "slurm_partition=gpu," in resources and "gpu=1" in resources and "gpu_model=l40s" in resources
+        # 7 loader workers + the trainer, whatever the cores of the machine Snakemake runs on (2 here)
+        assert "cpus_per_task=8" in resources
         assert '"epochs": 30' in job and '"batch_size": 16' in job and '"encoder_weights": "imagenet"' in job
         assert '"freeze_encoder_epochs": 5' in job
 
@@ -166,3 +169,33 @@ def test_demo_sized_training_on_real_data_under_slurm_stops_naming_the_setting(t
     assert (f"training.versions.V1 is demo-sized (epochs: {demo['epochs']} x samples_per_epoch: "
             f"{demo['samples_per_epoch']}") in proc.stderr
     assert "kitchen" in proc.stderr
+
+
+def test_plan_of_the_template_budgets_gpu_hours_without_upper_bounds(tmp_path, kitchen):
+    """`distillery plan --profile slurm` on the template with one dataset: every GPU rule priced per unit of
+    work (teachers per frame, the sanity sample per frame, training per sample, evaluation per test frame),
+    for the profile's L40S by a stated ratio, and no runtime request in the headline GPU-hours."""
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "config.yaml").write_text(yaml.safe_dump(template_with_kitchen(kitchen), sort_keys=False))
+    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
+    proc = subprocess.run([str(BIN / "distillery"), "plan", "--configfile", str(work / "config.yaml"), "--profile",
+                           str(SLURM_PROFILE), "--no-check-fit", "-s", str(ROOT / "Snakefile"), "-d", str(work),
+                           "--json", "-"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr
+    plan = json.loads(proc.stdout)
+    gpu_rows = [r for r in plan["rules"] if r["gpus_per_job"] > 0]
+    assert {r["rule"] for r in gpu_rows} >= {"teacher_depth", "teacher_sanity", "teacher_detect", "teacher_segment",
+                                             "train_student", "evaluate_version"}
+    assert all(r["partition"] == "gpu" for r in gpu_rows)
+    for row in gpu_rows:
+        assert row["cost_source"].startswith("default:"), row
+        assert row["unit"] != "job", row  # per frame or per sample, never per job
+    assert plan["totals"]["upper_bound_gpu_hours"] == 0
+    assert plan["totals"]["gpu_hours"] == pytest.approx(sum(r["gpu_hours"] for r in gpu_rows))
+    sanity = next(r for r in gpu_rows if r["rule"] == "teacher_sanity")
+    assert sanity["units"] == 8 and sanity["unit"] == "frames"  # teachers.sanity.frames
+    trained = next(r for r in gpu_rows if r["rule"] == "train_student")
+    assert "555 samples/s" in trained["cost_source"] and "x2.73 for l40s" in trained["cost_source"]
+    da2 = next(r for r in gpu_rows if r["rule"] == "teacher_depth" and r["variant"] == "da2")
+    assert "estimate, not measured" in da2["cost_source"]

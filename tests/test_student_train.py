@@ -109,7 +109,7 @@ def test_fine_tune_starts_from_parent_weights_with_a_fresh_optimiser(manifest, u
     assert run.optimizer.state_dict()["state"] == {} and run.scheduler.last_epoch == 0
     assert run.progress.global_step == 0 and run.progress.epoch == 0
     assert run.optimizer.param_groups[1]["lr"] == pytest.approx(3e-4)
-    assert run.model.encoder_weights == f"init_from:{parent}"
+    assert run.model.encoder_weights == f"init_from:{parent} (its encoder first: random)"
 
 
 def test_resume_refuses_other_settings_and_auto_starts_fresh(manifest, uninterrupted, tmp_path):

@@ -11,6 +11,9 @@ decision is unit-tested without Snakemake:
   configuration (`config/demo.yaml` is one) and `--config KEY=VALUE` still
   overrides single keys of whichever file is used.
 - a template without datasets stops with one line saying what to add.
+- which encoders' ImageNet weights the download_weights rule fetches: those
+  of every version that starts from them (no parent, encoder_weights
+  imagenet or auto), so training jobs on offline GPU nodes find them.
 - under a Slurm executor, a training planned on CPU, or demo-sized training on
   data that is not generated, stops the DAG build naming the version and the
   setting, unless the config opts in (`training.allow_cpu_on_slurm`,
@@ -40,6 +43,19 @@ def no_datasets_message(config: dict) -> str | None:
     return (f"config: no datasets: add your RGB-D folders under `datasets:` in {TEMPLATE} "
             f"(see its comments and README \"Your own data\"), or run `make demo` "
             f"(snakemake --configfile {DEMO})")
+
+
+def encoder_file(entry: dict, cache: str | Path):
+    """The ImageNet weight file (a teachers.weights.WeightFile with its hub repo) a version's encoder starts
+    from, or None: a fine-tune starts from its parent, `random` or a file path from nothing to fetch."""
+    from distillery.student.encoder_weights import FILENAME, cache_file, hub_repo
+    from distillery.student.model import BACKBONES
+    from distillery.teachers.weights import WeightFile
+
+    if entry.get("parent") or entry.get("encoder_weights", "imagenet") not in ("imagenet", "auto"):
+        return None
+    timm_name = BACKBONES[entry.get("backbone", "efficientvit_b1")][0]
+    return WeightFile(cache_file(timm_name, cache), hub_repo(timm_name), FILENAME)
 
 
 def ancestors_and_self(training: dict, names: list[str]) -> list[str]:

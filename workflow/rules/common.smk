@@ -162,12 +162,16 @@ def train_version(wildcards):
 
 
 def train_inputs(wildcards):
-    """The manifest a version trains on, and its parent's best.pt when it fine-tunes one."""
+    """The manifest a version trains on, its parent's best.pt when it fine-tunes one, else its encoder's
+    ImageNet weights (download_weights). The first call, at DAG build, runs the Slurm training check."""
     check_slurm_training()
     inputs = {"manifest": "results/manifest/manifest.h5"}
     parent = train_version(wildcards).get("parent")
     if parent:
         inputs["parent"] = f"results/train/{parent}/best.pt"
+    encoder = encoder_weight_file(wildcards.version)
+    if encoder is not None:
+        inputs["encoder_weights"] = ancient(str(encoder.path))  # a re-download does not retrain
     return inputs
 
 
@@ -175,6 +179,8 @@ def train_settings(wildcards):
     """A version's `distillery train` settings as one shell-quoted JSON object: workflow keys (parent,
     gpus) dropped, roles in `datasets` / `val_datasets` resolved to dataset names."""
     settings = lineage.resolved_settings(train_version(wildcards), ROLES, list(DATASETS), wildcards.version)
+    if encoder_weight_file(wildcards.version) is not None:
+        settings["weights_cache"] = WEIGHTS_CACHE  # where the job reads the ImageNet weights
     return shlex.quote(json.dumps(settings, sort_keys=True))
 
 
@@ -234,6 +240,15 @@ def _weight_files(tid):
 
 
 HUB_WEIGHTS = {str(f.path): f for tid in TEACHER_BY_ID for f in _weight_files(tid) if f.repo}
+
+
+def encoder_weight_file(version):
+    """The ImageNet weights a version's encoder starts from (None: a fine-tune, random or a file)."""
+    return checks.encoder_file(train_version(SimpleNamespace(version=version)), WEIGHTS_CACHE)
+
+
+# Student encoders' ImageNet weights are hub files like teacher weights: download_weights fetches them.
+HUB_WEIGHTS.update({str(f.path): f for f in map(encoder_weight_file, VERSIONS) if f is not None})
 
 
 def teacher_weights_input(wildcards):
@@ -484,9 +499,11 @@ def _partition_for(gpus):
     return (gpus and _profile_default("gpu_partition")) or _profile_default("slurm_partition")
 
 
-def job_resources(size, gpu=0):
+def job_resources(size, gpu=0, cpus=None):
     """A rule's resources: `size` names a JOB_SIZES row (or is a function of the wildcards that does),
-    `gpu` is the GPU count (or a function of the wildcards)."""
+    `gpu` is the GPU count (or a function of the wildcards). `cpus` (a count or a function of the
+    wildcards) is sent to Slurm as cpus_per_task: Snakemake caps a rule's threads at the cores of the
+    machine it runs on (a login node's few), which must not shrink a job's request on a compute node."""
 
     def gpus(wildcards):
         return int(_resolve(gpu, wildcards))
@@ -507,15 +524,20 @@ def job_resources(size, gpu=0):
     def gpu_model(wildcards):
         return _profile_default("gpu_type") if gpus(wildcards) else None
 
+    def cpus_per_task(wildcards):
+        return int(_resolve(cpus, wildcards))
+
     def slurm_partition(wildcards, attempt, threads, rulename):
         name = partition(wildcards)
         if name and _on_slurm():
-            request = slurm_fit.Request(threads, mem_mb(wildcards, attempt), gpus(wildcards), gpu_model(wildcards))
+            cores = max(threads, cpus_per_task(wildcards)) if cpus is not None else threads
+            request = slurm_fit.Request(cores, mem_mb(wildcards, attempt), gpus(wildcards), gpu_model(wildcards))
             slurm_fit.check_request(rulename, request, name)
         return name
 
-    return {"mem_mb": mem_mb, "runtime": runtime, "gpu": gpus, "gpu_model": gpu_model,
-            "slurm_partition": slurm_partition}
+    resources = {"mem_mb": mem_mb, "runtime": runtime, "gpu": gpus, "gpu_model": gpu_model,
+                 "slurm_partition": slurm_partition}
+    return resources if cpus is None else {**resources, "cpus_per_task": cpus_per_task}
 
 
 def check_job_sizes():

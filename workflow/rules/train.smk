@@ -19,7 +19,7 @@ rule train_student:
         "results/benchmarks/train_student/{version}.tsv"
     threads: train_threads
     resources:
-        **job_resources(train_size, gpu=train_gpus),
+        **job_resources(train_size, gpu=train_gpus, cpus=train_threads),
     conda:
         "../../envs/distillery.yaml"
     shell:

@@ -62,6 +62,7 @@ def build_card(version: str, checkpoint, manifest, files: dict, parity: dict, qu
         "format": "distillery-model-card", "format_version": 1,
         "version": version, "parent": parent or cfg.get("init_from") or None,
         "backbone": cfg.get("backbone"), "depth_target": cfg.get("depth_target"),
+        "encoder_weights": ckpt.get("encoder_weights"),  # what the encoder started from (ImageNet, random, parent)
         "checkpoint": {"path": str(checkpoint), "sha256": file_sha256(checkpoint), "epoch": ckpt.get("epoch"),
                        "validation_metrics": ckpt.get("metrics")},
         "teacher_provenance": manifest_provenance(manifest),

@@ -29,19 +29,23 @@ def format_table(plan: Plan) -> str:
     """The plan as a text table: one row per rule, then totals, GPU jobs, partition fit and notes."""
     rows = [list(COLUMNS)] + [_row(r) for r in plan.rules]
     t = plan.totals
-    rows.append(["total", str(t["jobs"]), "", f"{t['gpu_hours']:.2f}", f"{t['cpu_hours']:.3f}",
+    rows.append(["total (estimates)", str(t["jobs"]), "", f"{t['gpu_hours']:.2f}", f"{t['cpu_hours']:.3f}",
                  human_duration(t["wall_s"]), human_bytes(t["disk_bytes"]), ""])
+    if t["upper_bound_rules"]:
+        rows.append(["upper bounds, apart", str(t["upper_bound_jobs"]), "", f"{t['upper_bound_gpu_hours']:.2f}",
+                     f"{t['upper_bound_cpu_hours']:.3f}", human_duration(t["upper_bound_wall_s"]), "",
+                     "runtime requests of rows with no record or default"])
     widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS) - 1)]
     lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
              + "  " + row[-1] for row in rows]
     lines.insert(1, "-" * len(lines[0].rstrip()))
-    lines.insert(len(lines) - 1, "-" * len(lines[0].rstrip()))
+    lines.insert(len(lines) - (2 if t["upper_bound_rules"] else 1), "-" * len(lines[0].rstrip()))
     where = f"{plan.slots} jobs at once ({plan.executor})"
     lines += ["", f"wall time: {where}, stages one after another (an upper bound)",
               f"manifest: {human_bytes(t['manifest_bytes'])} expected (merge_manifest outputs)"]
     if t["upper_bound_rules"]:
-        lines.append(f"upper bounds (no record or default, the runtime request): {t['upper_bound_gpu_hours']:.2f} "
-                     f"GPU-h and {t['upper_bound_cpu_hours']:.3f} CPU-h of the totals, in "
+        lines.append(f"upper bounds (no record or default, the runtime request), not in the estimates: "
+                     f"{t['upper_bound_gpu_hours']:.2f} GPU-h and {t['upper_bound_cpu_hours']:.3f} CPU-h, in "
                      f"{', '.join(sorted(set(t['upper_bound_rules'])))}")
     if t["disk_unknown_rules"]:
         lines.append(f"disk unknown for: {', '.join(sorted(set(t['disk_unknown_rules'])))} "

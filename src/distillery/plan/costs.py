@@ -6,7 +6,13 @@ Order of sources, each named in the plan:
    are the records' totals divided by their units' total;
 2. defaults: `defaults.json` next to this module (figures of the project's
    benchmarks, each with its source), per rule and device (gpu or cpu);
-3. the rule's `runtime` request (minutes per job): an upper bound, said so.
+3. the rule's `runtime` request (minutes per job): an upper bound, said so,
+   and kept out of the plan's estimated totals (estimate.Plan.totals).
+
+A GPU default holds for the GPU model it was measured on (`gpu_model`, the
+project's benchmarks ran on an H100); a job on another model (the profile's
+`gpu_type`, e.g. l40s) is scaled by the ratio `defaults.json` states for it,
+and its source says so.
 
 Disk per unit comes from the rule's outputs already on disk, else the default.
 """
@@ -102,12 +108,29 @@ def _default_entry(job: Job, sizes: WorkSizes, defaults: dict) -> tuple[dict | N
     return defaults.get("rules", {}).get(job.rule, {}).get(device(job)), job.rule
 
 
+def gpu_model_factor(entry: dict, job: Job, defaults: dict) -> tuple[float, str]:
+    """Time per unit on the job's GPU model (the profile's gpu_type) as a factor of the entry's, and what it
+    rests on: 1 for the model it was measured on or an unnamed GPU; a stated ratio where the defaults have one."""
+    measured, model = entry.get("gpu_model"), str(job.resources.get("gpu_model") or "").lower()
+    if not measured or not model or model == measured:
+        return 1.0, f" (on {measured.upper()})" if measured else ""
+    ratio = (defaults.get("gpu_models") or {}).get(model)
+    if not ratio:
+        return 1.0, f" (on {measured.upper()}; no figure for {model}: counted as the {measured.upper()})"
+    base = (defaults["gpu_models"].get(measured) or {}).get("factor", 1.0)
+    factor = ratio["factor"] / base
+    return factor, f"; x{factor:.2f} for {model}: {ratio['source']}"
+
+
 def from_defaults(job: Job, sizes: WorkSizes, defaults: dict) -> Cost | None:
     entry, _ = _default_entry(job, sizes, defaults)
     unit = job_units(job, sizes)[1]
     if not entry or entry["unit"] != unit:
         return None
-    return Cost(unit, entry["wall_s"], entry["cpu_s"], f"default: {entry['source']}", entry.get("gpu_s"))
+    factor, said = gpu_model_factor(entry, job, defaults) if job.gpus > 0 else (1.0, "")
+    gpu_s = entry.get("gpu_s")
+    return Cost(unit, entry["wall_s"] * factor, entry["cpu_s"] * factor, f"default: {entry['source']}{said}",
+                None if gpu_s is None else gpu_s * factor)
 
 
 def from_runtime(job: Job) -> Cost:

@@ -40,6 +40,11 @@ class RuleEstimate:
     disk_source: str
     estimated_jobs: int = 0  # jobs added for a checkpoint that has not run yet
 
+    @property
+    def upper_bound(self) -> bool:
+        """Priced by its runtime request (no record, no default): a bound, not an estimate."""
+        return self.cost_source.startswith("no record")
+
 
 @dataclass
 class Plan:
@@ -53,17 +58,23 @@ class Plan:
 
     @property
     def totals(self) -> dict:
+        """gpu_hours and cpu_hours are estimates (records and defaults); rows priced by their runtime request
+        are upper bounds, summed apart (upper_bound_*) and never added to the estimates."""
         disk = [r.disk_bytes for r in self.rules if r.disk_bytes is not None]
+        estimated = [r for r in self.rules if not r.upper_bound]
+        bounded = [r for r in self.rules if r.upper_bound]
         return {"jobs": sum(r.jobs for r in self.rules),
                 "gpu_jobs": sum(r.jobs for r in self.rules if r.gpus_per_job > 0),
-                "gpu_hours": sum(r.gpu_hours for r in self.rules),
-                "cpu_hours": sum(r.cpu_hours for r in self.rules),
-                "wall_s": sum(r.wall_s for r in self.rules),
+                "gpu_hours": sum(r.gpu_hours for r in estimated),
+                "cpu_hours": sum(r.cpu_hours for r in estimated),
+                "wall_s": sum(r.wall_s for r in estimated),
+                "upper_bound_wall_s": sum(r.wall_s for r in bounded),
                 "disk_bytes": sum(disk),
                 "disk_unknown_rules": [r.rule for r in self.rules if r.disk_bytes is None],
-                "upper_bound_rules": [r.rule for r in self.rules if r.cost_source.startswith("no record")],
-                "upper_bound_gpu_hours": sum(r.gpu_hours for r in self.rules if r.cost_source.startswith("no record")),
-                "upper_bound_cpu_hours": sum(r.cpu_hours for r in self.rules if r.cost_source.startswith("no record")),
+                "upper_bound_rules": [r.rule for r in bounded],
+                "upper_bound_jobs": sum(r.jobs for r in bounded),
+                "upper_bound_gpu_hours": sum(r.gpu_hours for r in bounded),
+                "upper_bound_cpu_hours": sum(r.cpu_hours for r in bounded),
                 "manifest_bytes": next((r.disk_bytes for r in self.rules if r.rule == "merge_manifest"), None)}
 
     def gpu_jobs(self) -> list[dict]:

@@ -6,8 +6,10 @@ A cost measured on one job is carried to another by its amount of work:
 - a job with a `dataset` wildcard: the frames of its dataset (its index, or
   the config's `synth` size before the dataset exists);
 - the rules of RULE_UNITS: all frames of the run (plan_shards,
-  merge_manifest) or the samples a training version sees (epochs x
-  samples_per_epoch);
+  merge_manifest), the samples a training version sees (epochs x
+  samples_per_epoch), the test frames a version is evaluated on
+  (evaluate_version), or the sample of frames a sanity gate labels
+  (teacher_sanity: teachers.sanity.frames);
 - any other rule: one unit per job (its cost is the mean job's cost).
 """
 
@@ -22,7 +24,9 @@ from distillery.plan.dryrun import Job
 
 # Rules whose cost scales with something other than their wildcards; every rule not listed and
 # without a shard or dataset wildcard costs the same per job.
-RULE_UNITS = {"plan_shards": "frames", "merge_manifest": "frames", "train_student": "samples"}
+RULE_UNITS = {"plan_shards": "frames", "merge_manifest": "frames", "train_student": "samples",
+              "evaluate_version": "test_frames", "teacher_sanity": "sanity_frames"}
+SANITY_FRAMES = 8  # teachers.sanity.frames when the config does not say (the schema's default)
 # Wildcards that count work; any other wildcard (teacher, version, ...) names a variant of the rule,
 # priced on its own.
 UNIT_WILDCARDS = ("shard", "dataset")
@@ -39,10 +43,19 @@ class WorkSizes:
     training: dict[str, dict] = field(default_factory=dict)
     train_fraction: float = 1.0
     teacher_backends: dict[str, str] = field(default_factory=dict)  # teacher id -> backend
+    test_shares: dict[str, float] = field(default_factory=dict)  # evaluated dataset -> its test share
+    sanity_frames: int = SANITY_FRAMES  # frames a depth teacher's sanity gate labels
 
     @property
     def total_frames(self) -> int | None:
         return sum(self.dataset_frames.values()) if self.dataset_frames else None
+
+    @property
+    def test_frames(self) -> int | None:
+        """Frames of the test splits a version is evaluated on (None while a dataset's size is unknown)."""
+        if not self.test_shares or any(n not in self.dataset_frames for n in self.test_shares):
+            return None
+        return round(sum(self.dataset_frames[n] * share for n, share in self.test_shares.items()))
 
 
 def count_lines(path: str | Path) -> int:
@@ -75,16 +88,38 @@ def shard_sizes(plan_dir: Path) -> dict[str, int]:
     return {n: count_lines(plan_dir / f"{n}.jsonl") for n in names if (plan_dir / f"{n}.jsonl").exists()}
 
 
+def test_shares(config: dict, fractions: dict[str, float]) -> dict[str, float]:
+    """Share of each evaluated dataset's frames in its test split: evaluation.sets (every dataset when null);
+    a dataset whose entry forces a split is all test or none, the others' share is the test fraction."""
+    sets = (config.get("evaluation") or {}).get("sets")
+    roles = (config.get("lineage") or {}).get("roles") or {}
+    entries = {d["name"]: d for d in config.get("datasets", [])}
+    names = list(entries) if sets is None else [roles.get(n, n) for n in sets]
+    shares = {}
+    for name in dict.fromkeys(names):
+        split = entries.get(name, {}).get("split")
+        shares[name] = 1.0 if split == "test" else 0.0 if split else fractions.get("test", 0.0)
+    return shares
+
+
 def work_sizes(config: dict, workdir: Path) -> WorkSizes:
     """What the units of this workdir's jobs are counted from; shards from the written plan, if any."""
+    from distillery.student.lineage import version_entry
+
     frames, sources = dataset_sizes(config, workdir)
     shards = shard_sizes(workdir / "results" / "shards" / "plan")
     splits = config.get("sharding", {}).get("splits", {})
-    train_fraction = splits.get("train", 1.0) / (sum(splits.values()) or 1.0) if splits else 1.0
-    models = (config.get("teachers") or {}).get("models", [])
+    fractions = {k: v / (sum(splits.values()) or 1.0) for k, v in splits.items()}
+    train_fraction = fractions.get("train", 1.0) if splits else 1.0
+    teachers = config.get("teachers") or {}
+    models = teachers.get("models", [])
+    training = config.get("training") or {}
+    versions = {v: version_entry(training, v) for v in training.get("versions") or {}}  # defaults applied
     return WorkSizes(frames, sources, shards, "shard plan results/shards/plan" if shards else "",
-                     config.get("training", {}).get("versions", {}), train_fraction,
-                     {m["id"]: m["backend"] for m in models if "id" in m and "backend" in m})
+                     versions, train_fraction,
+                     {m["id"]: m["backend"] for m in models if "id" in m and "backend" in m},
+                     test_shares(config, fractions),
+                     int((teachers.get("sanity") or {}).get("frames", SANITY_FRAMES)))
 
 
 def variant(job: Job) -> dict[str, str]:
@@ -118,6 +153,10 @@ def job_units(job: Job, sizes: WorkSizes) -> tuple[float, str]:
     elif RULE_UNITS.get(job.rule) == "samples" and "version" in job.wildcards:
         settings = sizes.training.get(job.wildcards["version"])
         amount, unit = (_training_samples(settings, sizes) if settings is not None else None), "samples"
+    elif RULE_UNITS.get(job.rule) == "test_frames":
+        amount, unit = sizes.test_frames, "frames"
+    elif RULE_UNITS.get(job.rule) == "sanity_frames":
+        amount, unit = sizes.sanity_frames, "frames"
     if amount is None or unit == "job":
         return 1.0, "job"
     return float(amount), unit

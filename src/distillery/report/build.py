@@ -41,6 +41,13 @@ def metric_plots(evals, versions: list[str], sets: list[str], reference: str) ->
     return out
 
 
+def encoder_starts(checkpoints: dict[str, str]) -> dict[str, str]:
+    """What each version's encoder started from (ImageNet, random, a file, its parent), as its best.pt says."""
+    from distillery.student.checkpoint import load_checkpoint
+
+    return {v: str(load_checkpoint(p).get("encoder_weights", "unknown")) for v, p in checkpoints.items()}
+
+
 def report_context(evaluations: list[str], lineage: dict[str, dict], manifest: str,
                    checkpoints: dict[str, str], deploy_dir: str | None, frames: int) -> dict:
     """Everything the page and the summary show, with figures as data URIs."""
@@ -62,6 +69,7 @@ def report_context(evaluations: list[str], lineage: dict[str, dict], manifest: s
         "generated": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "manifest": str(manifest), "content_id": str(content_id), "teachers": teachers,
         "lineage": lineage, "evals": evals, "reference": reference, "baselines": baselines,
+        "encoders": encoder_starts(checkpoints),
         "lineage_graph": plots.lineage_graph(lineage),
         "plots": metric_plots(evals, versions, sets, reference),
         "legend": legend_figure(),

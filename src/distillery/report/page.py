@@ -85,9 +85,13 @@ def quant_rows(quant: dict[str, dict]) -> list[list[str]]:
             for v, q in quant.items()]
 
 
-def lineage_rows(lineage: dict[str, dict]) -> list[list[str]]:
-    return [[v, e.get("parent") or "-", recipe_line(e), str(e.get("val_datasets") or "-")]
-            for v, e in lineage.items()]
+LINEAGE_COLUMNS = ["version", "parent", "recipe", "encoder started from", "checkpoint chosen on"]
+
+
+def lineage_rows(lineage: dict[str, dict], encoders: dict[str, str] | None = None) -> list[list[str]]:
+    """One row per version; `encoders` says what each encoder started from (its best.pt records it)."""
+    return [[v, e.get("parent") or "-", recipe_line(e), (encoders or {}).get(v, "-"),
+             str(e.get("val_datasets") or "-")] for v, e in lineage.items()]
 
 
 def html_table(columns: list[str], rows: list[list[str]], table_id: str) -> str:
@@ -131,8 +135,8 @@ def render_html(ctx: dict) -> str:
              html_table(TEACHER_COLUMNS, teacher_rows(ctx["teachers"]), "teachers-table")
              if ctx["teachers"] else "<p>The manifest records no teacher.</p>", "</section>",
              "<section id='lineage'><h2>Lineage</h2>", _img(ctx["lineage_graph"], "lineage graph", "plot"),
-             html_table(["version", "parent", "recipe", "checkpoint chosen on"], lineage_rows(ctx["lineage"]),
-                        "lineage-table"), "</section>",
+             html_table(LINEAGE_COLUMNS, lineage_rows(ctx["lineage"], ctx.get("encoders")), "lineage-table"),
+             "</section>",
              "<section id='results'><h2>Every version on every evaluation set</h2>",
              html_table(results_columns(ref), results_rows(ctx["evals"], ref, ctx.get("baselines")),
                         "results-table"), "</section>",
@@ -167,8 +171,7 @@ def render_markdown(ctx: dict, html_name: str) -> str:
              *([f"**Note.** {simulated_note(ctx['teachers'])}", ""] if simulated_note(ctx["teachers"]) else []),
              "## Teachers", "",
              md_table(TEACHER_COLUMNS, teacher_rows(ctx["teachers"])) if ctx["teachers"] else "No teacher recorded.",
-             "", "## Lineage", "", md_table(["version", "parent", "recipe", "checkpoint chosen on"],
-                                             lineage_rows(ctx["lineage"])), "",
+             "", "## Lineage", "", md_table(LINEAGE_COLUMNS, lineage_rows(ctx["lineage"], ctx.get("encoders"))), "",
              "## Results", "", md_table(results_columns(ref), results_rows(ctx["evals"], ref, ctx.get("baselines"))),
              ""]
     if ctx["quantization"]:

@@ -49,7 +49,9 @@ DEFAULT_FREEZE_EPOCHS = 5  # frozen encoder epochs of a run from scratch that st
 class TrainConfig:
     # --- model ---
     backbone: str = "efficientvit_b1"  # efficientvit_b1 (V4-V9) or mobilenetv3_small (V1-V3)
-    encoder_weights: str = "auto"  # auto (local ImageNet cache if present, else random), imagenet, random, or a file
+    encoder_weights: str = "imagenet"  # imagenet (fetched by download_weights; missing = the run fails before it
+    # starts), random (on purpose), auto (ImageNet if found, else random with a warning), or a weight file
+    weights_cache: str | None = None  # where download_weights puts the ImageNet weights (teachers.weights_cache)
     num_classes: int = 6  # floor, wall, person, furniture, glass, other
     depth_init_m: float | None = None  # initial depth (softplus bias); None = median target of a fresh run
     # --- data ---
@@ -108,7 +110,8 @@ class TrainConfig:
 
 
 # Fields that change how a run executes, not what it computes: excluded from the resume fingerprint.
-RUNTIME_FIELDS = ("num_workers", "progress", "log_every_steps", "save_every_steps", "max_steps", "device")
+RUNTIME_FIELDS = ("num_workers", "progress", "log_every_steps", "save_every_steps", "max_steps", "device",
+                  "weights_cache")
 CHOICES = {"depth_teacher": ("metric", "relative", "tof"), "depth_target": ("hybrid", "fusion", "tof_only"),
            "depth_loss": (None, "berhu", "l1", "ssi"),
            "amp": ("bf16", "fp16", "off"), "best_mode": ("min", "max"), "device": ("auto", "cpu", "cuda"),

@@ -20,7 +20,7 @@ def load_parent_weights(model: Student, path: str) -> None:
     """Fine-tune start: the parent checkpoint's student weights (optimiser and schedule stay fresh)."""
     parent = load_checkpoint(path)
     model.load_state_dict(parent["model"])
-    model.encoder_weights = f"init_from:{path}"
+    model.encoder_weights = f"init_from:{path} (its encoder first: {parent.get('encoder_weights', 'unknown')})"
 
 
 def start_at_target_scale(model: Student, train_set: FrameDataset, cfg: TrainConfig) -> None:

@@ -26,7 +26,6 @@ inputs) is a Resize to the skip's size, which traces into ONNX opset 17.
 
 from __future__ import annotations
 
-import logging
 import math
 from pathlib import Path
 
@@ -35,9 +34,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from distillery.student import encoder_weights
 from distillery.student.attention import use_channel_first_attention
 
-log = logging.getLogger(__name__)
 
 NUM_CLASSES = 6
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -131,46 +130,13 @@ class Student(nn.Module):
         return [p for name, p in self.named_parameters() if not name.startswith("encoder.")]
 
 
-def cached_imagenet_file(timm_name: str) -> Path | None:
-    """The timm ImageNet weights of `timm_name` if they are in the local Hugging Face cache, else None."""
-    from huggingface_hub import try_to_load_from_cache
-
-    hub_id = timm.models.get_pretrained_cfg(timm_name).hf_hub_id
-    for filename in ("model.safetensors", "pytorch_model.bin"):
-        found = try_to_load_from_cache(hub_id, filename)
-        if isinstance(found, str):
-            return Path(found)
-    return None
-
-
-def resolve_encoder_weights(timm_name: str, weights: str) -> Path | None:
-    """The weight file to load for `weights` ("random", "imagenet", "auto" or a path); None = random init.
-
-    No download is ever attempted: "imagenet" needs the file in the local cache and fails
-    otherwise; "auto" falls back to random init with a warning.
-    """
-    if weights == "random":
-        return None
-    if weights in ("imagenet", "auto"):
-        found = cached_imagenet_file(timm_name)
-        if found is None and weights == "imagenet":
-            raise FileNotFoundError(f"ImageNet weights of {timm_name} are not in the local Hugging Face cache; "
-                                    "give a weight file path as encoder_weights, or use 'auto' or 'random'")
-        if found is None:
-            log.warning("no cached ImageNet weights for %s: encoder starts from random init", timm_name)
-        return found
-    path = Path(weights)
-    if not path.is_file():
-        raise FileNotFoundError(f"encoder weight file not found: {path}")
-    return path
-
-
-def build_encoder(backbone: str, weights: str = "auto") -> tuple[nn.Module, str]:
-    """The timm feature extractor of `backbone` and a description of its initial weights."""
+def build_encoder(backbone: str, weights: str = "imagenet", cache: str | Path | None = None) -> tuple[nn.Module, str]:
+    """The timm feature extractor of `backbone` and one line saying what its weights started from
+    (student/encoder_weights.py: ImageNet from the weights `cache` or the Hugging Face cache, random, a file)."""
     if backbone not in BACKBONES:
         raise ValueError(f"unknown backbone {backbone!r}; choose one of {sorted(BACKBONES)}")
     timm_name, out_indices = BACKBONES[backbone]
-    weight_file = resolve_encoder_weights(timm_name, weights)
+    weight_file = encoder_weights.resolve(backbone, timm_name, weights, cache)
     kwargs = dict(features_only=True, out_indices=out_indices)
     if weight_file is None:
         encoder = timm.create_model(timm_name, pretrained=False, **kwargs)
@@ -178,13 +144,20 @@ def build_encoder(backbone: str, weights: str = "auto") -> tuple[nn.Module, str]
         encoder = timm.create_model(timm_name, pretrained=True, pretrained_cfg_overlay=dict(file=str(weight_file)),
                                     **kwargs)
     use_channel_first_attention(encoder)
-    return encoder, "random" if weight_file is None else str(weight_file)
+    return encoder, encoder_weights.describe(timm_name, weights, weight_file)
+
+
+def check_encoder_weights(cfg) -> None:
+    """Fail now, before data or model are built, when the ImageNet weights a run starts from are missing."""
+    timm_name = BACKBONES[cfg.backbone][0] if cfg.backbone in BACKBONES else None
+    if timm_name and not cfg.init_from:
+        encoder_weights.resolve(cfg.backbone, timm_name, cfg.encoder_weights, getattr(cfg, "weights_cache", None))
 
 
 def build_student(cfg) -> Student:
     """The student of a training config (any object with backbone, encoder_weights, num_classes,
-    depth_init_m attributes, e.g. TrainConfig; depth_init_m None = 2 m)."""
-    encoder, source = build_encoder(cfg.backbone, cfg.encoder_weights)
+    depth_init_m and optionally weights_cache attributes, e.g. TrainConfig; depth_init_m None = 2 m)."""
+    encoder, source = build_encoder(cfg.backbone, cfg.encoder_weights, getattr(cfg, "weights_cache", None))
     model = Student(encoder, cfg.num_classes, cfg.depth_init_m or DEFAULT_DEPTH_INIT_M)
     model.encoder_weights = source
     return model

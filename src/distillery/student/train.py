@@ -41,7 +41,7 @@ from distillery.student.distributed import (PREEMPTED_EXIT_CODE, PREEMPTION_SIGN
 from distillery.student.init import initialise
 from distillery.student.losses import StudentLoss
 from distillery.student.metrics import Evaluator
-from distillery.student.model import Student, build_student
+from distillery.student.model import Student, build_student, check_encoder_weights
 from distillery.student.optim import build_optimizer, build_scheduler
 from distillery.student.rundir import archive_run, resume_decision, run_fingerprint
 from distillery.student.runlog import RunLog
@@ -166,6 +166,8 @@ def setup_run(cfg: TrainConfig, manifests: list[str], out_dir: str | Path, resum
     seed_everything(cfg.seed)
     fingerprint, inputs = run_fingerprint(cfg, manifests)
     ckpt = resume_point(out_dir, resume, fingerprint, env)
+    if ckpt is None:
+        check_encoder_weights(cfg)  # missing ImageNet weights fail here, before any data is read
     opened = [Manifest(path) for path in manifests]
     train_set, sampler = build_train_data(opened, cfg, env.rank, env.world_size)
     val_set = build_val_dataset(opened, cfg, env.rank, env.world_size)
@@ -373,6 +375,8 @@ def train(run: Run, guard: PreemptionGuard | None = None) -> dict:
                      " (a random encoder learns nothing while frozen: set freeze_encoder_epochs 0, encoder_lr_scale 1)")
         if run.val_loader is None:
             log.warning("no %r frames to validate on: best.pt will hold the final weights", run.cfg.val_split)
+    run.log.record("start", run.progress.global_step, run.progress.epoch,
+                   {"encoder_weights": run.model.encoder_weights, "resumed": run.progress.global_step > 0})
     metrics = run.best_metrics or {}
     with kernel_determinism(run.cfg.deterministic, run.device):
         while run.progress.epoch < run.cfg.epochs:
