@@ -22,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     from distillery.evaluation import cli as evaluation_cli
     from distillery.report import cli as report_cli
     from distillery.ingest import cli as ingest_cli
+    from distillery.select import cli as select_cli
     from distillery.ingest.bags import cli as bag_cli
     from distillery.manifest import cli as manifest_cli
     from distillery.synth import cli as synth_cli
@@ -42,6 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
     deploy_cli.register(sub)
     ingest_cli.register(sub)
     manifest_cli.register(sub)
+    select_cli.register(sub)
+    for add in (_add_index, _add_plan, _add_pack, _add_merge, _add_ingest, _add_info):
+        add(sub)
     return parser
 
 
