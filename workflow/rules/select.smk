@@ -20,7 +20,7 @@ rule select_frames:
     conda:
         "../../envs/distillery.yaml"
     shell:
-        "distillery select --shard {input.shard} {params.settings} --out {output.selection} > {log} 2>&1"
+        "distillery select --shard {input.shard:q} {params.settings} --out {output.selection:q} > {log:q} 2>&1"
 
 
 rule selection_index:
@@ -37,4 +37,4 @@ rule selection_index:
     conda:
         "../../envs/distillery.yaml"
     shell:
-        "distillery select-index --selections {input.selections} --out {output.index} > {log} 2>&1"
+        "distillery select-index --selections {input.selections:q} --out {output.index:q} > {log:q} 2>&1"
