@@ -22,9 +22,9 @@ def build_parser() -> argparse.ArgumentParser:
     from distillery.evaluation import cli as evaluation_cli
     from distillery.report import cli as report_cli
     from distillery.ingest import cli as ingest_cli
-    from distillery.select import cli as select_cli
     from distillery.ingest.bags import cli as bag_cli
     from distillery.manifest import cli as manifest_cli
+    from distillery.select import cli as select_cli
     from distillery.synth import cli as synth_cli
     from distillery.teachers import cli as teachers_cli
 
@@ -42,10 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     report_cli.register(sub)
     deploy_cli.register(sub)
     ingest_cli.register(sub)
-    manifest_cli.register(sub)
     select_cli.register(sub)
-    for add in (_add_index, _add_plan, _add_pack, _add_merge, _add_ingest, _add_info):
-        add(sub)
+    manifest_cli.register(sub)
     return parser
 
 
