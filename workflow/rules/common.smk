@@ -470,6 +470,7 @@ JOB_SIZES = {
     "plan_shards": (2000, 30),
     "pack_shard": (2000, 60),
     "merge_manifest": (4000, 120),
+    "select_frames": (2000, 2),  # frame selection of one shard (and gathering every shard's)
     "teacher_settings": (500, 5),  # writes a teacher's settings file (the re-label trigger)
     "teacher_sim": (2000, 30),  # simulated teacher (any task) and its sanity gate
     "teacher_real": (32000, 240),  # a real network: weights, activations, DataLoader workers
@@ -681,3 +682,32 @@ def engine_onnx(wildcards):
 wildcard_constraints:
     version="[A-Za-z0-9_.-]+",
     precision="fp32|fp16|int8",
+
+
+# Frame selection (select.smk, docs/selection.md): on when the config has `select:`.
+def selection_enabled():
+    return bool(config.get("select"))
+
+
+def selection_input(wildcards):
+    """A teacher job's selection JSON as a named input, when selection is on."""
+    return {"selection": f"results/select/{wildcards.shard}.json"} if selection_enabled() else {}
+
+
+def selection_arg(wildcards):
+    """`--selection FILE` for the teacher CLIs, or nothing."""
+    return f"--selection results/select/{wildcards.shard}.json" if selection_enabled() else ""
+
+
+def select_args():
+    """The selection settings as `distillery select` options (validated by the schema)."""
+    s = config.get("select") or {}
+    how = f"--share {s['share']}" if s.get("share") is not None else f"--threshold {s.get('threshold')}"
+    return (
+        f"{how} --translation-m {s.get('translation_m', 0.25)} --rotation-deg {s.get('rotation_deg', 10.0)} "
+        f"--depth-weight {s.get('depth_weight', 1.0)}"
+    )
+
+
+def selection_targets():
+    return ["results/manifest/selection.jsonl"] if selection_enabled() else []

@@ -78,6 +78,7 @@ rule teacher_sanity:
 
 rule teacher_depth:
     input:
+        unpack(selection_input),  # with select: in the config, only the selected frames
         shard="results/shards/{shard}.h5",
         # ancient: the gate re-runs when a shard is added; that must not re-label the other shards
         sanity=ancient("results/teachers/{teacher}/sanity.json"),
@@ -91,6 +92,7 @@ rule teacher_depth:
     params:
         teacher=teacher_spec,
         runtime=teacher_runtime_args,
+        selection=selection_arg,
         batch_size=teacher_batch_size,
     log:
         "logs/teacher_depth/{teacher}/{shard}.log",
@@ -104,11 +106,12 @@ rule teacher_depth:
     shell:
         "distillery teach depth --shard {input.shard:q} --out {output.layer:q} "
         "--failures {output.failures:q} --teacher {params.teacher} {params.runtime} "
-        "--batch-size {params.batch_size} --threads {threads} > {log:q} 2>&1"
+        "{params.selection} --batch-size {params.batch_size} --threads {threads} > {log:q} 2>&1"
 
 
 rule teacher_detect:
     input:
+        unpack(selection_input),  # with select: in the config, only the selected frames
         shard="results/shards/{shard}.h5",
         settings="results/teachers/{teacher}/settings.json",
         weights=teacher_weights_input,
@@ -120,6 +123,7 @@ rule teacher_detect:
     params:
         teacher=teacher_spec,
         runtime=teacher_runtime_args,
+        selection=selection_arg,
         batch_size=teacher_batch_size,
     log:
         "logs/teacher_detect/{teacher}/{shard}.log",
@@ -133,12 +137,13 @@ rule teacher_detect:
     shell:
         "distillery teach detect --shard {input.shard:q} --out {output.layer:q} "
         "--failures {output.failures:q} --teacher {params.teacher} {params.runtime} "
-        "--batch-size {params.batch_size} --threads {threads} > {log:q} 2>&1"
+        "{params.selection} --batch-size {params.batch_size} --threads {threads} > {log:q} 2>&1"
 
 
 rule teacher_segment:
     input:
         unpack(segment_layers),
+        unpack(selection_input),  # with select: in the config, only the selected frames
         shard="results/shards/{shard}.h5",
         settings="results/teachers/{teacher}/settings.json",
         weights=teacher_weights_input,
@@ -150,6 +155,7 @@ rule teacher_segment:
     params:
         teacher=teacher_spec,
         runtime=teacher_runtime_args,
+        selection=selection_arg,
         batch_size=teacher_batch_size,
         labeller=teacher_labeller_args(),
     log:
@@ -165,4 +171,4 @@ rule teacher_segment:
         "distillery teach segment --shard {input.shard:q} --depth-layer {input.depth:q} "
         "--detect-layer {input.detect:q} --out {output.layer:q} --failures {output.failures:q} "
         "--teacher {params.teacher} --labeller {params.labeller} {params.runtime} "
-        "--batch-size {params.batch_size} --threads {threads} > {log:q} 2>&1"
+        "{params.selection} --batch-size {params.batch_size} --threads {threads} > {log:q} 2>&1"

@@ -40,7 +40,7 @@ from distillery.teachers.base import FrameFailure
 
 log = logging.getLogger(__name__)
 
-PENDING, DONE, FAILED = 0, 1, 2
+PENDING, DONE, FAILED, SKIPPED = 0, 1, 2, 3  # SKIPPED: not selected for labelling (distillery select)
 BOOKKEEPING = ("frame_status", "frame_failure", "frame_checksum", "partial_boxes", "partial_box_source")
 
 
@@ -190,7 +190,15 @@ class PartialLayer:
         if self.boxes:
             self._ragged_boxes(src, dst, status)
         dst.attrs.update(teacher=json.dumps(provenance, sort_keys=True), frames_failed=failed,
-                         depth_kind=provenance.get("depth_kind", ""))
+                         frames_skipped=int((status == SKIPPED).sum()), depth_kind=provenance.get("depth_kind", ""))
+
+    def skip(self, indices) -> None:
+        """Mark pending frames as not selected: they stay without a value, and are no failure."""
+        status = self.file["frame_status"]
+        for i in np.asarray(indices, int).tolist():
+            if status[i] == PENDING:
+                status[i] = SKIPPED
+        self.file.flush()
 
     def finalise(self, out: str | os.PathLike, failures_out: str | os.PathLike, provenance: dict) -> list[dict]:
         """Write the failures report and the finished layer `out` (a new file, renamed into place), then

@@ -72,8 +72,9 @@ def tof_correlation(depths: list[np.ndarray], tofs: list[np.ndarray], kind: str)
     pairs = [(d[m], t[m]) for d, t in zip(depths, tofs) for m in [(t > 0) & np.isfinite(t) & (d > 0)]]
     teacher = np.concatenate([p[0] for p in pairs]) if pairs else np.zeros(0)
     sensor = np.concatenate([p[1] for p in pairs]) if pairs else np.zeros(0)
-    if kind != "metric":
-        sensor = 1.0 / sensor
+    if kind != "metric":  # a relative teacher has its own scale and shift per frame: r per frame, the median
+        rs = [np.corrcoef(d, 1.0 / t)[0, 1] for d, t in pairs if len(d) > 1 and d.std() > 0 and (1.0 / t).std() > 0]
+        return (float(np.median(rs)) if rs else None), len(teacher)
     if len(teacher) < 2 or teacher.std() == 0 or sensor.std() == 0:
         return None, len(teacher)
     return float(np.corrcoef(teacher, sensor)[0, 1]), len(teacher)

@@ -1,0 +1,40 @@
+# Frame selection before the teachers (docs/selection.md): with `select:` in the config, each packed shard
+# gets a selection JSON (which frames the teachers label, their novelty and why), every teacher job of the
+# shard labels only those, and selection_index gathers the choices beside the manifest. Without `select:`
+# (or `select: null`) no job of this file runs and the teachers label every frame.
+
+
+rule select_frames:
+    input:
+        shard="results/shards/{shard}.h5",
+    output:
+        selection="results/select/{shard}.json",
+    params:
+        settings=select_args(),
+    log:
+        "logs/select_frames/{shard}.log",
+    benchmark:
+        "results/benchmarks/select_frames/{shard}.tsv"
+    resources:
+        **job_resources("select_frames"),
+    conda:
+        "../../envs/distillery.yaml"
+    shell:
+        "distillery select --shard {input.shard:q} {params.settings} --out {output.selection:q} > {log:q} 2>&1"
+
+
+rule selection_index:
+    input:
+        selections=lambda wildcards: expand("results/select/{shard}.json", shard=shard_names(wildcards)),
+    output:
+        index="results/manifest/selection.jsonl",
+    log:
+        "logs/selection_index/selection_index.log",
+    benchmark:
+        "results/benchmarks/selection_index/selection_index.tsv"
+    resources:
+        **job_resources("select_frames"),
+    conda:
+        "../../envs/distillery.yaml"
+    shell:
+        "distillery select-index --selections {input.selections:q} --out {output.index:q} > {log:q} 2>&1"
