@@ -115,9 +115,6 @@ def _renames(tree: ast.AST) -> list[int]:
             lines.append(node.lineno)
         elif attr == "rename" or (attr == "replace" and len(node.args) == 1 and not node.keywords):
             lines.append(node.lineno)  # str.replace takes two arguments; Path.replace one
-        elif isinstance(node.func, ast.Attribute) and attr in ("replace", "rename", "move") and \
-                isinstance(owner, ast.Name) and owner.id in ("os", "shutil"):
-            lines.append(node.lineno)
     for node in ast.walk(tree):  # from os import replace / rename, from shutil import move
         if isinstance(node, ast.ImportFrom) and node.module in ("os", "shutil"):
             lines += [node.lineno for a in node.names if (node.module, a.name) in RENAMES]
