@@ -68,6 +68,7 @@ class DepthErrors:
     lowfreq_amp: float = 0.05  # smooth relative error
     lowfreq_cells: int = 3
     glass_through: tuple[float, float] = (0.4, 1.2)  # glass: depth x (1 + U(range)), the room behind
+    glass_through_share: float = 0.5  # frames whose panes the network sees through (in the rest it sees them)
     dark_luma: float = 35.0  # surfaces darker than this (0-255) ...
     dark_amp: float = 0.25  # ... get a smooth relative error this large
 
@@ -79,7 +80,7 @@ def structured_depth(truth: np.ndarray, labels: np.ndarray | None, rgb, rng: np.
     depth = truth.astype(np.float32).copy()
     if labels is not None:
         glass = (labels == GLASS) & valid
-        if glass.any():
+        if glass.any() and rng.random() < e.glass_through_share:
             through = rng.uniform(*e.glass_through)
             depth[glass] *= np.float32(1.0 + through * (1.0 + 0.2 * smooth_field(rng, *truth.shape, 2)[glass]))
     if e.edge_sigma > 0:  # normalised blur: smooth across jumps, no bleeding of the 0 = none pixels
