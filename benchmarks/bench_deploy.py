@@ -35,6 +35,7 @@ from common import report
 
 from distillery import fusion
 from distillery.deploy import spec
+from distillery.deploy.engine import ONNX_FILES
 from distillery.deploy.parity import ort_session
 
 THREADS = 2
@@ -80,19 +81,19 @@ def onnx_files(deploy_dir: str | None, model, tmp: Path) -> tuple[Path, Path, st
     """student.onnx and student.int8.onnx: the workflow's, or exported and quantised here."""
     if deploy_dir:
         d = Path(deploy_dir)
-        return d / "student.onnx", d / "student.int8.onnx", str(d)
+        return d / ONNX_FILES["fp32"], d / ONNX_FILES["int8"], str(d)
     from distillery.deploy.export import export_student
     from distillery.deploy.quantize import quantize_int8
 
     print("exporting and quantising a random-weight student", flush=True)
-    fp32, calib = tmp / "student.onnx", tmp / "calibration.npz"
+    fp32, calib = tmp / ONNX_FILES["fp32"], tmp / "calibration.npz"
     export_student(model, fp32)
     rng = np.random.default_rng(0)
     np.savez(calib, rgb=rng.integers(0, 256, (8, 3, spec.HEIGHT, spec.WIDTH), dtype=np.uint8),
              keys=np.array([f"random/{i}" for i in range(8)]), datasets=np.array(["random"] * 8),
              seed=np.int64(0), split=np.array("none"))
-    quantize_int8(fp32, calib, tmp / "student.int8.onnx")
-    return fp32, tmp / "student.int8.onnx", "exported here (random weights)"
+    quantize_int8(fp32, calib, tmp / ONNX_FILES["int8"])
+    return fp32, tmp / ONNX_FILES["int8"], "exported here (random weights)"
 
 
 def conv_kind(op: str, weight_shape: list) -> str:

@@ -37,11 +37,32 @@ def write_index(path: Path, frames: int, sequences: int) -> None:
                                  "depth_encoding": "png", "depth_scale": 1000.0}) + "\n")
 
 
+def benchmark_config(data: Path, frames_per_shard: int) -> dict:
+    """A complete config of its own (not the default's): one large dataset filling every lineage role,
+    simulated teachers (every teacher stage is in the DAG, no weights needed) and a short lineage
+    with a root, a sibling and a fine-tuned child, evaluated and reported."""
+    metric = {"backbone": "mobilenetv3_small", "depth_teacher": "metric", "lr": 1.0e-3, "datasets": ["nyu"],
+              "val_datasets": ["nyu"]}
+    return {
+        "datasets": [{"name": "big", "path": str(data)}],
+        "lineage": {"roles": {"nyu": "big", "sun": "big", "diode": "big", "corridor": "big"}},
+        "ingest": {}, "sharding": {"frames_per_shard": frames_per_shard}, "manifest": {},
+        "teachers": {"device": "cpu", "models": [{"id": "da3_sim", "backend": "sim_da3"},
+                                                 {"id": "da2_sim", "backend": "sim_da2"},
+                                                 {"id": "yolo_sim", "backend": "sim_yolo"},
+                                                 {"id": "sam2_sim", "backend": "sim_sam2"}]},
+        "training": {"build": None, "versions": {
+            "V1": dict(metric, depth_teacher="relative", depth_loss="l1", kendall=False),
+            "V3": metric,
+            "V7": dict(metric, parent="V3", lr=3.0e-4, datasets=["corridor"], val_datasets=["corridor"])}},
+        "evaluation": {"sets": None, "device": "cpu"},
+    }
+
+
 def prepare(workdir: Path, frames: int, shards: int, t: dict) -> Path:
     data = workdir / "data"
     data.mkdir()
-    config = {"datasets": [{"name": "big", "path": str(data)}],
-              "ingest": {}, "sharding": {"frames_per_shard": frames // shards}, "manifest": {}}
+    config = benchmark_config(data, frames // shards)
     cfg = workdir / "config.yaml"
     cfg.write_text(yaml.safe_dump(config))
     index = workdir / "results" / "index" / "big.jsonl"
@@ -80,7 +101,9 @@ def main() -> None:
     pack_jobs = next((line.split()[-1] for line in out.splitlines() if line.strip().startswith("pack_shard")), "?")
     report("dryrun", {"frames": args.frames, "shards": args.shards, "pack_shard_jobs": pack_jobs,
                       "dry_run_s": round(wall, 2), "goal_s": 20,
-                      "plan_shards_s": round(t["plan_shards_s"], 2), "write_index_s": round(t["write_index_s"], 2)})
+                      "plan_shards_s": round(t["plan_shards_s"], 2),
+                      "plan_shards_frames_per_s": round(args.frames / t["plan_shards_s"]),
+                      "write_index_s": round(t["write_index_s"], 2)})
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
 """Throughput of synth, ingest (index + plan + pack) and merge on generated frames.
 
-Merge speed is also given as a ratio to a plain copy of the same shard bytes
-measured in the same run (goal >= 0.5): merging copies compressed chunks, so
-it should run near copy speed.
+Merge speed is also given as a ratio to a plain copy of the same shard files
+measured in the same run (copy time over merge time, goal >= 0.5): the merge
+maps the image fields onto the shards (HDF5 virtual datasets) and writes only
+the row fields, so it should take less time than copying the shards.
 
 Storage and random read are measured on real frames too (the 7-Scenes kitchen
 sample by default, `--real FOLDER` for another): the compression ratio of a
@@ -198,10 +199,10 @@ def run(frames: int, workdir: Path, frames_per_shard: int) -> dict:
         "ingest_frames_per_s": round(n / (t["index_s"] + t["plan_s"] + t["pack_s"]), 1),
         "pack_frames_per_s": round(n / t["pack_s"], 1),
         "merge_frames_per_s": round(n / t["merge_s"], 1),
-        # per byte: the merge writes the training fields only (the source images stay in the shards)
-        "merge_MB_per_s": round(merged / t["merge_s"] / 1e6, 1),
+        # the same frames: a plain copy of the shard files against the merge (which maps the image fields
+        # onto the shards and writes the row fields only); above 1 the merge is the faster
         "copy_MB_per_s": round(stored / t["copy_s"] / 1e6, 1),
-        "merge_vs_copy": round(merged / t["merge_s"] / (stored / t["copy_s"]), 3),
+        "merge_vs_copy": round(t["copy_s"] / t["merge_s"], 3),
         "merge_vs_copy_goal": 0.5,
         "stored_bytes_per_frame": round(stored / n),
         "source_image_bytes_per_frame": round(sources / n),

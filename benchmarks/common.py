@@ -9,7 +9,8 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-OUT_DIR = Path(__file__).parent / "out"
+# Where figures go; the smoke tests point it at a scratch folder.
+OUT_DIR = Path(os.environ.get("DISTILLERY_BENCH_OUT") or Path(__file__).parent / "out")
 
 
 @contextmanager

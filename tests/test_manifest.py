@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import h5py
 import numpy as np
 import pytest
@@ -163,3 +165,26 @@ def test_layer_of_a_repacked_shard_is_refused(tmp_path):
     with pytest.raises(ValueError, match="differ"):
         merge_manifest(paths, qs, str(out / "m.h5"), str(out / "m.jsonl"), str(out / "q.jsonl"),
                        str(out / "s.json"), 0.5, progress=False, layer_paths=[str(tmp_path / "l.h5")])
+
+
+def test_image_fields_point_into_the_shards_and_follow_a_moved_folder(tmp_path, monkeypatch):
+    """The manifest's image fields are virtual datasets over the shards, by relative paths: it holds no
+    copy of the pixels, and reads the same after the whole results folder moves, from any directory."""
+    import shutil
+
+    root = tmp_path / "results"
+    rows = write_frames(tmp_path / "raw", 6)
+    paths, qs = _pack(root, [rows[:3], rows[3:]])
+    _merge(root, paths, qs)
+    manifest = root / "manifest" / "manifest.h5"
+    with h5py.File(manifest) as m:
+        assert m["rgb"].is_virtual and m["tof_depth"].is_virtual
+        expected = {name: m[name][:] for name in ("rgb", "tof_depth", "tof_confidence")}
+    shard_bytes = sum(Path(p).stat().st_size for p in paths)
+    assert manifest.stat().st_size < shard_bytes / 2
+    moved = tmp_path / "elsewhere" / "results"
+    shutil.move(str(root), str(moved))
+    monkeypatch.chdir(tmp_path)
+    with Manifest(str(moved / "manifest" / "manifest.h5")) as m:
+        for name, values in expected.items():
+            np.testing.assert_array_equal(m.file[name][:], values)

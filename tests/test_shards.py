@@ -83,3 +83,19 @@ def test_dataset_override_and_shard_count_follows_data(tmp_path):
 def test_bad_shard_size_is_refused(tmp_path):
     with pytest.raises(ValueError, match="frames_per_shard"):
         plan_shards([_index(tmp_path / "a.jsonl", "a", 1, 1)], str(tmp_path / "p"), 0, {"train": 1.0})
+
+
+def test_names_cut_from_the_written_text_equal_names_from_the_rows():
+    """plan_shards names a shard from the text it writes; that must give the name the rows give."""
+    import json
+
+    def text(rows):
+        return "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows)
+
+    nested = [{"dataset": "d", "sequence": "s", "frame_id": f"{i}", "rgb": f"/a/b/{i}.png",
+               "depth": f"/a/{i}.npy" if i % 2 else f"/a/b/c/{i}.npy", "confidence": None,
+               "truth_depth": "", "note": "/a/b/kept.png", "split": "train"} for i in range(6)]
+    odd = [dict(nested[0], rgb="/a/b/")] + nested[1:]
+    relative = [dict(r, rgb=f"rgb/é {r['frame_id']}\".png", depth=f"{r['frame_id']}.npy") for r in nested]
+    for rows in (nested, odd, relative, [dict(nested[0], rgb="/a/b/.")]):
+        assert shard_name(rows, text(rows)) == shard_name(rows)

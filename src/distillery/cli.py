@@ -15,170 +15,15 @@ import sys
 from distillery import __version__
 
 
-def _add_index(sub) -> None:
-    p = sub.add_parser("index", help="index one dataset folder (no pixels decoded)",
-                       description="Detect a dataset's layout, pair its RGB and depth files and write a frame "
-                                   "index (jsonl) plus the index-stage quarantine report.")
-    p.add_argument("--dataset", required=True, help="dataset folder (one sequence or a folder of sequences)")
-    p.add_argument("--name", required=True, help="dataset name used in frame keys and the manifest")
-    p.add_argument("--layout", default="auto", help="native, reference, tum, 7scenes, open3d or auto (default)")
-    p.add_argument("--depth-scale", type=float, default=None, help="raw depth units per metre (layout default)")
-    p.add_argument("--intrinsics", default=None, help="JSON {fx,fy,cx,cy,width,height} for datasets without any")
-    p.add_argument("--max-pair-dt", type=float, default=0.02, help="max seconds between paired RGB and depth")
-    p.add_argument("--out", required=True, help="frame index to write (jsonl)")
-    p.add_argument("--quarantine", required=True, help="quarantine report to write (jsonl)")
-    p.set_defaults(func=_run_index)
-
-
-def _run_index(args) -> int:
-    from distillery.ingest.index import index_dataset, reader_options
-
-    options = reader_options(args.depth_scale, json.loads(args.intrinsics) if args.intrinsics else None,
-                             args.max_pair_dt)
-    result = index_dataset(args.dataset, args.name, args.out, args.quarantine, args.layout, options)
-    print(json.dumps(result))
-    return 0
-
-
-def _add_plan(sub) -> None:
-    p = sub.add_parser("plan-shards", help="assign splits per sequence and cut the index into shards",
-                       description="Read frame indexes, assign train/val/test per sequence and write "
-                                   "shards.json plus one frame list per shard into --out.")
-    p.add_argument("indexes", nargs="+", help="frame index files (jsonl)")
-    p.add_argument("--out", required=True, help="plan folder to write")
-    p.add_argument("--frames-per-shard", type=int, default=256, help="frames per shard (default 256)")
-    p.add_argument("--splits", default='{"train": 0.8, "val": 0.1, "test": 0.1}', help="JSON split fractions")
-    p.add_argument("--split-overrides", default="{}", help="JSON {dataset: split} forcing a dataset's split")
-    p.add_argument("--seed", type=int, default=0, help="seed of the sequence-to-split assignment")
-    p.set_defaults(func=_run_plan)
-
-
-def _run_plan(args) -> int:
-    from distillery.ingest.shards import plan_shards
-
-    plan = plan_shards(args.indexes, args.out, args.frames_per_shard, json.loads(args.splits), args.seed,
-                       json.loads(args.split_overrides))
-    print(json.dumps({k: plan[k] for k in ("frames", "splits")} | {"shards": len(plan["shards"])}))
-    return 0
-
-
-def _add_pack_options(p) -> None:
-    p.add_argument("--height", type=int, default=240, help="stored frame height (default 240)")
-    p.add_argument("--width", type=int, default=320, help="stored frame width (default 320)")
-    p.add_argument("--fit", choices=("crop", "stretch"), default="crop",
-                   help="centre-crop to the target aspect ratio (default) or stretch")
-    p.add_argument("--max-depth", type=float, default=20.0, help="depth above this (m) is an invalid pixel; a frame mostly beyond it is absurd")
-    p.add_argument("--compression-level", type=int, default=3, help="Zstd level (default 3)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-
-
-def _pack_settings(args):
-    from distillery.ingest.pack import PackSettings
-
-    return PackSettings(args.height, args.width, args.fit, args.max_depth, args.compression_level)
-
-
-def _add_pack(sub) -> None:
-    p = sub.add_parser("pack-shard", help="decode, validate and resize one shard into HDF5",
-                       description="Decode every frame of a shard's frame list, quarantine bad frames and "
-                                   "write the rest into a shard HDF5 file.")
-    p.add_argument("--frames", required=True, help="the shard's frame list (jsonl from plan-shards)")
-    p.add_argument("--out", required=True, help="shard HDF5 to write")
-    p.add_argument("--quarantine", required=True, help="quarantine report to write (jsonl)")
-    _add_pack_options(p)
-    p.set_defaults(func=_run_pack)
-
-
-def _run_pack(args) -> int:
-    from distillery.ingest.pack import pack_shard
-
-    print(json.dumps(pack_shard(args.frames, args.out, args.quarantine, _pack_settings(args), not args.quiet)))
-    return 0
-
-
-def _add_merge(sub) -> None:
-    p = sub.add_parser("merge", help="merge shard files into manifest.h5 and manifest.jsonl",
-                       description="Copy shard chunks into one manifest, gather every quarantine report and "
-                                   "fail when a dataset's bad-frame share passes --max-bad-share.")
-    p.add_argument("--shards", nargs="+", required=True, help="shard HDF5 files, in order")
-    p.add_argument("--quarantines", nargs="*", default=[], help="quarantine reports of index and pack stages")
-    p.add_argument("--layers", nargs="*", default=[], help="layer files (teacher outputs per shard) to merge in")
-    p.add_argument("--failures", nargs="*", default=[],
-                   help="teacher failure lists, results/teachers/<teacher>/<shard>.failures.jsonl")
-    p.add_argument("--max-failed-share", type=float, default=1.0,
-                   help="largest tolerated share of a shard's frames one teacher failed on (default 1: no limit)")
-    p.add_argument("--out-h5", required=True, help="manifest.h5 to write")
-    p.add_argument("--out-jsonl", required=True, help="manifest.jsonl to write")
-    p.add_argument("--out-quarantine", required=True, help="combined quarantine report to write")
-    p.add_argument("--out-summary", required=True, help="summary JSON to write")
-    p.add_argument("--max-bad-share", type=float, default=0.05, help="largest tolerated bad-frame share")
-    p.add_argument("--compression-level", type=int, default=3, help="Zstd level (default 3)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=_run_merge)
-
-
-def _run_merge(args) -> int:
-    from distillery.manifest.merge import merge_manifest
-
-    summary = merge_manifest(args.shards, args.quarantines, args.out_h5, args.out_jsonl, args.out_quarantine,
-                             args.out_summary, args.max_bad_share, args.compression_level, not args.quiet,
-                             args.layers, args.failures, args.max_failed_share)
-    print(f"manifest: {args.out_h5} ({summary['frames']} frames, {summary['quarantined']} quarantined)")
-    return 0
-
-
-def _add_ingest(sub) -> None:
-    p = sub.add_parser("ingest", help="one folder to a manifest in one process (no Snakemake)",
-                       description="Index, shard, pack and merge one dataset folder in this process.")
-    p.add_argument("dataset", help="dataset folder")
-    p.add_argument("--out", required=True, help="output folder (index/, shards/, manifest/)")
-    p.add_argument("--name", default=None, help="dataset name (default: the folder name)")
-    p.add_argument("--layout", default="auto", help="layout, or auto (default)")
-    p.add_argument("--depth-scale", type=float, default=None, help="raw depth units per metre")
-    p.add_argument("--intrinsics", default=None, help="JSON {fx,fy,cx,cy,width,height} fallback")
-    p.add_argument("--split", default=None, help="put every sequence into this split")
-    p.add_argument("--frames-per-shard", type=int, default=256, help="frames per shard (default 256)")
-    p.add_argument("--max-bad-share", type=float, default=0.05, help="largest tolerated bad-frame share")
-    _add_pack_options(p)
-    p.set_defaults(func=_run_ingest)
-
-
-def _run_ingest(args) -> int:
-    from distillery.ingest.index import ingest_folder, reader_options
-
-    options = reader_options(args.depth_scale, json.loads(args.intrinsics) if args.intrinsics else None)
-    summary = ingest_folder(args.dataset, args.out, args.name, args.layout, options, _pack_settings(args),
-                            args.frames_per_shard, split=args.split, max_bad_share=args.max_bad_share,
-                            progress=not args.quiet)
-    print(f"manifest: {summary['manifest']} ({summary['frames']} frames, {summary['quarantined']} quarantined)")
-    return 0
-
-
-def _add_info(sub) -> None:
-    p = sub.add_parser("info", help="summarise a manifest", description="Print counts per split and dataset, "
-                       "the frames with metric and with relative teacher depth, labels and boxes, the mean ToF "
-                       "valid share, and each teacher's id, backend, weights hash and the size of the frames it "
-                       "labelled (JSON).")
-    p.add_argument("manifest", help="manifest.h5")
-    p.set_defaults(func=_run_info)
-
-
-def _run_info(args) -> int:
-    from distillery.manifest import Manifest
-    from distillery.manifest.info import manifest_info
-
-    with Manifest(args.manifest) as m:
-        print(json.dumps(manifest_info(m), indent=1))
-    return 0
-
-
 def build_parser() -> argparse.ArgumentParser:
     from distillery.deploy import cli as deploy_cli
     from distillery.plan import cli as plan_cli
     from distillery.student import cli as student_cli
     from distillery.evaluation import cli as evaluation_cli
     from distillery.report import cli as report_cli
+    from distillery.ingest import cli as ingest_cli
     from distillery.ingest.bags import cli as bag_cli
+    from distillery.manifest import cli as manifest_cli
     from distillery.synth import cli as synth_cli
     from distillery.teachers import cli as teachers_cli
 
@@ -195,8 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluation_cli.register(sub)
     report_cli.register(sub)
     deploy_cli.register(sub)
-    for add in (_add_index, _add_plan, _add_pack, _add_merge, _add_ingest, _add_info):
-        add(sub)
+    ingest_cli.register(sub)
+    manifest_cli.register(sub)
     return parser
 
 

@@ -1,9 +1,14 @@
 """Merge shard HDF5 files into manifest.h5 and manifest.jsonl.
 
-Image fields are merged by copying compressed chunks (read_direct_chunk /
-write_direct_chunk): no decode and re-encode, so the merge runs near the
-speed of a file copy. Shards and the manifest share one chunk layout and
-filter pipeline, which `create_layout` guarantees.
+Image fields are not copied: each is an HDF5 virtual dataset whose rows map
+onto the shard files (and, for the teacher slots, onto the layer files), by
+paths relative to the manifest's folder. The merge writes only the row
+fields, keys and boxes, so it costs a small fraction of a copy and the
+manifest adds almost nothing to the shards' disk; a read goes straight to
+the shard's compressed chunk, as fast as from a copied manifest
+(`benchmarks/bench_ingest.py` measures both). The shards and layer files
+must therefore stay where they are while the manifest is used (the
+workflow keeps them: they are its inputs).
 
 The merge is also where quarantine reports meet: every reject of the
 index and pack stages lands in one report, and the run fails when the share
@@ -39,21 +44,30 @@ class TooManyBadFrames(RuntimeError):
     """The share of quarantined frames passed the configured threshold."""
 
 
-def _filter_pipeline(ds: h5py.Dataset) -> tuple:
-    plist = ds.id.get_create_plist()
-    return tuple(plist.get_filter(i)[:3] for i in range(plist.get_nfilters()))
+class VirtualFields:
+    """Where each row range of each image field comes from: (first row, rows, file, dataset) mappings,
+    made into one virtual dataset per field once every shard and layer has been seen."""
 
+    def __init__(self, out_h5: str):
+        self.folder = Path(out_h5).resolve().parent
+        self.sources: dict[str, dict[int, tuple[int, str, h5py.Dataset]]] = {name: {} for name in IMAGE_FIELDS}
 
-def _copy_chunks(src: h5py.Dataset, dst: h5py.Dataset, offset: int) -> None:
-    if src.chunks != dst.chunks or _filter_pipeline(src) != _filter_pipeline(dst):
-        # Layouts differ (e.g. another compression level): fall back to decoding.
-        dst[offset:offset + src.shape[0]] = src[:]
-        return
-    # Only written chunks exist in the file; unwritten ones keep the destination's fill value.
-    for index in range(src.id.get_num_chunks()):
-        coord = src.id.get_chunk_info(index).chunk_offset
-        mask, data = src.id.read_direct_chunk(coord)
-        dst.id.write_direct_chunk((offset + coord[0], *coord[1:]), data, mask)
+    def map(self, name: str, src: h5py.Dataset, offset: int) -> None:
+        """Rows offset.. of field `name` are `src` (a later mapping of the same rows replaces it)."""
+        path = os.path.relpath(Path(src.file.filename).resolve(), self.folder)
+        self.sources[name][offset] = (src.shape[0], path, src.shape, src.dtype)
+
+    def create(self, dst: h5py.File) -> None:
+        for name, spec in IMAGE_FIELDS.items():
+            shape, dtype = dst[name].shape, dst[name].dtype
+            del dst[name]  # the placeholder create_layout made; never written, so it held no space
+            layout = h5py.VirtualLayout(shape=shape, dtype=dtype)
+            for offset, (n, path, src_shape, src_dtype) in sorted(self.sources[name].items()):
+                if src_dtype != dtype or tuple(src_shape[1:]) != tuple(shape[1:]):
+                    raise ValueError(f"{path}: field {name} is {src_dtype} {src_shape[1:]}, "
+                                     f"the manifest's is {dtype} {shape[1:]}")
+                layout[offset:offset + n] = h5py.VirtualSource(path, name, shape=src_shape)
+            dst.create_virtual_dataset(name, layout, fillvalue=spec.fill)
 
 
 def _copy_boxes(src: h5py.File, dst: h5py.File, offset: int, box_offset: int) -> int:
@@ -66,16 +80,17 @@ def _copy_boxes(src: h5py.File, dst: h5py.File, offset: int, box_offset: int) ->
     return box_offset + len(boxes)
 
 
-def _copy_shard(src: h5py.File, dst: h5py.File, offset: int) -> None:
+def _copy_shard(src: h5py.File, dst: h5py.File, offset: int, fields: VirtualFields) -> None:
     n = int(src.attrs["frame_count"])
     for name in IMAGE_FIELDS:
-        _copy_chunks(src[name], dst[name], offset)
+        fields.map(name, src[name], offset)
     for name in (*ROW_FIELDS, *STRING_FIELDS):
         dst[name][offset:offset + n] = src[name][:]
 
 
-def _copy_layer(layer: h5py.File, path: str, shard: h5py.File, dst: h5py.File, offset: int) -> None:
-    """Copy a layer's slots (and present flags) onto its shard's rows."""
+def _copy_layer(layer: h5py.File, path: str, shard: h5py.File, dst: h5py.File, offset: int,
+                fields: VirtualFields) -> None:
+    """Map a layer's slots onto its shard's rows, and copy their present flags."""
     check_schema(layer, path, LAYER_SCHEMA_NAME)
     if not np.array_equal(layer["key"][:], shard["key"][:]):
         raise ValueError(f"{path}: its frames differ from those of shard {layer.attrs['shard']} "
@@ -84,7 +99,7 @@ def _copy_layer(layer: h5py.File, path: str, shard: h5py.File, dst: h5py.File, o
     slots = []
     for name, spec in IMAGE_FIELDS.items():
         if name in layer:
-            _copy_chunks(layer[name], dst[name], offset)
+            fields.map(name, layer[name], offset)
             dst[spec.flag][offset:offset + n] = layer[spec.flag][:]
             slots.append(name)
     if "has_boxes" in layer:
@@ -143,18 +158,20 @@ def merge_shards(shard_paths: list[str], out_h5: str, level: int = 3, progress: 
             create_layout(dst, total, height, width, level)
             dst.attrs["teachers"] = json.dumps(teachers, sort_keys=True)
             offset = box_offset = 0
+            fields = VirtualFields(out_h5)
             for path in tqdm(shard_paths, desc="merge", unit="shard", disable=not progress):
                 with ExitStack() as stack:
                     src = stack.enter_context(h5py.File(path, "r"))
-                    _copy_shard(src, dst, offset)
+                    _copy_shard(src, dst, offset, fields)
                     box_source = src
                     for layer_path in layers[path]:
                         layer = stack.enter_context(h5py.File(layer_path, "r"))
-                        _copy_layer(layer, layer_path, src, dst, offset)
+                        _copy_layer(layer, layer_path, src, dst, offset, fields)
                         if "boxes" in layer:
                             box_source = layer
                     box_offset = _copy_boxes(box_source, dst, offset, box_offset)
                     offset += int(src.attrs["frame_count"])
+            fields.create(dst)
             keys = dst["key"][:]
             if len(set(keys)) != len(keys):
                 dup = [k for k, c in Counter(keys).items() if c > 1][:3]

@@ -17,50 +17,14 @@ once per pixel. World frame: z up, floor at z = 0. Camera frame: OpenCV
 
 from __future__ import annotations
 
-import functools
 import warnings
 from dataclasses import dataclass
 
 import numpy as np
 
-from distillery.synth.primitives import F32, INF, NEAR, PrimTable
-from distillery.synth.shading import Lighting, Material, composite_glass, expose, shade_opaque
-
-
-@dataclass(frozen=True)
-class Camera:
-    """Pinhole intrinsics in pixels (pixel centres at integer coordinates)."""
-
-    fx: float
-    fy: float
-    cx: float
-    cy: float
-    width: int
-    height: int
-
-    @functools.cached_property
-    def grid(self) -> tuple[np.ndarray, np.ndarray]:
-        """Camera-frame ray slopes: x/z per column (1, W) and y/z per row (H, 1)."""
-        u = (np.arange(self.width, dtype=np.float64) - self.cx) / self.fx
-        v = (np.arange(self.height, dtype=np.float64) - self.cy) / self.fy
-        return u.astype(F32)[None, :], v.astype(F32)[:, None]
-
-
-class Rays:
-    """One ray per pixel from the camera centre, in world coordinates, camera z = 1."""
-
-    def __init__(self, camera: Camera, rotation: np.ndarray, position: np.ndarray):
-        u, v = camera.grid
-        r = [[float(x) for x in row] for row in rotation]
-        self.origin = [float(x) for x in position]
-        self.d = [(r[i][0] * u + r[i][1] * v + r[i][2]).astype(F32) for i in range(3)]
-        self.length = np.sqrt(self.d[0] ** 2 + self.d[1] ** 2 + self.d[2] ** 2)
-        self.rotation, self.camera = np.asarray(rotation, np.float64), camera
-
-    def view(self, rect):
-        """The direction components inside a (v0, v1, u0, u1) screen rectangle."""
-        v0, v1, u0, u1 = rect
-        return [c[v0:v1, u0:u1] for c in self.d]
+from distillery.synth.camera import Camera, Rays, ZBuffer
+from distillery.synth.primitives import F32, NEAR
+from distillery.synth.shading import FrameScene, composite_glass, expose, shade_opaque
 
 
 # The 12 edges of a box as pairs of corner indices, numbered as `primitives.box_corners` numbers them.
@@ -96,26 +60,6 @@ def screen_rects(corners: np.ndarray, rays: Rays) -> np.ndarray:
     rect[:, 2:] = np.clip(rect[:, 2:], 0, k.width)
     rect[behind] = 0
     return rect.astype(np.int64)
-
-
-class ZBuffer:
-    """Nearest hit per pixel: z-depth, primitive index and (unoriented) normal."""
-
-    def __init__(self, height: int, width: int):
-        self.depth = np.full((height, width), INF, F32)
-        self.index = np.full((height, width), -1, np.int32)
-        self.normal = [np.zeros((height, width), F32) for _ in range(3)]
-
-    def add(self, k: int, prim, rays: Rays, rect) -> None:
-        """Intersect primitive number `k` within `rect`, keeping its hits where they are nearer."""
-        v0, v1, u0, u1 = rect
-        t, normal = prim.intersect(rays.origin, rays.view(rect))
-        depth = self.depth[v0:v1, u0:u1]
-        closer = (t < depth) & (t > NEAR)
-        np.copyto(depth, t, where=closer)
-        np.copyto(self.index[v0:v1, u0:u1], k, where=closer)
-        for c in range(3):
-            np.copyto(self.normal[c][v0:v1, u0:u1], normal[c], where=closer)
 
 
 def _through_portals(rects: np.ndarray, portals: np.ndarray) -> np.ndarray:
@@ -156,18 +100,6 @@ def cast(prims: list, zones: np.ndarray, corners: np.ndarray, glass: list, glass
         panes.add(j, glass[j], rays, glass_rects[j].tolist())
     panes.index[panes.depth >= opaque.depth] = -1
     return opaque, panes
-
-
-@dataclass
-class FrameScene:
-    """Everything the renderer needs for one instant of a scene."""
-
-    opaque: PrimTable
-    glass: PrimTable
-    materials: list[Material]
-    lighting: Lighting
-    interior: tuple[float, float, float, float]  # x0, x1, y0, y1 of the main space (floor occlusion)
-    casters: np.ndarray  # [K, 4] x, y, rx, ry: soft contact shadows on the floor
 
 
 @dataclass

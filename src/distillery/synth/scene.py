@@ -21,7 +21,7 @@ import numpy as np
 from distillery.synth.primitives import Box, PrimTable, Rect
 from distillery.synth.props import (Builder, Floorplan, Walker, ceiling_light, door, emit, furniture, place_against,
                                     place_person, wall)
-from distillery.synth.render import FrameScene
+from distillery.synth.shading import FrameScene
 from distillery.synth.shading import Lighting, Material
 from distillery.synth.style import (CLASS_NAMES, FLOOR, FURNITURE, GLASS, OTHER, PERSON, WALL, Style, family_rng,
                                     hsv_albedo, make_style, scene_materials, varied_shade)

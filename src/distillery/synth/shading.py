@@ -14,14 +14,11 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-from distillery.synth.primitives import F32
-
-if TYPE_CHECKING:  # annotations only: render imports this module
-    from distillery.synth.render import Camera, FrameScene, Rays, ZBuffer
+from distillery.synth.camera import Camera, Rays, ZBuffer
+from distillery.synth.primitives import F32, PrimTable
 
 
 @dataclass(frozen=True)
@@ -52,6 +49,18 @@ class Lighting:
     drop: float = 0.15
     panel: tuple[float, float] = (0.6, 0.3)  # half sizes along x and y
     panel_radiance: float = 3.0
+
+
+@dataclass
+class FrameScene:
+    """Everything the renderer needs for one instant of a scene."""
+
+    opaque: PrimTable
+    glass: PrimTable
+    materials: list[Material]
+    lighting: Lighting
+    interior: tuple[float, float, float, float]  # x0, x1, y0, y1 of the main space (floor occlusion)
+    casters: np.ndarray  # [K, 4] x, y, rx, ry: soft contact shadows on the floor
 
 
 @functools.lru_cache(maxsize=1)

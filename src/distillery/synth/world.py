@@ -18,24 +18,24 @@ camera-to-world with the world's z axis up and the floor at z = 0.
 from __future__ import annotations
 
 import functools
-import io
 import json
 import math
 import os
 import sys
 import time
-import zlib
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 from tqdm import tqdm
 
+from distillery.ingest import native_writer
 from distillery.ingest.frames import Intrinsics
+from distillery.ingest.native_writer import NATIVE_FILES, frame_id
 from distillery.synth import tof
-from distillery.synth.render import Camera, Rendering, render
+from distillery.synth.camera import Camera
+from distillery.synth.render import Rendering, render
 from distillery.synth.scene import FAMILIES, Scene, build_scene, family_rng, make_style
 
 FORMAT, VERSION = "distillery-synth", 1
@@ -43,9 +43,7 @@ FRAME_RATE_HZ = 30.0
 CONVENTIONS = "camera OpenCV (x right, y down, z forward); poses camera-to-world; world z up, floor z = 0; depth metres, 0 = invalid"
 # Files of one frame: key -> (folder inside the sequence, extension).
 FRAME_FILES = {
-    "rgb": ("rgb", ".png"),
-    "depth": ("depth", ".npy"),
-    "confidence": ("confidence", ".npy"),
+    **NATIVE_FILES,
     "truth_depth": ("truth/depth", ".npy"),
     "truth_semantics": ("truth/semantics", ".png"),
     "truth_instances": ("truth/instances", ".png"),
@@ -104,7 +102,7 @@ def synthesize_frame(family: str, seed: int, sequence: int, frame: int, height: 
     k = intrinsics_for(family, seed, height, width)
     pose = camera_pose(family, seed, sequence, frame)
     rng = family_rng(family, seed, 4, sequence, frame)
-    rendering = render(scene.at(time_s), Camera(k.fx, k.fy, k.cx, k.cy, width, height), pose[:3, :3], pose[:3, 3], rng)
+    rendering = render(scene.at(time_s), Camera.of(k), pose[:3, :3], pose[:3, 3], rng)
     depth, confidence = tof.simulate(rendering, sensor_for(family, seed), rng)
     return SynthFrame(rendering.rgb, depth, confidence, rendering.depth, rendering.semantics, rendering.instances,
                       k, pose, time_s, rendering)
@@ -192,72 +190,15 @@ def quaternion_xyzw(rotation: np.ndarray) -> np.ndarray:
     return q / np.linalg.norm(q)
 
 
-def frame_id(frame: int) -> str:
-    return f"{frame:06d}"
-
-
 def frame_paths(folder: Path, frame: int) -> dict[str, Path]:
-    return {key: folder / sub / f"{frame_id(frame)}{ext}" for key, (sub, ext) in FRAME_FILES.items()}
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write to a temporary name in the same folder, then rename over the target."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def _png(array: np.ndarray) -> bytes:
-    """PNG bytes: 8-bit RGB and grey via the fast writer below, anything else (uint16) via Pillow."""
-    if array.dtype == np.uint8:
-        return _png_fast(array)
-    buf = io.BytesIO()
-    Image.fromarray(array).save(buf, format="PNG", compress_level=1)
-    return buf.getvalue()
-
-
-def _png_fast(array: np.ndarray) -> bytes:
-    """8-bit grey or RGB PNG with the "Up" filter on every row and zlib level 1.
-
-    Pillow's adaptive per-row filter search takes twice as long as the whole
-    rendering budget allows for this, for files of about the same size.
-    """
-    height, width = array.shape[:2]
-    rows = np.ascontiguousarray(array).reshape(height, -1)
-    filtered = rows.copy()
-    filtered[1:] -= rows[:-1]  # uint8 arithmetic wraps modulo 256, as PNG's Up filter does
-    scanlines = np.concatenate([np.full((height, 1), 2, np.uint8), filtered], axis=1)
-    colour_type = 2 if array.ndim == 3 else 0
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return len(data).to_bytes(4, "big") + kind + data + zlib.crc32(kind + data).to_bytes(4, "big")
-
-    header = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([8, colour_type, 0, 0, 0])
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(scanlines.tobytes(), 1))
-            + chunk(b"IEND", b""))
-
-
-def _npy(array: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    np.save(buf, array, allow_pickle=False)
-    return buf.getvalue()
+    return native_writer.frame_paths(folder, frame_id(frame), FRAME_FILES)
 
 
 def write_frame(folder: Path, frame: int, synth: SynthFrame, keys=tuple(FRAME_FILES)) -> None:
     """Write the files `keys` (default: all six) of one frame, each atomically."""
-    encoders = {"rgb": lambda: _png(synth.rgb), "depth": lambda: _npy(synth.tof_depth),
-                "confidence": lambda: _npy(synth.tof_confidence), "truth_depth": lambda: _npy(synth.depth),
-                "truth_semantics": lambda: _png(synth.semantics), "truth_instances": lambda: _png(synth.instances)}
-    paths = frame_paths(folder, frame)
-    for key in keys:
-        _write_atomic(paths[key], encoders[key]())
+    arrays = {"rgb": synth.rgb, "depth": synth.tof_depth, "confidence": synth.tof_confidence,
+              "truth_depth": synth.depth, "truth_semantics": synth.semantics, "truth_instances": synth.instances}
+    native_writer.write_frame(folder, frame_id(frame), {key: arrays[key] for key in keys}, FRAME_FILES)
 
 
 def _render_task(task: tuple) -> tuple[int, int, float]:
@@ -274,11 +215,9 @@ def _sequence_texts(family: str, seed: int, sequence: int, frames: int, height: 
     for f in range(frames):
         pose = camera_pose(family, seed, sequence, f)
         q, t = quaternion_xyzw(pose[:3, :3]), pose[:3, 3]
-        stamps.append(f"{frame_id(f)} {f / FRAME_RATE_HZ:.6f}\n")
-        poses.append(f"{frame_id(f)} " + " ".join(f"{v:.6f}" for v in t) + " " + " ".join(f"{v:.9f}" for v in q) + "\n")
-    k = intrinsics_for(family, seed, height, width)
-    return {"intrinsics.json": json.dumps(k.to_dict(), indent=2) + "\n", "timestamps.txt": "".join(stamps),
-            "poses.txt": "".join(poses)}
+        stamps.append(f"{frame_id(f)} {f / FRAME_RATE_HZ:.6f}")
+        poses.append(f"{frame_id(f)} " + " ".join(f"{v:.6f}" for v in t) + " " + " ".join(f"{v:.9f}" for v in q))
+    return native_writer.sequence_texts(intrinsics_for(family, seed, height, width), stamps, poses)
 
 
 def _prepare_sequence(folder: Path, texts: dict[str, str]) -> None:
@@ -286,14 +225,8 @@ def _prepare_sequence(folder: Path, texts: dict[str, str]) -> None:
     old = folder / "intrinsics.json"
     if old.is_file() and old.read_text() != texts["intrinsics.json"]:
         raise FileExistsError(f"{folder} holds frames of another size or camera ({old}); use another --out or delete it")
-    for sub, _ in FRAME_FILES.values():
-        (folder / sub).mkdir(parents=True, exist_ok=True)
-        for stale in (folder / sub).glob(".*.tmp"):
-            stale.unlink(missing_ok=True)
-    for name, text in texts.items():
-        path = folder / name
-        if not path.is_file() or path.read_text() != text:
-            _write_atomic(path, text.encode())
+    native_writer.make_folders(folder, FRAME_FILES)
+    native_writer.write_texts(folder, texts)
 
 
 def _header(family: str, seed: int, names: list[str], frames: int, height: int, width: int) -> dict:
@@ -377,7 +310,7 @@ def _finish(out: Path, header: dict, shares: dict) -> dict:
     world = {**header, "frame_rate_hz": FRAME_RATE_HZ, "conventions": CONVENTIONS,
              "tof_invalid_share": round(float(np.mean(list(shares.values()))), 6),
              "tof_invalid_share_per_sequence": per_sequence}
-    _write_atomic(out / "world.json", (json.dumps(world, indent=2) + "\n").encode())
+    native_writer.write_atomic(out / "world.json", (json.dumps(world, indent=2) + "\n").encode())
     return world
 
 

@@ -35,6 +35,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from distillery.teachers.provenance import describe
+
 log = logging.getLogger(__name__)
 
 TASKS = ("depth", "detect", "segment")
@@ -133,15 +135,9 @@ class Teacher:
         return "metric" if cls.depth_kind == "metric" else "relative"
 
     def describe(self) -> dict:
-        """Provenance written into the layer file's attributes and gathered into the manifest's `teachers`."""
-        from distillery.teachers.weights import weights_sha256
-
-        out = {"id": self.id or self.backend, "task": self.task, "backend": self.backend, "kind": self.kind(),
-               "weights": self.weights or "", "weights_sha256": weights_sha256(self.backend, self.weights),
-               "simulated": self.simulated, "settings": dataclasses.asdict(self.settings)}
-        if self.depth_kind:
-            out["depth_kind"] = self.depth_kind
-        return out
+        """Provenance written into the layer file's attributes and gathered into the manifest's `teachers`
+        (made by `provenance.describe`, which hashes the weights; the base class knows nothing of files)."""
+        return describe(self)
 
 
 def require_truth(batch: dict, field: str, backend: str) -> list[np.ndarray]:

@@ -1,57 +1,26 @@
 """Which backends exist, what they need, and `build_teacher(cfg)`.
 
-The table is plain data so that the workflow (common.smk) can check a
-config and list weight files without importing torch or any model package;
-a backend's module is imported only when it is built.
+The table of backends (`backends.py`) is plain data so that the workflow
+(common.smk) can check a config and list weight files without importing
+torch or any model package; a backend's module is imported only when it is
+built.
 """
 
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
 
+from distillery.teachers.backends import BACKENDS, Backend, backend_info
 from distillery.teachers.base import TASKS, Runtime, Teacher, make_settings
 
+__all__ = ["BACKENDS", "Backend", "backend_info", "build_teacher", "check_config", "check_entry"]
 
-@dataclass(frozen=True)
-class Backend:
-    """A teacher backend: its task, where its class lives, and the weight files it loads.
-
-    `weight_files` lists the files a hub repository snapshot must hold
-    (relative to the repository folder); None means the weights are one
-    file, named by the config (e.g. a .pt checkpoint).
-    """
-
-    task: str
-    module: str
-    cls: str
-    simulated: bool = False
-    weight_files: tuple[str, ...] | None = None
-
-
-BACKENDS: dict[str, Backend] = {
-    "da3": Backend("depth", "distillery.teachers.depth_da3", "DA3Depth", weight_files=("model.safetensors",)),
-    "da2": Backend("depth", "distillery.teachers.depth_da2", "DA2Depth",
-                   weight_files=("config.json", "model.safetensors")),
-    "yolo": Backend("detect", "distillery.teachers.detect_yolo", "YoloDetect"),
-    "sam2": Backend("segment", "distillery.teachers.segment_sam2", "Sam2Masks"),
-    "sim_da3": Backend("depth", "distillery.teachers.sim", "SimDA3", simulated=True),
-    "sim_da2": Backend("depth", "distillery.teachers.sim", "SimDA2", simulated=True),
-    "sim_yolo": Backend("detect", "distillery.teachers.sim", "SimYolo", simulated=True),
-    "sim_sam2": Backend("segment", "distillery.teachers.sim", "SimSam2", simulated=True),
-}
 
 # Keys of a teacher's config entry that the runner or workflow consumes; the rest go to the backend.
 GENERIC_KEYS = ("id", "task", "kind", "backend", "weights", "batch_size")
 # The manifest's teacher slots ("roles"): which task, and for depth which kind, fills each.
 ROLES = {"metric_depth": ("depth", "metric"), "relative_depth": ("depth", "relative"),
          "detect": ("detect", None), "segment": ("segment", None)}
-
-
-def backend_info(name: str) -> Backend:
-    if name not in BACKENDS:
-        raise ValueError(f"unknown teacher backend {name!r}; known: {sorted(BACKENDS)}")
-    return BACKENDS[name]
 
 
 def backend_class(name: str) -> type[Teacher]:

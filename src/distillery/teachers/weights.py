@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from distillery.manifest.content import file_sha256
-from distillery.teachers.registry import backend_info
+from distillery.teachers.backends import backend_info
 
 HUB_PREFIX = "hf://"
 RANDOM = "random"
@@ -117,11 +117,11 @@ def _file_sha256(path: Path) -> str:
     return _DIGESTS[key]
 
 
-def weights_sha256(backend: str, weights: str | None) -> str:
+def weights_sha256(backend: str, weights: str | None, simulated: bool) -> str:
     """What a teacher's weights are, as the manifest records it: the SHA-256 of the weights file (of each
     file of a repository folder, combined as `name:sha256` lines), or a phrase for simulated and untrained
-    teachers, which load no file."""
-    if backend_info(backend).simulated:
+    teachers, which load no file. `simulated` comes from the teacher, which knows what it is."""
+    if simulated:
         return "simulated teacher: no weights"
     if not weights or weights == RANDOM:
         return "random: untrained weights"

@@ -32,12 +32,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 from tqdm import tqdm
 
+from distillery.ingest import native_writer
 from distillery.ingest.bags import calibration, decode, geometry
 from distillery.ingest.bags.calibration import Camera, Found
 from distillery.ingest.bags.source import BagError, BagSource, open_bag
+from distillery.ingest.native_writer import NATIVE_FILES
 from distillery.ingest.readers.tum import associate
 
 log = logging.getLogger(__name__)
@@ -103,13 +104,6 @@ class Plan:
         return self.numbers[index]
 
 
-def _write_frame(folder: Path, frame_id: str, rgb: np.ndarray, depth: np.ndarray, conf: np.ndarray | None) -> None:
-    Image.fromarray(rgb).save(folder / "rgb" / f"{frame_id}.png")
-    np.save(folder / "depth" / f"{frame_id}.npy", depth.astype(np.float32))
-    if conf is not None:
-        np.save(folder / "confidence" / f"{frame_id}.npy", conf.astype(np.float32))
-
-
 class Writer:
     """Turns decoded colour/depth/confidence of one pair into a native frame on disk."""
 
@@ -124,8 +118,8 @@ class Writer:
     def folder(self, seq: int) -> Path:
         folder = self.tmp / f"seq-{seq:03d}"
         if seq not in self.counts:
-            for sub in ("rgb", "depth") + (("confidence",) if "confidence" in self.cams else ()):
-                (folder / sub).mkdir(parents=True, exist_ok=True)
+            files = {k: v for k, v in NATIVE_FILES.items() if k != "confidence" or "confidence" in self.cams}
+            native_writer.make_folders(folder, files)
             self.counts[seq], self.stamps[seq] = 0, []
         return folder
 
@@ -152,7 +146,7 @@ class Writer:
                            f"depth is {depth.shape[1]}x{depth.shape[0]}; it must be registered to depth")
         seq = self.plan.sequences[index]
         folder = self.folder(seq)
-        frame_id = f"{self.plan.frame_number(index):06d}"
+        frame_id = native_writer.frame_id(self.plan.frame_number(index))
         self.counts[seq] += 1
         ns = self.plan.pairs[index][0]
         self.stamps[seq].append(f"{frame_id} {ns // 10**9}.{ns % 10**9:09d}")
@@ -168,7 +162,8 @@ class Writer:
         kd, kc = self.cams["depth"].intrinsics, self.cams["color"].intrinsics
         if not (kd == kc and np.allclose(self.t_cd, np.eye(4))):
             depth, conf = geometry.reproject_depth(depth, kd, kc, self.t_cd, conf)
-        _write_frame(folder, frame_id, rgb, depth, conf)
+        arrays = {"rgb": rgb, "depth": depth} | ({} if conf is None else {"confidence": conf})
+        native_writer.write_frame(folder, frame_id, arrays)
         if conf is None:
             return 0, 0
         valid = depth > 0
@@ -187,12 +182,9 @@ class Writer:
     def finish(self) -> None:
         self.drain()
         self.pool.shutdown()
-        k = self.cams["color"].intrinsics.to_dict()
         for seq, lines in self.stamps.items():
-            folder = self.folder(seq)
-            lines.sort()
-            (folder / "intrinsics.json").write_text(json.dumps(k) + "\n")
-            (folder / "timestamps.txt").write_text("\n".join(lines) + "\n")
+            native_writer.write_texts(self.folder(seq), native_writer.sequence_texts(self.cams["color"].intrinsics,
+                                                                                      sorted(lines)))
 
 
 def _decode(source: BagSource, role: str, found: Found, raw: bytes, s: BagSettings) -> np.ndarray:
