@@ -143,3 +143,12 @@ def test_every_teacher_job_is_sized_before_the_shards_exist(wf):
     assert rules.count("teacher_sanity") == len(wf.teacher_ids("depth"))
     assert {"teacher_depth", "teacher_detect", "teacher_segment"} <= set(rules)
     assert all(size in jobs.JOB_SIZES for _, size, _, _ in jobs.teacher_jobs(wf))
+
+
+def test_the_sanity_gate_reads_as_many_shards_as_it_checks_frames_spread_over_the_plan(wf):
+    names = [f"shard-{i:016x}" for i in range(5000)]
+    count = wf.teachers["sanity"]["frames"]
+    picked = wf.sanity_shards(names)
+    assert len(picked) == count and picked[0] == names[0] and picked[-1] == names[-1]
+    assert picked == sorted(set(picked))  # distinct, in plan order
+    assert wf.sanity_shards(names[:3]) == names[:3]

@@ -57,6 +57,11 @@ def shard_files(wildcards):
     return expand("results/shards/{shard}.h5", shard=shard_names(wildcards))
 
 
+def sanity_shard_files(wildcards):
+    """The shards a depth teacher's sanity gate checks (a few, spread over the plan)."""
+    return expand("results/shards/{shard}.h5", shard=wf.sanity_shards(shard_names(wildcards)))
+
+
 def quarantine_files(wildcards):
     """Every quarantine report: one per dataset index and one per packed shard."""
     return expand("results/index/{dataset}.quarantine.jsonl", dataset=list(DATASETS)) + expand(
@@ -80,6 +85,16 @@ def segment_layers(wildcards):
         role: f"results/teachers/{wf.teacher_roles[slot]['id']}/{wildcards.shard}.h5"
         for role, slot in (("depth", "metric_depth"), ("detect", "detect"))
     }
+
+
+def per_teacher(task, method, wrap=None):
+    """A teacher setting of a task's rules: a plain value when one teacher has the task, else a function of
+    {teacher}. Snakemake calls a function once per job, and label jobs are teachers x shards."""
+    wrap = wrap or (lambda value: value)
+    ids = wf.teacher_ids(task)
+    if len(ids) == 1:
+        return wrap(method(ids[0]))
+    return lambda wildcards: wrap(method(wildcards.teacher))
 
 
 def teacher_weights_input(wildcards):
@@ -136,42 +151,52 @@ def engine_onnx(wildcards):
     return f"results/deploy/{wildcards.version}/{ONNX_FILES[wildcards.precision]}"
 
 
-# Job resources (src/distillery/workflow/jobs.py): the profile's partitions and GPU model, the job's size.
-def profile():
-    """The profile in use: its default-resources and whether the executor is Slurm."""
+# Job resources (src/distillery/workflow/jobs.py): the profile's partitions and GPU model (its
+# default-resources, known when the Snakefile is read), the executor (known once the DAG is built).
+def profile_default(name):
+    """A default-resources value of the profile in use (None when it sets none)."""
     res = workflow.resource_settings.default_resources
+    raw = getattr(res.get(name), "raw", res.get(name)) if res is not None else None
+    return str(raw).strip("'\"") or None if raw is not None else None
 
-    def value(name):
-        raw = getattr(res.get(name), "raw", res.get(name)) if res is not None else None
-        return str(raw).strip("'\"") or None if raw is not None else None
 
-    return jobs.Profile(on_slurm(), value("slurm_partition"), value("gpu_partition"), value("gpu_type"))
+PROFILE = {name: profile_default(name) for name in ("slurm_partition", "gpu_partition", "gpu_type")}
+
+
+def profile():
+    """The profile in use, and whether the executor is Slurm."""
+    return jobs.Profile(on_slurm(), **PROFILE)
 
 
 def job_resources(size, gpu=0, cpus=None):
     """A rule's resources: `size` is a jobs.JOB_SIZES row or a function of the wildcards naming one, `gpu`
     a count or such a function. `cpus` (likewise) is sent to Slurm as cpus_per_task: Snakemake caps threads
-    at the submitting machine's cores, which must not shrink a job's request on a compute node. On Slurm,
-    evaluating `slurm_partition` checks that the partition can hold the job."""
+    at the submitting machine's cores, which must not shrink a job's request on a compute node. Under a
+    profile naming partitions, evaluating `slurm_partition` checks that the partition can hold the job;
+    without one, the partition fields are left out (each function costs every job of the DAG a call)."""
     at = lambda value, wildcards: value(wildcards) if callable(value) else value
-    gpus = lambda wildcards: int(at(gpu, wildcards))
+    gpus = (lambda wildcards: int(gpu(wildcards))) if callable(gpu) else int(gpu)
 
     def mem_mb(wildcards, attempt):
-        return jobs.mem_mb(at(size, wildcards), attempt, jobs.node_max_mem(profile(), gpus(wildcards)))
+        cap = jobs.node_max_mem(profile(), at(gpus, wildcards))
+        return jobs.mem_mb(at(size, wildcards), attempt, cap)
 
     def slurm_partition(wildcards, attempt, threads, rulename):
         cores = max(threads, int(at(cpus, wildcards))) if cpus is not None else threads
-        jobs.check_fit(rulename, profile(), at(size, wildcards), gpus(wildcards), cores, attempt)
-        return profile().partition(gpus(wildcards))
+        jobs.check_fit(rulename, profile(), at(size, wildcards), at(gpus, wildcards), cores, attempt)
+        return profile().partition(at(gpus, wildcards))
 
     resources = {
         "mem_mb": mem_mb,
         "runtime": lambda wildcards, attempt: jobs.runtime(at(size, wildcards), attempt),
         "gpu": gpus,
-        "gpu_model": lambda wildcards: profile().gpu_model(gpus(wildcards)),
-        "slurm_partition": slurm_partition,
     }
-    return resources if cpus is None else {**resources, "cpus_per_task": lambda w: int(at(cpus, w))}
+    if PROFILE["slurm_partition"] or PROFILE["gpu_partition"]:
+        model = lambda wildcards: profile().gpu_model(at(gpus, wildcards))
+        resources.update(gpu_model=model if callable(gpus) else model(None), slurm_partition=slurm_partition)
+    if cpus is not None:
+        resources["cpus_per_task"] = (lambda w: int(cpus(w))) if callable(cpus) else int(cpus)
+    return resources
 
 
 onstart:

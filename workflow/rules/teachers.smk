@@ -55,7 +55,7 @@ rule teacher_settings:
 
 rule teacher_sanity:
     input:
-        shards=shard_files,
+        shards=sanity_shard_files,
         settings="results/teachers/{teacher}/settings.json",
         weights=teacher_weights_input,
     output:
@@ -63,8 +63,8 @@ rule teacher_sanity:
     wildcard_constraints:
         teacher=wf.teacher_id_pattern("depth"),
     params:
-        teacher=lambda w: as_json(wf.teacher_spec(w.teacher)),
-        device=lambda w: wf.teacher_device(w.teacher),
+        teacher=per_teacher("depth", wf.teacher_spec, as_json),
+        device=per_teacher("depth", wf.teacher_device),
         precision=wf.teachers.get("precision"),
         weights_cache=WEIGHTS_CACHE,
         limits=as_json(wf.teachers.get("sanity", {})),
@@ -73,7 +73,7 @@ rule teacher_sanity:
     benchmark:
         "results/benchmarks/teacher_sanity/{teacher}.tsv"
     resources:
-        **job_resources(lambda w: wf.teacher_size(w.teacher), gpu=lambda w: wf.teacher_gpus(w.teacher)),
+        **job_resources(per_teacher("depth", wf.teacher_size), gpu=per_teacher("depth", wf.teacher_gpus)),
     conda:
         "../../envs/teachers.yaml"
     shell:
@@ -85,7 +85,7 @@ rule teacher_sanity:
 rule teacher_depth:
     input:
         shard="results/shards/{shard}.h5",
-        # ancient: the gate re-runs when a shard is added; that must not re-label the other shards
+        # ancient: the gate re-runs when its shards change (a new plan); that must not re-label the others
         sanity=ancient("results/teachers/{teacher}/sanity.json"),
         settings="results/teachers/{teacher}/settings.json",  # changed settings re-label its layers
         weights=teacher_weights_input,
@@ -95,18 +95,18 @@ rule teacher_depth:
     wildcard_constraints:
         teacher=wf.teacher_id_pattern("depth"),
     params:
-        teacher=lambda w: as_json(wf.teacher_spec(w.teacher)),
-        device=lambda w: wf.teacher_device(w.teacher),
+        teacher=per_teacher("depth", wf.teacher_spec, as_json),
+        device=per_teacher("depth", wf.teacher_device),
         precision=wf.teachers.get("precision"),
         weights_cache=WEIGHTS_CACHE,
-        batch_size=lambda w: wf.teacher_batch_size(w.teacher),
+        batch_size=per_teacher("depth", wf.teacher_batch_size),
     log:
         "logs/teacher_depth/{teacher}/{shard}.log",
     benchmark:
         "results/benchmarks/teacher_depth/{teacher}/{shard}.tsv"
-    threads: lambda w: wf.teacher_threads(w.teacher)
+    threads: per_teacher("depth", wf.teacher_threads)
     resources:
-        **job_resources(lambda w: wf.teacher_size(w.teacher), gpu=lambda w: wf.teacher_gpus(w.teacher)),
+        **job_resources(per_teacher("depth", wf.teacher_size), gpu=per_teacher("depth", wf.teacher_gpus)),
     conda:
         "../../envs/teachers.yaml"
     shell:
@@ -127,18 +127,18 @@ rule teacher_detect:
     wildcard_constraints:
         teacher=wf.teacher_id_pattern("detect"),
     params:
-        teacher=lambda w: as_json(wf.teacher_spec(w.teacher)),
-        device=lambda w: wf.teacher_device(w.teacher),
+        teacher=per_teacher("detect", wf.teacher_spec, as_json),
+        device=per_teacher("detect", wf.teacher_device),
         precision=wf.teachers.get("precision"),
         weights_cache=WEIGHTS_CACHE,
-        batch_size=lambda w: wf.teacher_batch_size(w.teacher),
+        batch_size=per_teacher("detect", wf.teacher_batch_size),
     log:
         "logs/teacher_detect/{teacher}/{shard}.log",
     benchmark:
         "results/benchmarks/teacher_detect/{teacher}/{shard}.tsv"
-    threads: lambda w: wf.teacher_threads(w.teacher)
+    threads: per_teacher("detect", wf.teacher_threads)
     resources:
-        **job_resources(lambda w: wf.teacher_size(w.teacher), gpu=lambda w: wf.teacher_gpus(w.teacher)),
+        **job_resources(per_teacher("detect", wf.teacher_size), gpu=per_teacher("detect", wf.teacher_gpus)),
     conda:
         "../../envs/teachers.yaml"
     shell:
@@ -160,19 +160,19 @@ rule teacher_segment:
     wildcard_constraints:
         teacher=wf.teacher_id_pattern("segment"),
     params:
-        teacher=lambda w: as_json(wf.teacher_spec(w.teacher)),
-        device=lambda w: wf.teacher_device(w.teacher),
+        teacher=per_teacher("segment", wf.teacher_spec, as_json),
+        device=per_teacher("segment", wf.teacher_device),
         precision=wf.teachers.get("precision"),
         weights_cache=WEIGHTS_CACHE,
-        batch_size=lambda w: wf.teacher_batch_size(w.teacher),
+        batch_size=per_teacher("segment", wf.teacher_batch_size),
         labeller=as_json(wf.teachers.get("labeller", {})),
     log:
         "logs/teacher_segment/{teacher}/{shard}.log",
     benchmark:
         "results/benchmarks/teacher_segment/{teacher}/{shard}.tsv"
-    threads: lambda w: wf.teacher_threads(w.teacher)
+    threads: per_teacher("segment", wf.teacher_threads)
     resources:
-        **job_resources(lambda w: wf.teacher_size(w.teacher), gpu=lambda w: wf.teacher_gpus(w.teacher)),
+        **job_resources(per_teacher("segment", wf.teacher_size), gpu=per_teacher("segment", wf.teacher_gpus)),
     conda:
         "../../envs/teachers.yaml"
     shell:

@@ -222,6 +222,21 @@ class Workflow:
         files += [f for f in map(self.encoder_file, self.versions) if f is not None]
         return {str(f.path): f for f in files}
 
+    def sanity_shards(self, names) -> list[str]:
+        """The shards the sanity gate reads: as many as it checks frames (teachers.sanity.frames), spread
+        evenly over the plan. With every shard as its input, each of the thousands of label jobs waiting on
+        the gate made Snakemake scan the gate's whole input list: a DAG build quadratic in the shards."""
+        count = (self.teachers.get("sanity") or {}).get("frames")
+        if count is None:
+            from distillery.teachers.sanity import SanityLimits
+
+            count = SanityLimits.frames
+        names = list(names)
+        if len(names) <= count:
+            return names
+        step = (len(names) - 1) / (count - 1) if count > 1 else 0
+        return [names[round(i * step)] for i in range(count)]
+
     def max_failed_share(self) -> float:
         """teachers.max_failed_share; without teachers nothing can fail, so no limit."""
         return self.teachers.get("max_failed_share", 1.0) if self.teachers else 1.0
