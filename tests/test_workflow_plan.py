@@ -114,7 +114,7 @@ def test_without_teachers_nothing_is_labelled_and_no_failure_limit_applies():
             (entry or {}).pop("parent", None)
     cfg["training"]["defaults"]["depth_teacher"] = "tof"
     wf = load(cfg)
-    assert wf.teacher_ids() == [] and wf.teacher_id_pattern() == "(?!)" and wf.max_failed_share() == 1.0
+    assert wf.teacher_ids() == [] and wf.teacher_id_pattern() == "(?!)"
 
 
 NODES = (cluster.Node("g1", 32, 256000, {"a100": 4}),)
@@ -152,3 +152,10 @@ def test_the_sanity_gate_reads_as_many_shards_as_it_checks_frames_spread_over_th
     assert len(picked) == count and picked[0] == names[0] and picked[-1] == names[-1]
     assert picked == sorted(set(picked))  # distinct, in plan order
     assert wf.sanity_shards(names[:3]) == names[:3]
+
+
+def test_the_schema_states_the_packages_failure_limit():
+    from distillery.manifest.failures import MAX_FAILED_SHARE
+
+    schema = yaml.safe_load(SCHEMA.read_text())
+    assert schema["properties"]["teachers"]["properties"]["max_failed_share"]["default"] == MAX_FAILED_SHARE

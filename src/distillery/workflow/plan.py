@@ -238,8 +238,10 @@ class Workflow:
         return [names[round(i * step)] for i in range(count)]
 
     def max_failed_share(self) -> float:
-        """teachers.max_failed_share; without teachers nothing can fail, so no limit."""
-        return self.teachers.get("max_failed_share", 1.0) if self.teachers else 1.0
+        """teachers.max_failed_share (without teachers there are no failure lists to gate)."""
+        from distillery.manifest.failures import MAX_FAILED_SHARE
+
+        return self.teachers.get("max_failed_share", MAX_FAILED_SHARE)
 
     # Deployment -----------------------------------------------------------------------------------------
     def frame_size(self) -> tuple[int, int]:
