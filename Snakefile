@@ -17,6 +17,7 @@ if template_configfile(workflow.basedir, workflow.overwrite_configfiles):
 include: "workflow/rules/common.smk"
 include: "workflow/rules/synth.smk"
 include: "workflow/rules/ingest.smk"
+include: "workflow/rules/select.smk"
 include: "workflow/rules/teachers.smk"
 include: "workflow/rules/manifest.smk"
 include: "workflow/rules/train.smk"
@@ -28,6 +29,7 @@ include: "workflow/rules/deploy.smk"
 rule all:
     input:
         rules.merge_manifest.output,
+        wf.selection_targets(),
         expand("results/train/{version}/best.pt", version=wf.built_versions()),
         wf.report_targets(),
         wf.deploy_targets(),

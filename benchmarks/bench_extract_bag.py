@@ -14,7 +14,8 @@ frame pairs per second of a plain `rosbags` read of the same colour, depth
 and CameraInfo messages (AnyReader, every message deserialised), measured in
 the same run on a warm page cache. The extraction does that read twice (a
 stamp pass and a decode pass) and decodes, re-projects and writes PNG/npy on
-top, so the goal is a ratio of at least 0.5.
+top, so the goal is a ratio of at least 0.5. It is not met: see docs/datasets.md
+(Bags) for the CPU cost per pair of each step against the bare read.
 
     python benchmarks/bench_extract_bag.py [--frames 1000] [--workdir /tmp/bench_bag]
 """

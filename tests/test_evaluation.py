@@ -101,10 +101,18 @@ def _stats(sums, w):
     return out
 
 
-def _check(entry, values):
+def _check(entry, values, sequences, alone=None):
+    """A 95 % percentile interval from five or more sequences; from fewer, the range of the sequences'
+    values (`alone`: the statistic of each sequence by itself), and never a ci95."""
     assert entry["mean"] == pytest.approx(values[0], rel=1e-6, abs=1e-9)
     kept = values[1:][np.isfinite(values[1:])]
-    assert entry["ci95"] == pytest.approx(list(np.percentile(kept, [2.5, 97.5])), rel=1e-6, abs=1e-9)
+    if sequences >= 5:
+        assert entry["ci95"] == pytest.approx(list(np.percentile(kept, [2.5, 97.5])), rel=1e-6, abs=1e-9)
+        assert entry["interval"] == f"95 % bootstrap over {sequences} sequences"
+    else:
+        assert entry["ci95"] is None and entry["interval"] == f"range of {sequences} sequences"
+        alone = alone[np.isfinite(alone)]
+        assert entry["range"] == pytest.approx([alone.min(), alone.max()], rel=1e-6, abs=1e-9)
 
 
 def test_every_number_recomputes_from_predictions_and_manifest(evaluated):
@@ -134,6 +142,7 @@ def test_every_number_recomputes_from_predictions_and_manifest(evaluated):
     draws = np.random.default_rng(3).integers(0, len(sequences), size=(200, len(sequences)))
     counts = np.stack([np.bincount(d, minlength=len(sequences)) for d in draws])
     w = np.concatenate([np.ones((1, len(rows))), counts[:, [sequences.index(s) for s in seq_ids]]])
+    alone = np.array([[float(s == q) for s in seq_ids] for q in sequences])  # each sequence by itself
     checked = 0
     for (kind, ref), acc in sums.items():
         acc = np.asarray(acc)  # [F, regions, 7]
@@ -143,8 +152,9 @@ def test_every_number_recomputes_from_predictions_and_manifest(evaluated):
                 continue
             entry = result[kind][ref][region]
             assert entry["pixels"] == acc[:, j, 0].sum()
+            by_sequence = _stats(acc[:, j], alone)
             for metric, values in _stats(acc[:, j], w).items():
-                _check(entry[metric], values)
+                _check(entry[metric], values, len(sequences), by_sequence[metric])
                 checked += 1
     assert checked >= 5 * 7 * 5  # truth, tof, teacher, fused truth, fused teacher: most regions present
     tp = np.diagonal(confusion, axis1=1, axis2=2)
@@ -160,7 +170,11 @@ def test_every_number_recomputes_from_predictions_and_manifest(evaluated):
     r_tp = np.diagonal(resampled, axis1=1, axis2=2)
     r_union = resampled.sum(1) + resampled.sum(2) - r_tp
     with np.errstate(invalid="ignore", divide="ignore"):
-        _check(seg["miou"], np.nanmean(np.where(r_union > 0, r_tp / r_union, np.nan), axis=1))
+        per_seq = np.einsum("rf,fij->rij", alone, confusion)
+        s_tp = np.diagonal(per_seq, axis1=1, axis2=2)
+        s_union = per_seq.sum(1) + per_seq.sum(2) - s_tp
+        _check(seg["miou"], np.nanmean(np.where(r_union > 0, r_tp / r_union, np.nan), axis=1), len(sequences),
+               np.nanmean(np.where(s_union > 0, s_tp / s_union, np.nan), axis=1))
     assert tp.sum() == np.trace(total)
 
 
@@ -219,3 +233,24 @@ def test_fusion_cli_on_a_manifest_split_matches_the_evaluation_dump(evaluated, t
     np.testing.assert_allclose(fused["student"], evaluated["npz"]["depth"], rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(fused["fused"], evaluated["npz"]["fused"], rtol=1e-5, atol=1e-6)
     assert fused["no_trusted"].sum() == 1
+
+
+@pytest.mark.parametrize("count", [1, 2, 4, 5, 8])
+def test_an_interval_from_fewer_than_five_sequences_is_a_labelled_range(count):
+    from distillery.evaluation.bootstrap import depth_summary, sequence_weights
+
+    rng = np.random.default_rng(count)
+    ids = [f"w/s{i}" for i in range(count) for _ in range(3)]  # three frames per sequence
+    sums = np.zeros((len(ids), 7))
+    sums[:, 0] = 100
+    sums[:, 1] = 100 * rng.uniform(0.1, 1.0, len(ids)) ** 2
+    weights, sequences = sequence_weights(ids, 300, 0)
+    rmse = depth_summary(sums, weights)["rmse"]
+    assert len(sequences) == count
+    if count < 5:
+        assert rmse["ci95"] is None and rmse["interval"] == f"range of {count} sequence{'s' * (count != 1)}"
+        per_sequence = [np.mean(np.sqrt(sums[3 * i:3 * i + 3, 1] / 100)) for i in range(count)]
+        assert rmse["range"] == pytest.approx([min(per_sequence), max(per_sequence)])
+    else:
+        assert rmse["interval"] == f"95 % bootstrap over {count} sequences" and "range" not in rmse
+        assert rmse["ci95"][0] < rmse["mean"] < rmse["ci95"][1]

@@ -223,4 +223,7 @@ def test_lineage_trains_evaluates_and_reports_end_to_end(tmp_path):
     assert "| C | P |" in summary  # the lineage table: C fine-tunes P
     rmse = {v: json.loads((tmp_path / "results" / "evaluation" / v / "rooms.json").read_text())
             ["depth"]["truth"]["all"]["rmse"]["mean"] for v in ("P", "R")}
-    assert rmse["R"] > 5 * rmse["P"], rmse  # V1's recipe: the relative teacher's units, not metres
+    # Plumbing, not a finding: R regresses the relative slot, whose values are the simulated DA2's units
+    # (sim_da2 scale_range: tens to hundreds), so its "depth" is far from metres; the size of the gap is
+    # a simulator setting, which is why only "not metres" is asserted.
+    assert rmse["R"] > 5 * rmse["P"], rmse

@@ -172,3 +172,78 @@ def test_damaged_manifest_is_one_line_naming_the_file_and_the_rule(tmp_path, dam
         Manifest(h5)
     message = str(err.value)
     assert "\n" not in message and str(h5) in message and "merge_manifest" in message and "corrupt" in message
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    exe = Path(sys.executable).parent / "distillery"
+    return subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage"])
+def test_damaged_shard_is_one_line_naming_the_file_and_the_rule_at_every_reader(tmp_path, damage):
+    root = write_recording(tmp_path / "rec")
+    _ingest(root, tmp_path / "out", 1000)
+    shard = next((tmp_path / "out" / "shards").glob("*.h5"))
+    data = shard.read_bytes()
+    # A job killed mid-write leaves a prefix; a bad disk or copy leaves garbage where the header was.
+    shard.write_bytes(data[: len(data) // 2] if damage == "truncated" else bytes(range(256)) * 4 + data[1024:])
+    teacher = json.dumps({"id": "da3", "backend": "sim_da3"})
+    runs = {
+        "teach depth": _cli("teach", "depth", "--shard", str(shard), "--out", str(tmp_path / "depth.h5"),
+                            "--failures", str(tmp_path / "f.jsonl"), "--teacher", teacher, "--quiet"),
+        "teach sanity": _cli("teach", "sanity", "--shards", str(shard), "--out", str(tmp_path / "sanity.json"),
+                             "--teacher", teacher),
+        "merge": _cli("merge", "--shards", str(shard), "--out-h5", str(tmp_path / "m.h5"), "--out-jsonl",
+                      str(tmp_path / "m.jsonl"), "--out-quarantine", str(tmp_path / "q.jsonl"), "--out-summary",
+                      str(tmp_path / "s.json"), "--quiet"),
+    }
+    for name, proc in runs.items():
+        lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+        assert proc.returncode == 1, (name, proc.stderr)
+        assert len(lines) == 1 and "Traceback" not in proc.stderr, (name, proc.stderr)
+        assert str(shard) in lines[0] and "corrupt HDF5" in lines[0], (name, lines[0])
+        assert f"snakemake --forcerun pack_shard results/shards/{shard.name}" in lines[0], (name, lines[0])
+    assert not (tmp_path / "depth.h5").exists() and not (tmp_path / "m.h5").exists()
+
+
+def write_ir_as_confidence_recording(root: Path, frames: int = 3) -> tuple[Path, float]:
+    """A native-layout folder as a camera tool saves one: 8-bit PNG colour, 16-bit millimetre depth and the
+    IR amplitude saved as the confidence image (mostly dark: a quarter of the view is bright); and the
+    share of valid depth whose IR is at or above half scale, computed here from the arrays written."""
+    for name in ("rgb", "depth", "confidence"):
+        (root / name).mkdir(parents=True, exist_ok=True)
+    (root / "intrinsics.json").write_text(json.dumps(K))
+    rng = np.random.default_rng(3)
+    valid = trusted = 0
+    for i in range(frames):
+        depth = room_depth_mm(i)
+        ir = rng.integers(40, 120, size=(H, W)).astype(np.uint8)
+        ir[: H // 2, : W // 2] = rng.integers(160, 255, size=(H // 2, W // 2))
+        Image.fromarray(rng.integers(0, 255, size=(H, W, 3), dtype=np.uint8)).save(root / "rgb" / f"{i:06d}.png")
+        Image.fromarray(depth).save(root / "depth" / f"{i:06d}.png")
+        Image.fromarray(ir).save(root / "confidence" / f"{i:06d}.png")
+        ok = (depth > 0) & (depth < 20000)
+        valid += int(ok.sum())
+        trusted += int((ok & (ir >= 128)).sum())
+    return root, trusted / valid
+
+
+def test_ingest_of_ir_saved_as_confidence_warns_in_the_log_and_in_info(tmp_path):
+    root, share = write_ir_as_confidence_recording(tmp_path / "lab_tof")
+    assert share < 0.5
+    packed = _cli("ingest", str(root), "--out", str(tmp_path / "out"), "--height", str(H), "--width", str(W),
+                  "--quiet")
+    assert packed.returncode == 0, packed.stderr
+    warned = [ln for ln in packed.stderr.splitlines() if "confidence trusts" in ln]
+    assert len(warned) == 1 and "below the floor of 50%" in warned[0] and "'lab_tof'" in warned[0]
+    info = _cli("info", str(tmp_path / "out" / "manifest" / "manifest.h5"))
+    summary = json.loads(info.stdout)["confidence"]
+    assert summary["trusted_share"] == pytest.approx(share, abs=1e-4)
+    assert summary["datasets"]["lab_tof"] == pytest.approx(share, abs=1e-4) and summary["trusted_floor"] == 0.5
+    assert len(summary["warnings"]) == 1 and summary["warnings"][0].startswith("lab_tof: confidence trusts")
+    # The floor is a setting: a camera documented to trust only a fifth of its depth passes quietly.
+    quiet = _cli("ingest", str(root), "--out", str(tmp_path / "out2"), "--height", str(H), "--width", str(W),
+                 "--trusted-floor", "0.2", "--quiet")
+    assert quiet.returncode == 0 and "confidence trusts" not in quiet.stderr
+    info = json.loads(_cli("info", str(tmp_path / "out2" / "manifest" / "manifest.h5")).stdout)["confidence"]
+    assert info["warnings"] == [] and info["trusted_floor"] == 0.2

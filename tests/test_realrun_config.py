@@ -165,7 +165,9 @@ def test_demo_sized_training_on_real_data_under_slurm_stops_naming_the_setting(t
          if k in ("epochs", "samples_per_epoch")}))
     proc = run_snakemake(tmp_path, "-n", "--profile", str(SLURM_PROFILE), config=cfg)
     assert proc.returncode != 0
-    assert "training.versions.V1 is demo-sized (epochs: 3 x samples_per_epoch: 32" in proc.stderr
+    demo = yaml.safe_load(DEMO.read_text())["training"]["defaults"]
+    assert (f"training.versions.V1 is demo-sized (epochs: {demo['epochs']} x samples_per_epoch: "
+            f"{demo['samples_per_epoch']}") in proc.stderr
     assert "kitchen" in proc.stderr
 
 

@@ -120,3 +120,38 @@ def test_page_renders_in_a_headless_browser(report, tmp_path):
 
     pixels = Image.open(shot).convert("L")
     assert pixels.getextrema()[1] - pixels.getextrema()[0] > 100  # not a blank page
+
+
+def test_a_range_of_few_sequences_is_printed_as_such_not_as_an_interval():
+    from distillery.report.data import fmt_ci
+
+    assert fmt_ci({"mean": 0.5, "ci95": [0.4, 0.6]}) == "0.500 [0.400, 0.600]"
+    few = {"mean": 0.5, "ci95": None, "range": [0.45, 0.55], "interval": "range of 2 sequences"}
+    assert fmt_ci(few) == "0.500 (range of 2 sequences: 0.450-0.550)"
+    assert "[" not in fmt_ci(few)
+
+
+def test_the_best_constant_depth_of_a_set_and_a_students_ratio_to_it(tmp_path):
+    import h5py
+    import numpy as np
+
+    from distillery.manifest import create_layout
+    from distillery.report.baseline import constant_baselines, ratio_text
+
+    path = tmp_path / "m.h5"
+    with h5py.File(path, "w") as f:  # two test frames of 1 m and 3 m, a train frame of 10 m
+        create_layout(f, 3, 4, 4)
+        for i, (depth, split) in enumerate(((1.0, "test"), (3.0, "test"), (10.0, "train"))):
+            f["truth_depth"][i], f["has_truth_depth"][i] = np.full((4, 4), depth, np.float32), True
+            f["key"][i], f["dataset"][i], f["sequence"][i], f["split"][i] = f"w/s{i}/0", "w", f"s{i}", split
+    base = constant_baselines(str(path), ["w", "absent"])
+    assert base == {"w": {"constant_m": 2.0, "rmse": 1.0, "frames": 2}}  # 2 m is 1 m off each frame
+    assert ratio_text({"mean": 0.5}, base["w"]) == "0.50x of 1.000 m" and ratio_text(None, base["w"]) == "-"
+
+
+def test_simulator_settings_are_labelled_when_a_teacher_is_simulated():
+    from distillery.report.page import simulated_note
+
+    note = simulated_note([{"id": "da3_sim", "simulated": True}, {"id": "yolo"}])
+    assert "simulator settings, not findings" in note and "ToF-valid" in note and "V1" in note
+    assert simulated_note([{"id": "da3", "simulated": False}]) is None and simulated_note([]) is None

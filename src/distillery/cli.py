@@ -24,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     from distillery.ingest import cli as ingest_cli
     from distillery.ingest.bags import cli as bag_cli
     from distillery.manifest import cli as manifest_cli
+    from distillery.select import cli as select_cli
     from distillery.synth import cli as synth_cli
     from distillery.teachers import cli as teachers_cli
 
@@ -41,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     report_cli.register(sub)
     deploy_cli.register(sub)
     ingest_cli.register(sub)
+    select_cli.register(sub)
     manifest_cli.register(sub)
     return parser
 

@@ -28,7 +28,8 @@ from typing import Any
 import numpy as np
 import torch
 
-CONF_MIN = 0.5  # ToF confidence at or above which a pixel is trusted
+from distillery.confidence import CONF_MIN  # noqa: F401  ToF confidence at or above which a pixel is trusted
+
 DEPTH_MIN_M = 0.05  # trusted ToF depth lies strictly between these (metres)
 DEPTH_MAX_M = 10.0
 

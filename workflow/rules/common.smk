@@ -79,6 +79,16 @@ def teacher_failure_lists(wildcards):
     return [layer[: -len(".h5")] + ".failures.jsonl" for layer in teacher_layers(wildcards)]
 
 
+def selection_input(wildcards):
+    """A teacher job's selection JSON as a named input, when selection is on."""
+    selection = wf.selection_file(wildcards.shard)
+    return {"selection": selection} if selection else {}
+
+
+# The selection JSON a teacher job labels from ("" labels every frame, with no per-job function).
+selection_param = (lambda wildcards: wf.selection_file(wildcards.shard)) if wf.selects() else ""
+
+
 def segment_layers(wildcards):
     """The metric depth and detect layers of a shard, which the segment stage's labeller reads."""
     return {

@@ -84,6 +84,7 @@ rule pack_shard:
         width=config["ingest"]["width"],
         fit=config["ingest"]["fit"],
         max_depth=config["ingest"]["max_depth_m"],
+        trusted_floor=config["ingest"]["trusted_floor"],
         compression_level=config["manifest"]["compression_level"],
     log:
         "logs/pack_shard/{shard}.log",
@@ -96,4 +97,5 @@ rule pack_shard:
     shell:
         "distillery pack-shard --frames {input.frames:q} --out {output.h5:q} "
         "--quarantine {output.quarantine:q} --height {params.height} --width {params.width} --fit {params.fit} "
-        "--max-depth {params.max_depth} --compression-level {params.compression_level} > {log:q} 2>&1"
+        "--max-depth {params.max_depth} --trusted-floor {params.trusted_floor} "
+        "--compression-level {params.compression_level} > {log:q} 2>&1"

@@ -84,6 +84,7 @@ rule teacher_sanity:
 
 rule teacher_depth:
     input:
+        unpack(selection_input),  # with select: in the config, only the selected frames
         shard="results/shards/{shard}.h5",
         # ancient: the gate re-runs when its shards change (a new plan); that must not re-label the others
         sanity=ancient("results/teachers/{teacher}/sanity.json"),
@@ -95,6 +96,7 @@ rule teacher_depth:
     wildcard_constraints:
         teacher=wf.teacher_id_pattern("depth"),
     params:
+        selection=selection_param,
         teacher=per_teacher("depth", wf.teacher_spec, as_json),
         device=per_teacher("depth", wf.teacher_device),
         precision=wf.teachers.get("precision"),
@@ -113,11 +115,12 @@ rule teacher_depth:
         "distillery teach depth --shard {input.shard:q} --out {output.layer:q} "
         "--failures {output.failures:q} --teacher {params.teacher:q} --device {params.device} "
         "--precision {params.precision} --weights-cache {params.weights_cache:q} "
-        "--batch-size {params.batch_size} --threads {threads} > {log:q} 2>&1"
+        "--selection {params.selection:q} --batch-size {params.batch_size} --threads {threads} > {log:q} 2>&1"
 
 
 rule teacher_detect:
     input:
+        unpack(selection_input),  # with select: in the config, only the selected frames
         shard="results/shards/{shard}.h5",
         settings="results/teachers/{teacher}/settings.json",
         weights=teacher_weights_input,
@@ -127,6 +130,7 @@ rule teacher_detect:
     wildcard_constraints:
         teacher=wf.teacher_id_pattern("detect"),
     params:
+        selection=selection_param,
         teacher=per_teacher("detect", wf.teacher_spec, as_json),
         device=per_teacher("detect", wf.teacher_device),
         precision=wf.teachers.get("precision"),
@@ -145,12 +149,13 @@ rule teacher_detect:
         "distillery teach detect --shard {input.shard:q} --out {output.layer:q} "
         "--failures {output.failures:q} --teacher {params.teacher:q} --device {params.device} "
         "--precision {params.precision} --weights-cache {params.weights_cache:q} "
-        "--batch-size {params.batch_size} --threads {threads} > {log:q} 2>&1"
+        "--selection {params.selection:q} --batch-size {params.batch_size} --threads {threads} > {log:q} 2>&1"
 
 
 rule teacher_segment:
     input:
         unpack(segment_layers),
+        unpack(selection_input),  # with select: in the config, only the selected frames
         shard="results/shards/{shard}.h5",
         settings="results/teachers/{teacher}/settings.json",
         weights=teacher_weights_input,
@@ -160,6 +165,7 @@ rule teacher_segment:
     wildcard_constraints:
         teacher=wf.teacher_id_pattern("segment"),
     params:
+        selection=selection_param,
         teacher=per_teacher("segment", wf.teacher_spec, as_json),
         device=per_teacher("segment", wf.teacher_device),
         precision=wf.teachers.get("precision"),
@@ -180,4 +186,4 @@ rule teacher_segment:
         "--detect-layer {input.detect:q} --out {output.layer:q} --failures {output.failures:q} "
         "--teacher {params.teacher:q} --labeller {params.labeller:q} --device {params.device} "
         "--precision {params.precision} --weights-cache {params.weights_cache:q} "
-        "--batch-size {params.batch_size} --threads {threads} > {log:q} 2>&1"
+        "--selection {params.selection:q} --batch-size {params.batch_size} --threads {threads} > {log:q} 2>&1"

@@ -12,6 +12,13 @@ The draws (docs/evaluation.md, "Recomputing"): sequences are the sorted unique
 sequences of each resample. The interval is the 2.5th and 97.5th percentile
 (numpy's default linear method) of the resampled statistics, resamples whose
 statistic is undefined (no pixel in a region) left out.
+
+A bootstrap over a handful of sequences is not a 95 % interval: over two
+sequences it has three distinct values, its "interval" the range of the two
+sequences' means. Below MIN_CI_SEQUENCES sequences a statistic therefore
+carries no `ci95` but a `range` (the smallest and largest resampled value:
+the range of the sequences' values) and says so in `interval`
+("range of 2 sequences"); the report prints it as such.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import numpy as np
 
 from distillery.student.metrics import DEPTH_SUMS
 
+MIN_CI_SEQUENCES = 5  # fewer sequences: a range, never called a 95 % interval
 DEPTH_METRICS = ("rmse", "rmse_pooled", "mae", "absrel", "delta1", "delta2", "delta3")
 _COLUMN = {name: i for i, name in enumerate(DEPTH_SUMS)}
 
@@ -67,10 +75,38 @@ def interval(replicates: np.ndarray) -> list[float] | None:
     return [float(lo), float(hi)]
 
 
-def estimate(values: np.ndarray) -> dict:
-    """{"mean": estimate, "ci95": [lo, hi]} from a statistic computed under every weight row."""
+def sequence_rows(weights: np.ndarray) -> np.ndarray | None:
+    """Indicator weight rows [S, F], one per sequence (frames of a sequence share a resampling column);
+    None without resamples."""
+    if weights.shape[0] < 2:
+        return None
+    _, which = np.unique(weights[1:].T, axis=0, return_inverse=True)
+    which = np.asarray(which).ravel()
+    return (which[None, :] == np.arange(which.max() + 1)[:, None]).astype(float)
+
+
+def few_sequences(weights: np.ndarray) -> np.ndarray | None:
+    """The per-sequence indicator rows when there are fewer than MIN_CI_SEQUENCES sequences, else None."""
+    rows = sequence_rows(weights)
+    return rows if rows is not None and len(rows) < MIN_CI_SEQUENCES else None
+
+
+def estimate(values: np.ndarray, per_sequence: np.ndarray | None = None, sequences: int | None = None) -> dict:
+    """{"mean", "ci95"} from a statistic computed under every weight row. Given the statistic of each
+    sequence alone (fewer than MIN_CI_SEQUENCES of them), no ci95 but their range:
+    {"mean", "ci95": None, "range": [lo, hi], "interval": "range of N sequences"}."""
     mean = float(values[0])
-    return {"mean": mean if np.isfinite(mean) else None, "ci95": interval(values[1:])}
+    out = {"mean": mean if np.isfinite(mean) else None}
+    if per_sequence is not None:
+        kept = per_sequence[np.isfinite(per_sequence)]
+        n = len(per_sequence)
+        out.update(ci95=None, range=[float(kept.min()), float(kept.max())] if kept.size else None,
+                   interval=f"range of {n} sequence{'s' if n != 1 else ''}")
+        return out
+    out["ci95"] = interval(values[1:])
+    if sequences is not None:
+        out["interval"] = f"95 % bootstrap over {sequences} sequences"
+    return out
 
 
 def depth_summary(sums: np.ndarray, weights: np.ndarray) -> dict | None:
@@ -78,7 +114,11 @@ def depth_summary(sums: np.ndarray, weights: np.ndarray) -> dict | None:
     pixels = int(sums[:, _COLUMN["pixels"]].sum())
     if pixels == 0:
         return None
-    out = {name: estimate(values) for name, values in weighted_depth(sums, weights).items()}
+    alone = few_sequences(weights)
+    rows = sequence_rows(weights)
+    per_sequence = weighted_depth(sums, alone) if alone is not None else {}
+    out = {name: estimate(values, per_sequence.get(name), None if rows is None else len(rows))
+           for name, values in weighted_depth(sums, weights).items()}
     out["pixels"] = pixels
     return out
 
@@ -107,7 +147,9 @@ def segmentation_summary(confusions: np.ndarray, weights: np.ndarray, class_name
         return None
     resampled = np.einsum("rf,fij->rij", weights, confusions)
     per_class = iou(total)
-    return {"miou": estimate(miou(resampled)),
+    alone, rows = few_sequences(weights), sequence_rows(weights)
+    per_sequence = miou(np.einsum("rf,fij->rij", alone, confusions)) if alone is not None else None
+    return {"miou": estimate(miou(resampled), per_sequence, None if rows is None else len(rows)),
             "per_class_iou": {name: (float(v) if np.isfinite(v) else None) for name, v in zip(class_names, per_class)},
             "confusion": total.astype(np.int64).tolist(), "reference": reference,
             "pixel_accuracy": float(np.trace(total) / total.sum())}

@@ -76,13 +76,16 @@ def _add_pack_options(p) -> None:
                    help="centre-crop to the target aspect ratio (default) or stretch")
     p.add_argument("--max-depth", type=float, default=20.0, help="depth above this (m) is an invalid pixel; a frame mostly beyond it is absurd")
     p.add_argument("--compression-level", type=int, default=3, help="Zstd level (default 3)")
+    p.add_argument("--trusted-floor", type=float, default=0.5,
+                   help="warn when confidence trusts less than this share of a dataset's valid depth (0.5)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def _pack_settings(args):
     from distillery.ingest.pack import PackSettings
 
-    return PackSettings(args.height, args.width, args.fit, args.max_depth, args.compression_level)
+    return PackSettings(args.height, args.width, args.fit, args.max_depth, args.compression_level,
+                        args.trusted_floor)
 
 
 def _add_pack(sub) -> None:

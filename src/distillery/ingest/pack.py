@@ -19,6 +19,12 @@ frame that fails goes to the shard's quarantine report with its file, field
 and reason; the rest of the shard is written. The shard file is written
 under a temporary name and renamed when complete, so a killed job never
 leaves a file that looks finished.
+
+Confidence is checked as it is packed: the share of each dataset's valid depth
+that confidence trusts (>= the gate of training and fusion,
+`distillery.confidence`) is written to the shard's `trusted_depth` attribute,
+which the merge sums into the manifest and `distillery info` prints; below
+`trusted_floor` the job warns in its log.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ import h5py
 import numpy as np
 from tqdm import tqdm
 
+from distillery.confidence import TRUSTED_FLOOR, counts_json, trusted_counts, trusted_warning
 from distillery.ingest.frames import FrameError, FrameRef, Reject, load_frame, read_rgb_bytes
 from distillery.manifest import (SOURCE_FIELD, atomic_target, create_layout, read_jsonl, replace_durable,
                                  write_jsonl_atomic)
@@ -47,6 +54,7 @@ class PackSettings:
     fit: str = "crop"
     max_depth_m: float = 20.0
     compression_level: int = 3
+    trusted_floor: float = TRUSTED_FLOOR  # warn when confidence trusts less of a dataset's valid depth
 
 
 @dataclass
@@ -96,6 +104,23 @@ def _write_row(f: h5py.File, row: int, p: Packed) -> None:
         f[name][row] = value
 
 
+def _trusted_depth(good: list[Packed], floor: float, shard: str) -> str:
+    """Valid and trusted depth per dataset (measured confidence only), warning below `floor`."""
+    counts: dict[str, list[int]] = {}
+    for p in good:
+        if not p.frame.confidence_derived:
+            total = counts.setdefault(p.ref.dataset, [0, 0])
+            valid, trusted = trusted_counts(p.frame.depth, p.frame.confidence)
+            total[0] += valid
+            total[1] += trusted
+    for dataset, (valid, trusted) in counts.items():
+        warning = trusted_warning(trusted / valid if valid else 0.0, floor,
+                                  f"check the camera's confidence images of dataset {dataset!r}")
+        if warning:
+            log.warning("%s: %s", shard, warning)
+    return counts_json(counts, floor)
+
+
 def pack_shard(frame_list: str, out_h5: str, quarantine_out: str, settings: PackSettings = PackSettings(),
                progress: bool = True) -> dict:
     """Pack the frames of `frame_list` (a shard's jsonl) into `out_h5`.
@@ -120,6 +145,7 @@ def pack_shard(frame_list: str, out_h5: str, quarantine_out: str, settings: Pack
             create_layout(f, len(good), settings.height, settings.width, settings.compression_level, source=True)
             for row, packed in enumerate(good):
                 _write_row(f, row, packed)
+            f.attrs["trusted_depth"] = _trusted_depth(good, settings.trusted_floor, Path(out_h5).name)
         replace_durable(tmp, out_h5)
     finally:
         tmp.unlink(missing_ok=True)

@@ -85,18 +85,15 @@ def _cut_folders(rows: list[dict], text: str) -> str | None:
     first, so that a folder inside another is cut before its parent. None for values whose
     `Path.name` is not the text after the last "/" (not a string; "", ".", ".." or a trailing "/")."""
     cuts = set()
-    for r in rows:
-        for k in PATH_FIELDS:
-            v = r.get(k)
-            if not v:
-                continue
-            if not isinstance(v, str):
-                return None
-            name = v.rpartition("/")[2]
-            if name in ("", ".", ".."):
-                return None
-            if len(name) < len(v):
-                cuts.add((k, v[:len(v) - len(name)]))
+    for k in PATH_FIELDS:
+        values = [v for v in (r.get(k) for r in rows) if v]
+        if not values:
+            continue
+        if not all(isinstance(v, str) for v in values):
+            return None
+        if any(v.endswith(("/", "/.", "/..")) or v in (".", "..") for v in values):
+            return None
+        cuts.update((k, folder) for folder in {v[:v.rfind("/") + 1] for v in values} if folder)
     for k, folder in sorted(cuts, key=lambda c: -len(c[1])):
         text = text.replace(f'"{k}": "{_ENCODE(folder)[1:-1]}', f'"{k}": "')
     return text

@@ -51,8 +51,8 @@ def _run_merge(args) -> int:
 def _add_info(sub) -> None:
     p = sub.add_parser("info", help="summarise a manifest", description="Print counts per split and dataset, "
                        "the frames with metric and with relative teacher depth, labels and boxes, the mean ToF "
-                       "valid share, and each teacher's id, backend, weights hash and the size of the frames it "
-                       "labelled (JSON).")
+                       "valid share, the share of valid depth that confidence trusts (with warnings), and each "
+                       "teacher's id, backend, weights hash and the size of the frames it labelled (JSON).")
     p.add_argument("manifest", help="manifest.h5")
     p.set_defaults(func=_run_info)
 

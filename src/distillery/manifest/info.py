@@ -1,6 +1,8 @@
 """`distillery info`: what a manifest holds, as one dict (printed as JSON).
 
 Frames per split and dataset, the stored size, the mean ToF valid share,
+the share of valid depth that measured confidence trusts (with a warning per
+dataset below the pack's `trusted_floor`, see distillery.confidence),
 how many frames have each teacher slot filled (metric depth, relative depth,
 labels, boxes), and which teacher filled each slot: id, backend, kind, the
 SHA-256 of its weights (or, for simulated teachers, that they have none) and
@@ -14,6 +16,7 @@ from collections import Counter
 
 import numpy as np
 
+from distillery.confidence import trust_summary
 from distillery.manifest.reader import Manifest
 from distillery.manifest.schema import INPUT_SIZE
 
@@ -53,5 +56,6 @@ def manifest_info(m: Manifest) -> dict:
         "teacher_label": count("has_seg"),
         "boxes": count("has_boxes"),
         "tof_valid_share": round(sum(r["tof_valid_share"] for r in recs) / max(len(recs), 1), 4),
+        "confidence": trust_summary(m.file.attrs.get("trusted_depth")),
         "teachers": teacher_lines(m),
     }

@@ -32,6 +32,8 @@ import numpy as np
 
 from distillery.manifest.content import content_id
 from distillery.manifest.provenance import collect_teachers
+from distillery.manifest.reader import open_shard
+from distillery.confidence import combine as combine_trusted
 from distillery.manifest.failures import MAX_FAILED_SHARE, check_failures, failure_report
 from distillery.manifest import (IMAGE_FIELDS, INPUT_SIZE, LAYER_SCHEMA_NAME, ROW_FIELDS, STRING_FIELDS, atomic_target,
                                  check_schema, create_layout, manifest_records, read_jsonl, write_jsonl_atomic,
@@ -127,7 +129,7 @@ def _group_layers(shard_paths: list[str], layer_paths: list[str]) -> dict[str, l
 def _shard_geometry(paths: list[str]) -> tuple[int, int, int]:
     total, size = 0, None
     for path in paths:
-        with h5py.File(path, "r") as f:
+        with open_shard(path) as f:
             check_schema(f, path)
             total += int(f.attrs["frame_count"])
             this = (int(f.attrs["height"]), int(f.attrs["width"]))
@@ -158,10 +160,12 @@ def merge_shards(shard_paths: list[str], out_h5: str, level: int = 3, progress: 
             create_layout(dst, total, height, width, level)
             dst.attrs["teachers"] = json.dumps(teachers, sort_keys=True)
             offset = box_offset = 0
+            trusted = []  # per shard: valid and trusted depth counts (distillery.confidence)
             fields = VirtualFields(out_h5)
             for path in tqdm(shard_paths, desc="merge", unit="shard", disable=not progress):
                 with ExitStack() as stack:
-                    src = stack.enter_context(h5py.File(path, "r"))
+                    src = stack.enter_context(open_shard(path))
+                    trusted.append(src.attrs.get("trusted_depth"))
                     _copy_shard(src, dst, offset, fields)
                     box_source = src
                     for layer_path in layers[path]:
@@ -176,6 +180,7 @@ def merge_shards(shard_paths: list[str], out_h5: str, level: int = 3, progress: 
             if len(set(keys)) != len(keys):
                 dup = [k for k, c in Counter(keys).items() if c > 1][:3]
                 raise ValueError(f"frames appear in more than one shard, e.g. {[k.decode() for k in dup]}")
+            dst.attrs["trusted_depth"] = combine_trusted(trusted)
             dst.attrs["content_id"] = inputs_id.result()
         replace_durable(tmp, out_h5)
     finally:
@@ -204,7 +209,7 @@ def bad_share_report(rejects: list[dict], packed_per_dataset: Counter, max_bad_s
 def _frames_per_shard(shard_paths: list[str]) -> dict[str, int]:
     frames = {}
     for path in shard_paths:
-        with h5py.File(path, "r") as f:
+        with open_shard(path) as f:
             frames[Path(path).name.split(".")[0]] = int(f.attrs["frame_count"])
     return frames
 
@@ -223,7 +228,7 @@ def merge_manifest(shard_paths: list[str], quarantine_paths: list[str], out_h5: 
     write_jsonl_atomic(out_quarantine, rejects)
     packed = Counter()
     for path in shard_paths:
-        with h5py.File(path, "r") as f:
+        with open_shard(path) as f:
             packed.update(d.decode() if isinstance(d, bytes) else d for d in f["dataset"][:])
     report = bad_share_report(rejects, packed, max_bad_share)
     teacher_failures = failure_report(list(failure_paths), _frames_per_shard(shard_paths), max_failed_share)

@@ -44,14 +44,25 @@ def manifest_records(f: h5py.File) -> list[dict]:
     } for row in range(n)]
 
 
-def open_manifest(path: Path) -> h5py.File:
-    """manifest.h5 opened read-only; a truncated or corrupt file is one line naming it and the rule to rerun."""
+def open_rebuildable(path: str | os.PathLike, rule: str, target: str) -> h5py.File:
+    """An HDF5 file a rule wrote, opened read-only; a truncated or corrupt one is one line naming
+    the file and the `snakemake --forcerun` line that rebuilds it (not an h5py traceback)."""
     try:
         return h5py.File(path, "r")
     except OSError as exc:
         reason = str(exc).split("(")[0].strip().rstrip(":") or type(exc).__name__
-        raise ValueError(f"{path}: truncated or corrupt HDF5 ({reason}); rebuild it with the merge_manifest rule: "
-                         f"`snakemake --forcerun merge_manifest results/manifest/manifest.h5`") from None
+        raise ValueError(f"{path}: truncated or corrupt HDF5 ({reason}); rebuild it with the {rule} rule: "
+                         f"`snakemake --forcerun {rule} {target}`") from None
+
+
+def open_manifest(path: str | os.PathLike) -> h5py.File:
+    """manifest.h5 opened read-only (see `open_rebuildable`)."""
+    return open_rebuildable(path, "merge_manifest", "results/manifest/manifest.h5")
+
+
+def open_shard(path: str | os.PathLike) -> h5py.File:
+    """A shard (results/shards/<name>.h5, the pack_shard rule's output) opened read-only (see `open_rebuildable`)."""
+    return open_rebuildable(path, "pack_shard", f"results/shards/{Path(path).name}")
 
 
 class Manifest:

@@ -18,6 +18,7 @@ from distillery.plan.costs import load_defaults
 from distillery.plan.dryrun import dry_run, parse_job_stats, parse_jobs
 from distillery.plan.estimate import Plan, estimate
 from distillery.plan.partition_fit import check_jobs
+from distillery.plan.selection import apply_selection
 from distillery.plan.units import work_sizes
 from distillery.plan.whatif import expand_checkpoint
 
@@ -98,6 +99,7 @@ def make_plan(targets: list[str] = (), configfiles: list[str] = (), profiles: li
     defaults = load_defaults(defaults_file)
     plan = estimate(all_jobs, sizes, workdir, records, defaults, executor, limit, n_cores, {j.key for j in added})
     plan.dry_run_counts = counts
+    apply_selection(plan, config)
     if shard_note:
         plan.notes.append(shard_note + f"; {len(added)} jobs added after the checkpoint")
     elif sizes.shard_source and any("shard" in j.wildcards for j in all_jobs):

@@ -8,12 +8,14 @@ from pathlib import Path
 
 from distillery.manifest import Manifest, atomic_target, replace_durable
 from distillery.report import plots
+from distillery.report.baseline import constant_baselines
 from distillery.report.data import (load_evaluations, load_quantization, main_reference, sets_of,
                                     versions_of)
 from distillery.report.page import render_html, render_markdown
 from distillery.report.panels import legend_figure, panels
 
 log = logging.getLogger(__name__)
+BARS = "95 % CI; range of the sequences where fewer than 5"
 
 
 def metric_plots(evals, versions: list[str], sets: list[str], reference: str) -> list[tuple[str, str]]:
@@ -21,17 +23,17 @@ def metric_plots(evals, versions: list[str], sets: list[str], reference: str) ->
     out = []
     for kind, metric, label in (("depth", "rmse", "RMSE (m)"), ("depth", "absrel", "AbsRel"),
                                 ("depth", "delta1", "δ1")):
-        title = f"Student {label} vs {reference}, all pixels (95 % CI)"
+        title = f"Student {label} vs {reference}, all pixels ({BARS})"
         out.append((title, plots.metric_bars(evals, versions, sets, title,
                                              lambda e, m=metric, k=kind: e.depth(reference, "all", m, k))))
     for region in ("tof_valid", "tof_invalid"):
         for kind in ("depth", "fused"):
             name = "student" if kind == "depth" else "fused"
-            t = f"{name} RMSE vs {reference}, {region.replace('_', '-')} pixels (95 % CI)"
+            t = f"{name} RMSE vs {reference}, {region.replace('_', '-')} pixels ({BARS})"
             out.append((t, plots.metric_bars(evals, versions, sets, t,
                                              lambda e, r=region, k=kind: e.depth(reference, r, "rmse", k))))
     if any(e.miou() for e in evals):
-        t = "Segmentation mIoU (95 % CI)"
+        t = f"Segmentation mIoU ({BARS})"
         out.append((t, plots.metric_bars(evals, versions, sets, t, lambda e: e.miou())))
     out.append((f"Range bins vs {reference}", plots.range_bins(evals, versions, sets, reference)))
     if any(e.per_class_iou() for e in evals):
@@ -59,13 +61,15 @@ def report_context(evaluations: list[str], lineage: dict[str, dict], manifest: s
     reference = main_reference(evals)
     with Manifest(manifest) as m:
         teachers, content_id = m.teachers, m.file.attrs.get("content_id", "unknown")
+    baselines = constant_baselines(manifest, sets) if reference == "truth" else {}
     quant = load_quantization(deploy_dir, list(lineage))
     log.info("report: %d versions x %d sets, %d checkpoints, %d quantization files",
              len(versions), len(sets), len(checkpoints), len(quant))
     return {
         "generated": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "manifest": str(manifest), "content_id": str(content_id), "teachers": teachers,
-        "lineage": lineage, "evals": evals, "reference": reference, "encoders": encoder_starts(checkpoints),
+        "lineage": lineage, "evals": evals, "reference": reference, "baselines": baselines,
+        "encoders": encoder_starts(checkpoints),
         "lineage_graph": plots.lineage_graph(lineage),
         "plots": metric_plots(evals, versions, sets, reference),
         "legend": legend_figure(),

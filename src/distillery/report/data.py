@@ -155,15 +155,22 @@ def recipe_line(entry: dict) -> str:
     if data:
         names = list(data) if isinstance(data, (dict, list)) else [str(data)]
         parts.append("+".join(str(n) for n in names))
+    if entry.get("encoder_weights") == "random" and not entry.get("parent"):
+        parts.append("encoder from random weights" + (": no frozen epochs, full encoder LR"
+                     if not entry.get("freeze_encoder_epochs") and entry.get("encoder_lr_scale", 0.1) == 1.0 else ""))
     return ", ".join(parts)
 
 
 def fmt_ci(value: dict | None, digits: int = 3) -> str:
-    """'0.512 [0.480, 0.551]' for a metric with its 95 % interval, '-' when absent."""
+    """'0.512 [0.480, 0.551]' for a metric with its 95 % interval; '0.512 (range of 2 sequences: 0.480-0.551)'
+    when there were too few sequences for one (evaluation/bootstrap.py); '-' when absent."""
     if not value:
         return "-"
-    lo, hi = (value.get("ci95") or [math.nan, math.nan])[:2]
     mean = f"{value['mean']:.{digits}f}"
+    lo, hi = (value.get("ci95") or [math.nan, math.nan])[:2]
     if _finite(lo) and _finite(hi):
         return f"{mean} [{lo:.{digits}f}, {hi:.{digits}f}]"
+    lo, hi = (value.get("range") or [math.nan, math.nan])[:2]
+    if _finite(lo) and _finite(hi):
+        return f"{mean} ({value.get('interval', 'range')}: {lo:.{digits}f}-{hi:.{digits}f})"
     return mean

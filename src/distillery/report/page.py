@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import html
 
+from distillery.report.baseline import ratio_text
 from distillery.report.data import REFERENCE_COLUMN, REFERENCE_REAL_DATA, Evaluation, fmt_ci, recipe_line
 
 STYLE = """
@@ -24,18 +25,32 @@ section{margin-bottom:2em} .scroll{overflow-x:auto} td small{color:#666}
 """
 
 
+SIMULATED_NOTE = ("Simulated teachers and ToF (a generated world): the fused depth's error on ToF-valid pixels is "
+                  "the simulated ToF's noise level, and how far a relative-teacher version (V1) ends from metres "
+                  "follows from the simulated DA2's value range; both are simulator settings, not findings. "
+                  "What the students learnt shows in the ratio to the best constant depth.")
+
+
+def simulated_note(teachers: list[dict]) -> str | None:
+    """The note on simulator settings, when any teacher of the manifest is simulated."""
+    return SIMULATED_NOTE if any(t.get("simulated") for t in teachers or []) else None
+
+
 def results_columns(reference: str) -> list[str]:
-    return ["version", "set", "frames", f"RMSE vs {reference} (m)", "AbsRel", "δ1",
+    return ["version", "set", "frames", f"RMSE vs {reference} (m)", "RMSE / best constant", "AbsRel", "δ1",
             f"fused RMSE vs {reference} (m)", "student RMSE, ToF-valid px", "fused RMSE, ToF-valid px",
             "mIoU", REFERENCE_COLUMN]
 
 
-def results_rows(evals: list[Evaluation], reference: str) -> list[list[str]]:
-    """One row per version x set: means with their 95 % CIs, '-' where a reference is absent."""
+def results_rows(evals: list[Evaluation], reference: str, baselines: dict | None = None) -> list[list[str]]:
+    """One row per version x set: means with their 95 % CIs, '-' where a reference is absent; the RMSE as a
+    ratio to the set's best constant depth (report/baseline.py) where the set has truth."""
     rows = []
     for e in evals:
         rows.append([e.version, e.set, str(e.frames),
-                     fmt_ci(e.depth(reference, "all", "rmse")), fmt_ci(e.depth(reference, "all", "absrel")),
+                     fmt_ci(e.depth(reference, "all", "rmse")),
+                     ratio_text(e.depth(reference, "all", "rmse"), (baselines or {}).get(e.set)),
+                     fmt_ci(e.depth(reference, "all", "absrel")),
                      fmt_ci(e.depth(reference, "all", "delta1")),
                      fmt_ci(e.depth(reference, "all", "rmse", kind="fused")),
                      fmt_ci(e.depth(reference, "tof_valid", "rmse")),
@@ -109,9 +124,13 @@ def render_html(ctx: dict) -> str:
              f"<p class='meta'>Generated {html.escape(ctx['generated'])} from {len(ctx['evals'])} evaluations. "
              f"Manifest <code>{html.escape(ctx['manifest'])}</code> (content id "
              f"<code>{html.escape(ctx['content_id'])}</code>). Headline reference: <b>{html.escape(ref)}</b> depth. "
-             "Intervals are 95 % bootstrap confidence intervals over sequences. The column "
+             "Intervals in brackets are 95 % bootstrap confidence intervals over test sequences; a set with fewer "
+             "than five test sequences has none, and shows the range of its sequences' values, labelled so. "
+             "The column "
              f"“{REFERENCE_COLUMN}” quotes the reference implementation on real data; it was not measured "
              "by this run.</p>",
+             *([f"<p class='meta'><b>Note.</b> {html.escape(simulated_note(ctx['teachers']))}</p>"]
+               if simulated_note(ctx["teachers"]) else []),
              "<section id='provenance'><h2>Teachers (labelled the training data)</h2>",
              html_table(TEACHER_COLUMNS, teacher_rows(ctx["teachers"]), "teachers-table")
              if ctx["teachers"] else "<p>The manifest records no teacher.</p>", "</section>",
@@ -119,7 +138,8 @@ def render_html(ctx: dict) -> str:
              html_table(LINEAGE_COLUMNS, lineage_rows(ctx["lineage"], ctx.get("encoders")), "lineage-table"),
              "</section>",
              "<section id='results'><h2>Every version on every evaluation set</h2>",
-             html_table(results_columns(ref), results_rows(ctx["evals"], ref), "results-table"), "</section>",
+             html_table(results_columns(ref), results_rows(ctx["evals"], ref, ctx.get("baselines")),
+                        "results-table"), "</section>",
              "<section id='plots'><h2>Metrics</h2><div class='grid'>"]
     parts += [_img(uri, title, "plot") for title, uri in ctx["plots"]]
     parts += ["</div></section><section id='panels'><h2>Qualitative panels (fixed test frames)</h2>",
@@ -145,12 +165,15 @@ def render_markdown(ctx: dict, html_name: str) -> str:
     ref = ctx["reference"]
     parts = ["# Distillery lineage report", "",
              f"Generated {ctx['generated']}; manifest `{ctx['manifest']}` (content id `{ctx['content_id']}`). "
-             f"Plots and qualitative panels: [{html_name}]({html_name}). Intervals: 95 % bootstrap over sequences. "
+             f"Plots and qualitative panels: [{html_name}]({html_name}). Intervals in brackets: 95 % bootstrap over "
+             "test sequences; with fewer than five, the range of the sequences, labelled so. "
              f"\"{REFERENCE_COLUMN}\" quotes the reference implementation, not this run.", "",
+             *([f"**Note.** {simulated_note(ctx['teachers'])}", ""] if simulated_note(ctx["teachers"]) else []),
              "## Teachers", "",
              md_table(TEACHER_COLUMNS, teacher_rows(ctx["teachers"])) if ctx["teachers"] else "No teacher recorded.",
              "", "## Lineage", "", md_table(LINEAGE_COLUMNS, lineage_rows(ctx["lineage"], ctx.get("encoders"))), "",
-             "## Results", "", md_table(results_columns(ref), results_rows(ctx["evals"], ref)), ""]
+             "## Results", "", md_table(results_columns(ref), results_rows(ctx["evals"], ref, ctx.get("baselines"))),
+             ""]
     if ctx["quantization"]:
         parts += ["## Deployment: INT8 versus FP32", "", md_table(QUANT_COLUMNS, quant_rows(ctx["quantization"])), ""]
     return "\n".join(parts)

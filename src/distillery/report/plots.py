@@ -3,7 +3,8 @@
 Each function takes plain data (evaluations, the lineage) and returns a
 `data:image/png;base64,...` string, so the HTML page needs no file next to
 it and opens offline. Error bars are the evaluation's 95 % bootstrap
-intervals, never a standard deviation made up here.
+intervals (the range of the sequences where a set has fewer than five, and the
+titles say so), never a standard deviation made up here.
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ def _ci_errors(values: list[dict | None]) -> tuple[np.ndarray, np.ndarray]:
             means.append(math.nan)
             err.append((0.0, 0.0))
             continue
-        lo, hi = (v.get("ci95") or [None, None])[:2]
+        lo, hi = (v.get("ci95") or v.get("range") or [None, None])[:2]  # range: fewer than five sequences
         lo = v["mean"] if lo is None or not math.isfinite(lo) else lo  # no interval (e.g. one sequence)
         hi = v["mean"] if hi is None or not math.isfinite(hi) else hi
         means.append(v["mean"])

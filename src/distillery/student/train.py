@@ -368,6 +368,11 @@ def train(run: Run, guard: PreemptionGuard | None = None) -> dict:
     if run.env.is_main:
         log.info("training %s (%s encoder) for %d epochs of %d steps into %s", run.cfg.backbone,
                  run.model.encoder_weights, run.cfg.epochs, run.sampler.steps_per_epoch, run.out_dir)
+        if run.model.encoder_weights == "random" and not run.cfg.init_from:
+            log.info("the encoder starts from random weights: %d frozen epochs, encoder learning rate %g x lr%s",
+                     run.cfg.freeze_encoder_epochs, run.cfg.encoder_lr_scale,
+                     "" if run.cfg.freeze_encoder_epochs == 0 and run.cfg.encoder_lr_scale == 1.0 else
+                     " (a random encoder learns nothing while frozen: set freeze_encoder_epochs 0, encoder_lr_scale 1)")
         if run.val_loader is None:
             log.warning("no %r frames to validate on: best.pt will hold the final weights", run.cfg.val_split)
     run.log.record("start", run.progress.global_step, run.progress.epoch,

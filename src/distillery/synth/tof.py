@@ -43,7 +43,7 @@ class TofSensor:
     max_range: float  # metres; beyond it the sensor reports nothing
     min_range: float  # metres
     amplitude_floor: float  # returns weaker than this are invalid (dark, far, grazing)
-    amplitude_full: float  # amplitude that maps to confidence 1
+    amplitude_full: float  # amplitude that maps to confidence 1 (a multiple of the floor: an SNR scale)
     polished_max_incidence_deg: float  # polished surfaces return nothing beyond this angle
     multipath_share: float  # chance per pane and frame that the glass passes the pulse through
     glass_transmission: float  # one-way intensity transmission of glass
@@ -57,11 +57,15 @@ class TofSensor:
 
 def draw_sensor(rng: np.random.Generator) -> TofSensor:
     """A sensor with seed-varied settings, drawn from `rng` (one draw per domain)."""
+    floor = float(rng.uniform(0.018, 0.026))
+    # Confidence is an SNR scale: a return 1.5x the validity floor reaches the 0.5 trust gate
+    # (sqrt(1.5 / 6) = 0.5), so dim, far, grazing and edge pixels are untrusted and well-lit surfaces
+    # are trusted, as on a real ToF camera. A fixed full scale would leave a whole dim world untrusted.
     return TofSensor(
         max_range=float(rng.uniform(3.6, 4.6)),
         min_range=0.15,
-        amplitude_floor=float(rng.uniform(0.018, 0.026)),
-        amplitude_full=0.5,
+        amplitude_floor=floor,
+        amplitude_full=6.0 * floor,
         polished_max_incidence_deg=float(rng.uniform(54.0, 62.0)),
         multipath_share=float(rng.uniform(0.15, 0.35)),
         glass_transmission=0.92,

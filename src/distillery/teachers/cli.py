@@ -47,6 +47,8 @@ def _add_stage(sub, task: str, help_text: str) -> None:
     p.add_argument("--threads", type=int, default=1,
                    help="CPU threads of the job: the main process plus threads - 1 DataLoader workers that "
                         "decode frames while the device works (default 1)")
+    p.add_argument("--selection", default=None,
+                   help="a `distillery select` JSON: label only its selected frames (the rest stay unlabelled)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_run_stage, task=task)
 
@@ -141,7 +143,8 @@ def _run_stage(args) -> int:
     labeller = json.loads(args.labeller) if args.task == "segment" else None
     stage = build_stage(args.task, _teacher_config(args), runtime, labeller, args.threads)
     result = run_shard(stage, args.shard, args.out, args.failures, args.batch_size, max(args.threads - 1, 0),
-                       getattr(args, "depth_layer", None), getattr(args, "detect_layer", None), not args.quiet)
+                       getattr(args, "depth_layer", None), getattr(args, "detect_layer", None), not args.quiet,
+                       args.selection or None)
     print(json.dumps(result))
     return 0
 

@@ -34,7 +34,7 @@ from distillery.teachers.base import FrameFailure
 
 log = logging.getLogger(__name__)
 
-PENDING, DONE, FAILED = 0, 1, 2
+PENDING, DONE, FAILED, SKIPPED = 0, 1, 2, 3  # SKIPPED: not selected for labelling (distillery select)
 BOOKKEEPING = ("frame_status", "frame_failure", "frame_checksum", "partial_boxes", "partial_box_source")
 
 
@@ -176,6 +176,14 @@ class PartialLayer:
         f.create_dataset("box_source_class", data=np.concatenate(source) if source else np.zeros(0, np.int32))
         f.create_dataset("has_boxes", data=status == DONE)
 
+    def skip(self, indices) -> None:
+        """Mark pending frames as not selected: they stay without a value, and are no failure."""
+        status = self.file["frame_status"]
+        for i in np.asarray(indices, int).tolist():
+            if status[i] == PENDING:
+                status[i] = SKIPPED
+        self.file.flush()
+
     def finalise(self, out: str | os.PathLike, failures_out: str | os.PathLike, provenance: dict) -> list[dict]:
         """Complete the layer, write the failures report, rename onto `out`; returns the failures."""
         f = self.file
@@ -191,6 +199,7 @@ class PartialLayer:
                 del f[name]
         del f.attrs["signature"]
         f.attrs.update(teacher=json.dumps(provenance, sort_keys=True), frames_failed=len(failures),
+                       frames_skipped=int((status == SKIPPED).sum()),
                        depth_kind=provenance.get("depth_kind", ""))
         f.close()
         write_jsonl_atomic(failures_out, failures)

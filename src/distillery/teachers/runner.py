@@ -41,7 +41,8 @@ import torch
 from tqdm import tqdm
 
 from distillery.ingest.frames import FrameError, decode_rgb
-from distillery.manifest import LAYER_SCHEMA_NAME, SOURCE_FIELD, check_schema
+from distillery.manifest import LAYER_SCHEMA_NAME, SOURCE_FIELD, check_schema, open_shard
+from distillery.select.shard import selected_mask
 from distillery.teachers.base import FrameFailure, TeacherError
 from distillery.teachers.faults import as_fatal, is_fatal, with_injected_faults
 from distillery.teachers.grid import batch_grids, to_grid
@@ -73,7 +74,7 @@ class ShardFrames(torch.utils.data.Dataset):
         self.paths = {"shard": shard, "depth": depth_layer, "detect": detect_layer}
         self.fields = fields
         self._files, self._pid = {}, None
-        with h5py.File(shard, "r") as f:
+        with open_shard(shard) as f:
             self.keys = [k.decode() if isinstance(k, bytes) else str(k) for k in f["key"][:]]
             self.source = source and SOURCE_FIELD in f
         if source and not self.source:
@@ -217,7 +218,7 @@ def _check_layer(path: str, keys: list[str], what: str) -> h5py.File:
 
 def check_inputs(stage, shard: str, keys: list[str], depth_layer: str | None, detect_layer: str | None) -> None:
     """Fail before any inference when the inputs cannot serve this stage."""
-    with h5py.File(shard, "r") as f:
+    with open_shard(shard) as f:
         for name in ("truth_depth", "truth_label"):
             if name in stage.reads and stage.simulated:
                 have = f["has_" + name][:]
@@ -252,19 +253,24 @@ def _store(stage, partial: PartialLayer, batch: dict, results: list, bar) -> Non
 
 
 def run_shard(stage, shard: str, out: str, failures_out: str, batch_size: int = 8, workers: int = 0,
-              depth_layer: str | None = None, detect_layer: str | None = None, progress: bool = True) -> dict:
-    """Label every frame of `shard` with `stage` into the layer file `out`; resumes a killed run."""
+              depth_layer: str | None = None, detect_layer: str | None = None, progress: bool = True,
+              selection: str | None = None) -> dict:
+    """Label every frame of `shard` (or those a `selection` JSON selects) with `stage` into the layer file
+    `out`; resumes a killed run."""
     stage = with_injected_faults(stage)
     dataset = ShardFrames(shard, stage.reads, depth_layer, detect_layer, source=stage.sees() == "source")
-    with h5py.File(shard, "r") as f:
+    with open_shard(shard) as f:
         size = int(f.attrs["height"]), int(f.attrs["width"])
     check_inputs(stage, shard, dataset.keys, depth_layer, detect_layer)
     provenance = stage.describe()
-    inputs = (shard, depth_layer, detect_layer) if stage.task == "segment" else (shard,)
+    inputs = ((shard, depth_layer, detect_layer) if stage.task == "segment" else (shard,)) + (selection,)
     signature = json.dumps({"teacher": provenance, "inputs": [_fingerprint(p) for p in inputs]}, sort_keys=True)
     partial = PartialLayer.open(partial_path(out), shard_name(shard), dataset.keys, size, stage.task,
                                 layer_fields(stage), LAYER_BOXES[stage.task], signature)
     try:
+        chosen = selected_mask(selection, dataset.keys)
+        if chosen is not None:
+            partial.skip(np.flatnonzero(~chosen))
         pending = np.flatnonzero(partial.status == PENDING)
         loader = make_loader(dataset, pending, batch_size, workers, stage_runtime(stage).cuda)
         bar = tqdm(total=len(dataset), initial=len(dataset) - len(pending), unit="frame",
@@ -285,5 +291,9 @@ def run_shard(stage, shard: str, out: str, failures_out: str, batch_size: int = 
         failures = partial.finalise(out, failures_out, provenance)
     finally:
         partial.close()
-    return {"shard": shard_name(shard), "frames": len(dataset), "computed": int(len(pending)),
-            "resumed": int(len(dataset) - len(pending)), "failed": len(failures)}
+    result = {"shard": shard_name(shard), "frames": len(dataset), "computed": int(len(pending)),
+              "resumed": int(len(dataset) - len(pending)), "failed": len(failures)}
+    if chosen is not None:  # frames not selected: neither computed nor resumed
+        result["skipped"] = int((~chosen).sum())
+        result["resumed"] -= result["skipped"]
+    return result

@@ -16,10 +16,9 @@ import json
 import logging
 from dataclasses import asdict, dataclass
 
-import h5py
 import numpy as np
 
-from distillery.manifest import write_text_atomic
+from distillery.manifest import open_shard, write_text_atomic
 from distillery.teachers.base import FrameFailure
 from distillery.teachers.grid import batch_grids, to_grid
 from distillery.teachers.runner import ShardFrames, collate
@@ -45,7 +44,7 @@ def sample_frames(shards: list[str], count: int) -> list[tuple[str, int]]:
     """`count` (shard, row) pairs spread evenly over the frames of all shards, in order."""
     sizes = []
     for path in shards:
-        with h5py.File(path, "r") as f:
+        with open_shard(path) as f:
             sizes.append(int(f.attrs["frame_count"]))
     total = sum(sizes)
     picks = np.unique(np.linspace(0, total - 1, min(count, total)).round().astype(int)) if total else []
@@ -73,8 +72,9 @@ def tof_correlation(depths: list[np.ndarray], tofs: list[np.ndarray], kind: str)
     pairs = [(d[m], t[m]) for d, t in zip(depths, tofs) for m in [(t > 0) & np.isfinite(t) & (d > 0)]]
     teacher = np.concatenate([p[0] for p in pairs]) if pairs else np.zeros(0)
     sensor = np.concatenate([p[1] for p in pairs]) if pairs else np.zeros(0)
-    if kind != "metric":
-        sensor = 1.0 / sensor
+    if kind != "metric":  # a relative teacher has its own scale and shift per frame: r per frame, the median
+        rs = [np.corrcoef(d, 1.0 / t)[0, 1] for d, t in pairs if len(d) > 1 and d.std() > 0 and (1.0 / t).std() > 0]
+        return (float(np.median(rs)) if rs else None), len(teacher)
     if len(teacher) < 2 or teacher.std() == 0 or sensor.std() == 0:
         return None, len(teacher)
     return float(np.corrcoef(teacher, sensor)[0, 1]), len(teacher)

@@ -24,6 +24,7 @@ JOB_SIZES = {
     "plan_shards": (2000, 30),
     "pack_shard": (2000, 60),
     "merge_manifest": (4000, 120),
+    "select_frames": (2000, 2),  # frame selection of one shard (and gathering every shard's)
     "teacher_settings": (500, 5),  # writes a teacher's settings file (the re-label trigger)
     "teacher_sim": (2000, 30),  # simulated teacher (any task) and its sanity gate
     "teacher_real": (32000, 240),  # a real network: weights, activations, DataLoader workers

@@ -243,6 +243,25 @@ class Workflow:
 
         return self.teachers.get("max_failed_share", MAX_FAILED_SHARE)
 
+    # Frame selection (docs/selection.md) ------------------------------------------------------------------
+    def selects(self) -> bool:
+        """Whether frames are selected before the teachers (a `select:` section)."""
+        return bool(self.config.get("select"))
+
+    def selection_targets(self) -> list[str]:
+        return ["results/manifest/selection.jsonl"] if self.selects() else []
+
+    def selection_file(self, shard: str) -> str | None:
+        """The selection JSON a shard's teacher jobs label from, or None when every frame is labelled."""
+        return f"results/select/{shard}.json" if self.selects() else None
+
+    def select_settings(self) -> dict:
+        """`distillery select` settings: how (share or threshold) and how much, the novelty scales."""
+        s = self.config.get("select") or {}
+        how = "share" if s.get("share") is not None else "threshold"
+        return {"how": how, "amount": s.get(how), "translation_m": s.get("translation_m", 0.25),
+                "rotation_deg": s.get("rotation_deg", 10.0), "depth_weight": s.get("depth_weight", 1.0)}
+
     # Deployment -----------------------------------------------------------------------------------------
     def frame_size(self) -> tuple[int, int]:
         return (self.config["ingest"]["height"], self.config["ingest"]["width"])

@@ -17,7 +17,7 @@ folder per `sequence_seconds` of recording (all in one when unset)::
 The folder is written under a temporary name and renamed when complete.
 Confidence comes only from an explicit mapping of an IR/confidence topic;
 when the share of valid depth it trusts (confidence >= 0.5, the gate of
-training and fusion) falls below `trusted_floor`, the extraction warns in
+training and fusion, `distillery.confidence`) falls below `trusted_floor`, the extraction warns in
 the log and in extract.json.
 """
 
@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from distillery.confidence import TRUSTED_FLOOR, trusted_counts, trusted_warning
 from distillery.ingest import native_writer
 from distillery.ingest.bags import calibration, decode, geometry
 from distillery.ingest.bags.calibration import Camera, Found
@@ -43,7 +44,6 @@ from distillery.ingest.readers.tum import associate
 
 log = logging.getLogger(__name__)
 
-CONFIDENCE_GATE = 0.5  # training and fusion trust depth where confidence >= this
 WORKERS = 4  # threads that re-project and write frames while the bag is read
 
 
@@ -58,7 +58,7 @@ class BagSettings:
     confidence_topic: str | None = None  # IR amplitude or confidence, registered to depth
     confidence_scale: float | None = None  # confidence = clip(value * scale, 0, 1)
     confidence_range: list[float] | None = None  # [low, high] raw values -> [0, 1]
-    trusted_floor: float = 0.5  # warn when less of the valid depth than this is trusted
+    trusted_floor: float = TRUSTED_FLOOR  # warn when less of the valid depth than this is trusted
     tolerance: float = 0.05  # seconds between paired colour and depth header stamps
     sequence_seconds: float | None = None  # cut the recording into sequences of this length
     extrinsic: dict | None = None  # depth->colour {"translation": [x,y,z], "rotation": [x,y,z,w]}
@@ -166,8 +166,7 @@ class Writer:
         native_writer.write_frame(folder, frame_id, arrays)
         if conf is None:
             return 0, 0
-        valid = depth > 0
-        return int(np.count_nonzero(valid)), int(np.count_nonzero(valid & (conf >= CONFIDENCE_GATE)))
+        return trusted_counts(depth, conf)
 
     def _collect(self, future) -> None:
         valid, trusted = future.result()
@@ -275,11 +274,8 @@ def _confidence_report(cams: dict[str, Camera], s: BagSettings, writer: Writer) 
     if "confidence" not in cams:
         return None
     share = writer.trusted / writer.valid if writer.valid else 0.0
-    warning = None
-    if share < s.trusted_floor:
-        warning = (f"confidence trusts {share:.1%} of the valid depth (confidence >= {CONFIDENCE_GATE}), below the "
-                   f"floor of {s.trusted_floor:.0%}: check the confidence mapping of {s.confidence_topic!r} "
-                   "(--confidence-scale / --confidence-range); training and fusion ignore untrusted depth")
+    warning = trusted_warning(share, s.trusted_floor, f"check the confidence mapping of {s.confidence_topic!r} "
+                              "(--confidence-scale / --confidence-range)")
     return {"topic": s.confidence_topic, "range": [0.0, 1.0], "trusted_share": round(share, 6),
             "trusted_floor": s.trusted_floor, "warning": warning,
             "mapping": decode.confidence_mapping(s.confidence_scale, s.confidence_range, s.confidence_topic)}

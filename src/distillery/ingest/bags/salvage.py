@@ -96,6 +96,8 @@ def _partial(data: bytes, compression: str) -> bytes:
             return lz4.frame.LZ4FrameDecompressor().decompress(data)
         if compression == "bz2":
             return bz2.BZ2Decompressor().decompress(data)
+    except MemoryError:
+        raise  # not damage: a chunk that does not fit must fail the job, not shorten the salvage
     except Exception as exc:  # noqa: BLE001 - the damaged chunk yields nothing
         log.warning("undecodable %s chunk at the damaged end (%s)", compression, exc)
         return b""
