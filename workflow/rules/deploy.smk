@@ -133,7 +133,7 @@ rule model_card:
     conda:
         "../../envs/distillery.yaml"
     shell:
-        "distillery model-card --version {wildcards.version} --parent {params.parent:q} "
+        "distillery model-card --version {wildcards.version} --parent '{params.parent}' "
         "--checkpoint {input.checkpoint:q} --manifest {input.manifest:q} "
         "--deploy-dir {params.deploy_dir} --calibration {input.calibration:q} "
         "--evaluation-dir {params.evaluation_dir} --out {output.card:q} > {log:q} 2>&1"

@@ -115,7 +115,7 @@ rule teacher_depth:
         "distillery teach depth --shard {input.shard:q} --out {output.layer:q} "
         "--failures {output.failures:q} --teacher {params.teacher:q} --device {params.device} "
         "--precision {params.precision} --weights-cache {params.weights_cache:q} "
-        "--selection {params.selection:q} --batch-size {params.batch_size} --threads {threads} > {log:q} 2>&1"
+        "--selection '{params.selection}' --batch-size {params.batch_size} --threads {threads} > {log:q} 2>&1"
 
 
 rule teacher_detect:
@@ -149,7 +149,7 @@ rule teacher_detect:
         "distillery teach detect --shard {input.shard:q} --out {output.layer:q} "
         "--failures {output.failures:q} --teacher {params.teacher:q} --device {params.device} "
         "--precision {params.precision} --weights-cache {params.weights_cache:q} "
-        "--selection {params.selection:q} --batch-size {params.batch_size} --threads {threads} > {log:q} 2>&1"
+        "--selection '{params.selection}' --batch-size {params.batch_size} --threads {threads} > {log:q} 2>&1"
 
 
 rule teacher_segment:
@@ -186,4 +186,4 @@ rule teacher_segment:
         "--detect-layer {input.detect:q} --out {output.layer:q} --failures {output.failures:q} "
         "--teacher {params.teacher:q} --labeller {params.labeller:q} --device {params.device} "
         "--precision {params.precision} --weights-cache {params.weights_cache:q} "
-        "--selection {params.selection:q} --batch-size {params.batch_size} --threads {threads} > {log:q} 2>&1"
+        "--selection '{params.selection}' --batch-size {params.batch_size} --threads {threads} > {log:q} 2>&1"

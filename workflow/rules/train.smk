@@ -28,5 +28,5 @@ rule train_student:
         "../../envs/distillery.yaml"
     shell:
         "{params.launcher} train --manifest {input.manifest:q} --out {params.out} "
-        "--config-json {params.settings:q} --init-from {params.init_from:q} --threads {threads} --quiet "
+        "--config-json {params.settings:q} --init-from '{params.init_from}' --threads {threads} --quiet "
         "> {log:q} 2>&1"
