@@ -67,11 +67,12 @@ def test_export_follows_the_contract_and_passes_parity_at_batch_1_and_8(work):
     onnx.checker.check_model(str(work["dir"] / "student.onnx"), full_check=True)
     report = json.loads((work["dir"] / "parity.json").read_text())
     assert report["export"]["nodes"] < report["export"]["nodes_traced"]  # the simplifier did something
-    for precision, bound in (("fp32", spec.DEPTH_MAX_ABS_M), ("fp16_weights", spec.FP16_DEPTH_MAX_ABS_M),
-                             ("fp16_arithmetic", spec.FP16_DEPTH_MAX_ABS_M)):
+    for precision, key, bound in (("fp32", "depth_max_abs_m", spec.DEPTH_MAX_ABS_M),
+                                  ("fp16_weights", "depth_max_rel", spec.FP16_DEPTH_MAX_REL),
+                                  ("fp16_arithmetic", "depth_max_rel", spec.FP16_DEPTH_MAX_REL)):
         assert report[precision]["passed"] and report[precision]["frames"] == 8
-        assert set(report[precision]["batches"]) == {"1", "8"}
-        assert all(b["depth_max_abs_m"] <= bound for b in report[precision]["batches"].values())
+        assert set(report[precision]["batches"]) == {"1", "8"} and report[precision]["bounds"][key] == bound
+        assert all(b[key] <= bound for b in report[precision]["batches"].values())
     fp16 = onnx.load(str(work["dir"] / "student.fp16.onnx"))
     assert fp16.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
     assert any(t.data_type == onnx.TensorProto.FLOAT16 for t in fp16.graph.initializer)
@@ -379,6 +380,6 @@ def test_fp16_parity_is_measured_with_fp16_arithmetic(work):
     depth, _ = run_torch_half(student, frames["rgb"], 2)
     assert depth.dtype == np.float32 and np.all(depth == depth.astype(np.float16))  # came out of float16 maths
     strict = check_half(student, frames["rgb"], frames["keys"], depth_bound=1e-6)
-    assert not strict["passed"] and strict["batches"]["1"]["depth_max_abs_m"] > 1e-6  # FP16 rounding shows
+    assert not strict["passed"] and strict["batches"]["1"]["depth_max_rel"] > 1e-6  # FP16 rounding shows
     with pytest.raises(ValueError, match="float16 .* against PyTorch float32: outputs do not match"):
         require_parity(strict, "best.pt in float16")

@@ -58,7 +58,8 @@ def _run_export(args) -> int:
     if args.fp16_out:
         report["fp16_export"] = export.convert_fp16(args.out, args.fp16_out)
         report["fp16_weights"] = parity.check_parity(args.fp16_out, student, frames["rgb"], frames["keys"],
-                                                     spec.FP16_DEPTH_MAX_ABS_M, spec.FP16_SEG_MIN_AGREEMENT)
+                                                     spec.FP16_DEPTH_MAX_REL, spec.FP16_SEG_MIN_AGREEMENT,
+                                                     "depth_max_rel")
         report["fp16_arithmetic"] = parity.check_half(student, frames["rgb"], frames["keys"])
     _write_json(args.parity_out, report)
     parity.require_parity(report["fp32"], args.out)

@@ -77,40 +77,46 @@ def run_torch_half(student: torch.nn.Module, rgb: np.ndarray, batch: int = 8) ->
 
 
 def check_half(student: torch.nn.Module, rgb: np.ndarray, keys: list[str],
-               depth_bound: float = spec.FP16_DEPTH_MAX_ABS_M, seg_bound: float = spec.FP16_SEG_MIN_AGREEMENT) -> dict:
-    """FP16 arithmetic (PyTorch half precision) against the FP32 student at each batch size, against the bounds."""
+               depth_bound: float = spec.FP16_DEPTH_MAX_REL, seg_bound: float = spec.FP16_SEG_MIN_AGREEMENT) -> dict:
+    """FP16 arithmetic (PyTorch half precision) against the FP32 student at each batch size, against the bounds
+    (depth relative: `depth_bound` is the largest |diff| as a share of the FP32 depth)."""
     ref_depth, ref_seg = run_torch(student, rgb)
     return _report(lambda batch: run_torch_half(student, rgb, batch), ref_depth, ref_seg, rgb, keys,
-                   depth_bound, seg_bound, "PyTorch float16 on the CPU against PyTorch float32")
+                   depth_bound, seg_bound, "PyTorch float16 on the CPU against PyTorch float32", "depth_max_rel")
 
 
 def compare(depth, seg, ref_depth, ref_seg) -> dict:
     """depth max/mean abs difference (m) and segmentation argmax agreement of two sets of outputs."""
     diff = np.abs(depth.astype(np.float64) - ref_depth)
+    rel = diff / np.maximum(np.abs(ref_depth), spec.DEPTH_REL_FLOOR_M)
     agree = float((seg.argmax(1) == ref_seg.argmax(1)).mean())
     return {"depth_max_abs_m": float(diff.max()), "depth_mean_abs_m": float(diff.mean()),
-            "seg_argmax_agreement": agree}
+            "depth_max_rel": float(rel.max()), "seg_argmax_agreement": agree}
 
 
 def check_parity(onnx_path, student: torch.nn.Module, rgb: np.ndarray, keys: list[str],
-                 depth_bound: float = spec.DEPTH_MAX_ABS_M, seg_bound: float = spec.SEG_MIN_AGREEMENT) -> dict:
-    """Compare ONNX Runtime with PyTorch at every batch size of spec.PARITY_BATCHES, against the bounds."""
+                 depth_bound: float = spec.DEPTH_MAX_ABS_M, seg_bound: float = spec.SEG_MIN_AGREEMENT,
+                 depth_key: str = "depth_max_abs_m") -> dict:
+    """Compare ONNX Runtime with PyTorch at every batch size of spec.PARITY_BATCHES, against the bounds
+    (`depth_key`: depth_max_abs_m, metres, or depth_max_rel, a share of the FP32 depth)."""
     ref_depth, ref_seg = run_torch(student, rgb)
     session = ort_session(onnx_path)
     return _report(lambda batch: run_session(session, rgb, batch), ref_depth, ref_seg, rgb, keys,
-                   depth_bound, seg_bound, "ONNX Runtime (CPU provider) against PyTorch float32")
+                   depth_bound, seg_bound, "ONNX Runtime (CPU provider) against PyTorch float32", depth_key)
 
 
-def _report(run, ref_depth, ref_seg, rgb, keys, depth_bound: float, seg_bound: float, measured: str) -> dict:
+def _report(run, ref_depth, ref_seg, rgb, keys, depth_bound: float, seg_bound: float, measured: str,
+            depth_key: str = "depth_max_abs_m") -> dict:
     """Figures of `run(batch)` against the reference outputs at every batch size of spec.PARITY_BATCHES."""
     report = {"frames": len(rgb), "keys": keys, "split": "test", "measured": measured,
-              "bounds": {"depth_max_abs_m": depth_bound, "seg_argmax_agreement_min": seg_bound}, "batches": {}}
+              "bounds": {depth_key: depth_bound, "seg_argmax_agreement_min": seg_bound}, "batches": {}}
+    unit = "m" if depth_key == "depth_max_abs_m" else "of the FP32 depth"
     failures = []
     for batch in spec.PARITY_BATCHES:
         figures = compare(*run(batch), ref_depth, ref_seg)
         report["batches"][str(batch)] = figures
-        if figures["depth_max_abs_m"] > depth_bound or figures["seg_argmax_agreement"] < seg_bound:
-            failures.append(f"batch {batch}: depth max |diff| {figures['depth_max_abs_m']:.2e} m "
+        if figures[depth_key] > depth_bound or figures["seg_argmax_agreement"] < seg_bound:
+            failures.append(f"batch {batch}: depth max |diff| {figures[depth_key]:.2e} {unit} "
                             f"(bound {depth_bound:.0e}), argmax agreement {figures['seg_argmax_agreement']:.5f} "
                             f"(bound {seg_bound})")
     report["passed"] = not failures
