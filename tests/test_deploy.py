@@ -178,7 +178,11 @@ def test_model_card_and_a_self_contained_jetson_bundle(work, tmp_path):
     tree = ast.parse((out / "build_and_bench.py").read_text())
     imported = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     imported |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
-    assert imported - sys.stdlib_module_names <= {"numpy", "tensorrt", "__future__"}
+    assert imported - sys.stdlib_module_names <= {"numpy", "tensorrt", "__future__", "distillery", "atomic"}
+    writer = ast.parse((out / "atomic.py").read_text())  # the script's writer when distillery is not installed
+    assert {a.name.split(".")[0] for n in ast.walk(writer) if isinstance(n, ast.Import) for a in n.names} | \
+        {n.module.split(".")[0] for n in ast.walk(writer) if isinstance(n, ast.ImportFrom) and n.module} <= \
+        set(sys.stdlib_module_names) | {"__future__"}
     proc = subprocess.run([sys.executable, "build_and_bench.py", "--help"], cwd=out, capture_output=True, text=True)
     assert proc.returncode == 0 and "fp16" in proc.stdout
 

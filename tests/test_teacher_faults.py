@@ -182,3 +182,82 @@ def test_frames_a_relative_teacher_fails_on_are_recorded_not_fatal(shard, tmp_pa
     stage = build_stage("depth", {"backend": "sim_da2"}, Runtime())
     result = run_shard(stage, shard, str(tmp_path / "r.h5"), str(tmp_path / "r.jsonl"), 4, progress=False)
     assert 0 < result["failed"] < 24 and len(read_jsonl(tmp_path / "r.jsonl")) == result["failed"]
+
+
+STAGES = {"depth": {"backend": "sim_da3"}, "relative_depth": {"backend": "sim_da2"},
+          "detect": {"backend": "sim_yolo", "miss_rate": 0.1}, "segment": {"backend": "sim_sam2"}}
+# Where a run is killed: at a random moment of the labelling (a SIGKILL from outside), or at one step of the
+# finalise (the process SIGKILLs itself there: distillery.atomic.crash_point) - after the failures report, with
+# the new layer written but not renamed, after the rename before the partial file is deleted, and before the
+# first rename of any file of the run.
+KILLS = ("random", "finalise:failures-written", "random", "finalise:layer-written", "atomic:before-rename",
+         "random", "finalise:layer-renamed")
+
+
+@pytest.fixture(scope="module")
+def stage_inputs(tmp_path_factory):
+    """A shard, and its depth and detect layers (what the segment stage reads), made by uninterrupted runs."""
+    root = tmp_path_factory.mktemp("stages")
+    shard = root / "shard-00000.h5"
+    scenes = [Corridor(box=(2.0 + 0.05 * i, 2.6 + 0.05 * i, -1.2, -0.6, 0.8), pitch_deg=i % 3 - 1).render()
+              for i in range(20)]
+    write_shard(shard, scenes, Corridor().intrinsics)
+    for task in ("depth", "detect"):
+        run_shard(build_stage(task, STAGES[task], Runtime()), str(shard), str(root / f"{task}.h5"),
+                  str(root / f"{task}.jsonl"), 2, progress=False)
+    return {"shard": shard, "depth_layer": root / "depth.h5", "detect_layer": root / "detect.h5"}
+
+
+def _stage_cmd(name: str, inputs: dict, out):
+    task = "depth" if name == "relative_depth" else name
+    cmd = [sys.executable, "-m", "distillery.cli", "-v", "teach", task, "--shard", str(inputs["shard"]),
+           "--out", str(out), "--failures", str(out).replace(".h5", ".failures.jsonl"), "--teacher",
+           json.dumps(STAGES[name]), "--batch-size", "2", "--quiet"]
+    if task == "segment":
+        cmd += ["--depth-layer", str(inputs["depth_layer"]), "--detect-layer", str(inputs["detect_layer"])]
+    return cmd
+
+
+def _layer(path) -> dict:
+    """Every dataset (as lists) and attribute of a layer file."""
+    with h5py.File(path, "r") as f:
+        data = {name: f[name][:].tolist() for name in f}
+        return {"data": data, "attrs": {k: str(v) for k, v in f.attrs.items()}}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(STAGES))
+def test_kills_at_random_points_of_every_stage_and_its_finalise_then_a_rerun_give_the_uninterrupted_layer(
+        name, stage_inputs, tmp_path):
+    once = tmp_path / "once" / "shard-00000.h5"
+    subprocess.run(_stage_cmd(name, stage_inputs, once), capture_output=True, check=True)
+    out = tmp_path / "killed" / "shard-00000.h5"
+    rng = random.Random(hash(name) % 1000)
+    killed = 0
+    for attempt, point in enumerate(KILLS):
+        log = tmp_path / f"run{attempt}.log"
+        env = dict(os.environ, DISTILLERY_CRASH_AT="" if point == "random" else point)
+        with open(log, "w") as fh:
+            proc = subprocess.Popen(_stage_cmd(name, stage_inputs, out), env=env, stdout=fh, stderr=fh)
+            if point == "random":
+                deadline = time.monotonic() + 120
+                while "wrote frames" not in log.read_text() and proc.poll() is None and time.monotonic() < deadline:
+                    time.sleep(0.005)
+                time.sleep(rng.uniform(0.0, 0.15))  # mid-batch, mid-flush, between batches, in the finalise
+                if proc.poll() is None:
+                    os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+        killed += proc.returncode == -signal.SIGKILL
+        assert proc.returncode in (0, -signal.SIGKILL), log.read_text()[-2000:]
+        if out.exists():  # a layer under its name is always the finished one
+            assert _layer(out) == _layer(once), (point, log.read_text()[-2000:])
+    assert killed >= 5
+    final = subprocess.run(_stage_cmd(name, stage_inputs, out), capture_output=True, text=True)
+    assert final.returncode == 0, final.stderr[-2000:]
+    result = json.loads(final.stdout.strip().splitlines()[-1])  # killed after the rename: nothing is redone
+    assert result["computed"] == 0 and result["resumed"] == 20, result
+    assert _layer(out) == _layer(once)
+    assert read_jsonl(str(out).replace(".h5", ".failures.jsonl")) == \
+        read_jsonl(str(once).replace(".h5", ".failures.jsonl"))
+    left = sorted(p.name for p in out.parent.iterdir())
+    assert left == ["shard-00000.failures.jsonl", "shard-00000.h5"], left  # no partial file, no temporaries

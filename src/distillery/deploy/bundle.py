@@ -21,6 +21,8 @@ import shutil
 import tarfile
 from pathlib import Path
 
+from distillery import atomic
+from distillery.atomic import atomic_write
 from distillery.deploy import engine, spec
 from distillery.manifest.content import file_sha256
 
@@ -86,14 +88,22 @@ def assemble(out_dir: str | os.PathLike, files: dict[str, str], card_path: str |
     """Write the bundle folder `out_dir` (replacing it) from {name in bundle: source path}, and a tarball."""
     out = Path(out_dir)
     card = json.loads(Path(card_path).read_text())
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    with atomic_write(out, folder=True) as tmp:
+        names = _fill(tmp, files, card_path, card)
+    if tarball:
+        with atomic_write(tarball) as part, tarfile.open(part, "w:gz", compresslevel=1) as tar:
+            tar.add(out, arcname=f"{card['version']}_jetson_bundle")  # weights barely compress: level 9 only costs time
+    return {"folder": str(out), "files": names + ["SHA256SUMS"], "tarball": str(tarball) if tarball else None}
+
+
+def _fill(tmp: Path, files: dict[str, str], card_path, card: dict) -> list[str]:
+    """Copy the bundle's files into the folder `tmp`, with the engine script and its writer; returns the names."""
     for name, src in {**files, "model_card.json": str(card_path)}.items():
         shutil.copyfile(src, tmp / name)
     script = tmp / "build_and_bench.py"
     shutil.copyfile(engine.__file__, script)
     script.chmod(0o755)
+    shutil.copyfile(atomic.__file__, tmp / "atomic.py")  # the script's durable writer, off the package
     from distillery.classes import CLASS_NAMES
 
     (tmp / "README.md").write_text(README.format(
@@ -101,11 +111,4 @@ def assemble(out_dir: str | os.PathLike, files: dict[str, str], card_path: str |
         k=spec.topk_k(), checks=_checks(card)))
     names = sorted(p.name for p in tmp.iterdir())
     (tmp / "SHA256SUMS").write_text("".join(f"{file_sha256(tmp / n)}  {n}\n" for n in names))
-    shutil.rmtree(out, ignore_errors=True)
-    os.replace(tmp, out)
-    if tarball:
-        part = Path(f"{tarball}.tmp")
-        with tarfile.open(part, "w:gz", compresslevel=1) as tar:  # float weights barely compress: level 9 only costs time
-            tar.add(out, arcname=f"{card['version']}_jetson_bundle")
-        os.replace(part, tarball)
-    return {"folder": str(out), "files": names + ["SHA256SUMS"], "tarball": str(tarball) if tarball else None}
+    return names

@@ -19,7 +19,8 @@ import os
 import numpy as np
 
 from distillery.deploy.frames import check_size
-from distillery.manifest import Manifest, atomic_target
+from distillery.atomic import atomic_write
+from distillery.manifest import Manifest
 
 SPLIT = "train"
 
@@ -60,13 +61,8 @@ def build_calibration(manifest: str | os.PathLike, out: str | os.PathLike, count
         rgb = np.stack([np.moveaxis(m.read(r, ("rgb",))["rgb"], -1, 0) for r in rows])
     keys = np.array([r["key"] for r in records])
     datasets = np.array([r["dataset"] for r in records])
-    tmp = atomic_target(out)
-    try:
-        with open(tmp, "wb") as fh:
-            np.savez_compressed(fh, rgb=rgb, keys=keys, datasets=datasets, seed=np.int64(seed), split=np.array(SPLIT))
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_write(out) as tmp, open(tmp, "wb") as fh:
+        np.savez_compressed(fh, rgb=rgb, keys=keys, datasets=datasets, seed=np.int64(seed), split=np.array(SPLIT))
     per_dataset = {str(name): int((datasets == name).sum()) for name in sorted(set(datasets))}
     return {"frames": len(rows), "seed": seed, "split": SPLIT, "per_dataset": per_dataset, "keys": keys.tolist()}
 

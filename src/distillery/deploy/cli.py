@@ -22,7 +22,7 @@ import json
 import sys
 from pathlib import Path
 
-from distillery.manifest import write_text_atomic
+from distillery.atomic import move_durable, write_text_atomic
 
 BUNDLE_FILES = ("student.onnx", "student.fp16.onnx", "student.int8.onnx", "fused.onnx", "calibration.npz")
 # Default INT8 gate (deploy.int8_max_*): absolute points of each metric that INT8 may cost against FP32.
@@ -96,7 +96,7 @@ def _run_quantize(args) -> int:
     print(json.dumps({k: report[k] for k in ("fp32", "int8", "int8_vs_fp32", "gate")}))
     if not report["gate"]["passed"]:  # out of the way of anything that bundles student.int8.onnx; kept to inspect
         rejected = Path(f"{args.out}.rejected")
-        Path(args.out).replace(rejected)
+        move_durable(args.out, rejected)
         print(f"INT8 graph moved to {rejected}", file=sys.stderr)
     require_int8(report, args.out, args.version)
     return 0

@@ -52,6 +52,11 @@ from pathlib import Path
 
 import numpy as np
 
+try:  # in the package; a Jetson bundle ships the writer as atomic.py beside this script
+    from distillery.atomic import atomic_write
+except ImportError:
+    from atomic import atomic_write
+
 PROFILE_BATCH = (1, 1, 8)
 WORKSPACE_BYTES = 1 << 30
 MIN_TENSORRT = (8, 5)  # JetPack 5.1; the named-tensor I/O API starts here
@@ -196,10 +201,8 @@ def build_engine(onnx_path: str, precision: str, out: str, meta_out: str | None 
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise RuntimeError(f"{onnx_path}: TensorRT could not build a {precision} engine (see the log above)")
-    tmp = f"{out}.tmp"
-    with open(tmp, "wb") as fh:
+    with atomic_write(out) as tmp, open(tmp, "wb") as fh:
         fh.write(serialized)
-    os.replace(tmp, out)
     meta = {"onnx": str(onnx_path), "engine": str(out), "precision": precision, "tensorrt": trt.__version__,
             **cuda.device(), "builder_flags": [str(f) for f in flags], "profile_batch_min_opt_max": list(PROFILE_BATCH),
             "workspace_bytes": WORKSPACE_BYTES, "build_s": round(time.perf_counter() - start, 1),
@@ -354,9 +357,8 @@ def agreement(engine: str, reference: str, frames: str, count: int = AGREEMENT_F
 
 
 def write_json(path, data) -> None:
-    tmp = f"{path}.tmp"
-    Path(tmp).write_text(json.dumps(data, indent=1))
-    os.replace(tmp, path)
+    with atomic_write(path) as tmp:
+        Path(tmp).write_text(json.dumps(data, indent=1))
 
 
 def bundle_frames(root: Path) -> str | None:

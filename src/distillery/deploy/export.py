@@ -23,7 +23,7 @@ import onnx
 import torch
 
 from distillery.deploy import spec
-from distillery.manifest import atomic_target
+from distillery.atomic import atomic_target, atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -47,13 +47,9 @@ def check_model(path: str | os.PathLike) -> onnx.ModelProto:
 
 
 def save_atomic(model: onnx.ModelProto, path: str | os.PathLike) -> Path:
-    """onnx.save to a temporary sibling, then rename onto `path`."""
-    tmp = atomic_target(path)
-    try:
+    """onnx.save through the durable writer (temporary sibling, fsync, rename)."""
+    with atomic_write(path) as tmp:
         onnx.save(model, str(tmp))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return Path(path)
 
 

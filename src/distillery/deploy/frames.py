@@ -12,7 +12,8 @@ import os
 import numpy as np
 
 from distillery.deploy import spec
-from distillery.manifest import Manifest, atomic_target
+from distillery.atomic import atomic_write
+from distillery.manifest import Manifest
 
 
 def check_size(m: Manifest, path) -> None:
@@ -73,13 +74,6 @@ def write_frames(manifest: str | os.PathLike, out: str | os.PathLike, split: str
         frames = [m.read(int(r), ("rgb",)) for r in rows]
     rgb = np.stack([np.moveaxis(f["rgb"], -1, 0) for f in frames])
     keys = np.array([f["key"] for f in frames])
-    tmp = atomic_target(out)
-    try:
-        with open(tmp, "wb") as fh:
-            np.savez_compressed(fh, rgb=rgb, keys=keys, split=np.array(split))
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_write(out) as tmp, open(tmp, "wb") as fh:
+        np.savez_compressed(fh, rgb=rgb, keys=keys, split=np.array(split))
     return {"frames": len(rows), "split": split, "keys": keys.tolist()}

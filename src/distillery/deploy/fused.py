@@ -71,7 +71,7 @@ class FusedGraph(nn.Module):
 def export_fused(student: nn.Module, out) -> dict:
     """Write the fused graph as checked, simplified ONNX (opset 17, dynamic batch)."""
     from distillery.deploy.export import check_model, save_atomic, set_output_shapes, simplify, trace_to_onnx
-    from distillery.manifest import atomic_target
+    from distillery.atomic import atomic_target
 
     raw = atomic_target(f"{out}.raw.onnx")
     try:

@@ -18,12 +18,14 @@ fails its rule and is never bundled for the robot.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from distillery.atomic import atomic_write
 from distillery.deploy import spec
 from distillery.deploy.calibration import load_calibration
 from distillery.deploy.export import check_model
@@ -70,7 +72,8 @@ def quantize_int8(fp32_path: str | os.PathLike, calibration: str | os.PathLike, 
                         extra_options={k: SETTINGS[k] for k in ("ActivationSymmetric", "WeightSymmetric",
                                                                   "QuantizeBias")})
         model = check_model(q_out)
-        os.replace(q_out, out)
+        with atomic_write(out) as dest:
+            shutil.copyfile(q_out, dest)
     ops = [n.op_type for n in model.graph.node]
     return {"settings": SETTINGS, "calibration_frames": len(calib["rgb"]), "calibration_seed": calib["seed"],
             "quantize_nodes": ops.count("QuantizeLinear"), "dequantize_nodes": ops.count("DequantizeLinear")}

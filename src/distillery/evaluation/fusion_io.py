@@ -14,17 +14,16 @@ import torch
 from tqdm import tqdm
 
 from distillery.fusion import fuse
-from distillery.manifest import Manifest, atomic_target
+from distillery.atomic import atomic_write
+from distillery.manifest import Manifest
 from distillery.student.checkpoint import load_student
 from distillery.student.data import FrameDataset, make_loader
 from distillery.student.fold import for_inference
 
 
 def _save_npz(path: str | os.PathLike, **arrays) -> None:
-    tmp = atomic_target(path)
-    with open(tmp, "wb") as fh:
+    with atomic_write(path) as tmp, open(tmp, "wb") as fh:
         np.savez(fh, **arrays)
-    os.replace(tmp, path)
 
 
 def _load(path: str, name: str) -> np.ndarray:

@@ -28,7 +28,8 @@ from distillery.evaluation.bootstrap import depth_summary, per_image, segmentati
 from distillery.evaluation.regions import (FUSED_REFERENCES, NUM_CELLS, REFERENCES, REGIONS, batch_trusted, cells,
                                           references, region_cells)
 from distillery.fusion import fuse
-from distillery.manifest import Manifest, atomic_target, write_jsonl_atomic, write_text_atomic
+from distillery.atomic import atomic_write, write_jsonl_atomic, write_text_atomic
+from distillery.manifest import Manifest
 from distillery.manifest.content import file_sha256
 from distillery.student.checkpoint import load_student
 from distillery.student.data import FrameDataset, make_loader
@@ -179,11 +180,9 @@ def segmentation_reference(manifest: Manifest, rows: np.ndarray) -> str:
 
 
 def write_predictions(path: Path, keys: list[str], predictions: dict) -> None:
-    tmp = atomic_target(path)
     arrays = {k: np.concatenate(v) for k, v in predictions.items()}
-    with open(tmp, "wb") as fh:
+    with atomic_write(path) as tmp, open(tmp, "wb") as fh:
         np.savez(fh, keys=np.asarray(keys, dtype=str), **arrays)
-    os.replace(tmp, path)
 
 
 def evaluate(checkpoint: str, manifest_path: str, dataset: str, out_json: str,

@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import zlib
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from distillery.atomic import write_bytes_atomic
 from distillery.ingest.frames import Intrinsics
 
 # Files of one native frame: key -> (folder inside the sequence, extension).
@@ -39,17 +39,8 @@ def frame_id(frame: int) -> str:
 
 
 def write_atomic(path: Path, data: bytes) -> None:
-    """Write to a temporary name in the same folder, fsync, then rename over the target."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    """Write through the durable writer (distillery.atomic); make_folders cleans killed writers' temporaries."""
+    write_bytes_atomic(path, data, clean=False)
 
 
 def png_bytes(array: np.ndarray) -> bytes:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import shlex
 import sys
-from pathlib import Path
 
+from distillery.atomic import write_text_atomic
 from distillery.plan.estimate import Plan, human_bytes, human_duration
 
 COLUMNS = ("rule", "jobs", "GPU/job", "GPU-h", "CPU-h", "wall", "disk", "source (per unit)")
@@ -106,10 +106,10 @@ def run(args) -> int:
     else:
         print(format_table(plan))
         if args.json:
-            Path(args.json).write_text(text + "\n")
+            write_text_atomic(args.json, text + "\n")
     if args.rulegraph:
         from distillery.plan.graph import rulegraph_svg
 
         config = args.configfile[-1] if args.configfile else None
-        Path(args.rulegraph).write_text(rulegraph_svg(args.directory, config, args.snakefile))
+        write_text_atomic(args.rulegraph, rulegraph_svg(args.directory, config, args.snakefile))
     return 0

@@ -19,6 +19,7 @@ import os
 import tempfile
 from pathlib import Path
 
+from distillery.atomic import atomic_write
 from distillery.plan.dryrun import Job, downstream_of, dry_run, parse_jobs
 from distillery.plan.units import WorkSizes, count_lines, shard_sizes
 
@@ -37,7 +38,7 @@ def pending_shard_plan(jobs: list[Job]) -> Job | None:
 
 def _synth_index(path: Path, name: str, synth: dict) -> None:
     """The index a generated dataset will have: `sequences` sequences of `frames` frames."""
-    with open(path, "w") as fh:
+    with atomic_write(path) as tmp, open(tmp, "w") as fh:
         for seq in range(int(synth["sequences"])):
             for frame in range(int(synth["frames"])):
                 fh.write(json.dumps({"dataset": name, "sequence": f"{seq:04d}", "frame_id": f"{frame:06d}"}) + "\n")

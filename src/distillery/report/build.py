@@ -6,7 +6,8 @@ import datetime as dt
 import logging
 from pathlib import Path
 
-from distillery.manifest import Manifest, atomic_target, replace_durable
+from distillery.atomic import write_text_atomic
+from distillery.manifest import Manifest
 from distillery.report import plots
 from distillery.report.baseline import constant_baselines
 from distillery.report.data import (load_evaluations, load_quantization, main_reference, sets_of,
@@ -79,14 +80,7 @@ def report_context(evaluations: list[str], lineage: dict[str, dict], manifest: s
 
 
 def _write(path: str | Path, text: str) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = atomic_target(path)
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        replace_durable(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_text_atomic(path, text)
 
 
 def build_report(evaluations: list[str], lineage: dict[str, dict], manifest: str, checkpoints: dict[str, str],

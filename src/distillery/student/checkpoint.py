@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from distillery.manifest import atomic_target, replace_durable
+from distillery.atomic import atomic_write
 from distillery.student.config import TrainConfig, config_from_dict
 
 FORMAT = "distillery-student"
@@ -34,13 +34,9 @@ FORMAT_VERSION = 1
 
 
 def atomic_save(obj, path: str | os.PathLike) -> Path:
-    """torch.save to a temporary sibling, then os.replace onto `path`."""
-    tmp = atomic_target(path)
-    try:
+    """torch.save through the durable writer (temporary sibling, fsync, rename)."""
+    with atomic_write(path) as tmp:
         torch.save(obj, tmp)
-        replace_durable(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return Path(path)
 
 

@@ -25,7 +25,8 @@ import os
 import time
 from pathlib import Path
 
-from distillery.manifest import Manifest, write_text_atomic
+from distillery.atomic import move_durable, write_text_atomic
+from distillery.manifest import Manifest
 from distillery.manifest.content import file_sha256
 from distillery.student.config import TrainConfig, config_from_dict, fingerprint
 
@@ -123,7 +124,7 @@ def archive_run(out_dir: str | os.PathLike, reason: str) -> Path | None:
     dest = _stamp_folder(out_dir)
     dest.mkdir(parents=True)
     for entry in entries:
-        os.replace(entry, dest / entry.name)
+        move_durable(entry, dest / entry.name)
     _restore_best(dest)
     write_text_atomic(dest / "archived.json", json.dumps(
         {"reason": reason, "archived_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

@@ -5,9 +5,14 @@ size of each frame (the frame the teacher saw), plus
 `frame_status` (0 pending, 1 done, 2 failed) and `frame_failure` (reason),
 and for the detect stage `partial_boxes` / `partial_box_source` (one
 variable-length row per frame, so a frame's boxes are written with it and
-never half-appended). `finalise` turns the boxes into the ragged layout the
-merge reads, drops the bookkeeping, writes the failures report and renames
-the file onto the layer path.
+never half-appended).
+
+Finalising never edits the partial file: `finalise` writes the failures
+report, then a new layer file (the stage's fields copied, the boxes in the
+ragged layout the merge reads, no bookkeeping) through the durable writer
+(distillery.atomic), and deletes the partial file only once the layer is in
+place. A kill at any point of it leaves the partial file as it was (the
+retry finalises again) or the finished layer, never a half-edited file.
 
 Trust on resume: HDF5 (without SWMR) gives no order between a frame's data
 chunk and its status reaching the file, so a kill during a flush can leave a
@@ -29,7 +34,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from distillery.manifest import create_boxes, create_layer, replace_durable, write_jsonl_atomic
+from distillery.atomic import atomic_write, crash_point, fsync_path, write_jsonl_atomic
+from distillery.manifest import create_boxes, create_layer
 from distillery.teachers.base import FrameFailure
 
 log = logging.getLogger(__name__)
@@ -62,19 +68,16 @@ class PartialLayer:
                          len(keys))
                 return layer
             log.warning("starting %s anew: %s", path, reason)
-            path.unlink()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        f = h5py.File(path, "w")
-        create_layer(f, shard, keys, *size, fields)
-        f.attrs["signature"] = signature
-        f.create_dataset("frame_status", shape=(len(keys),), dtype="int8", fillvalue=PENDING)
-        f.create_dataset("frame_failure", shape=(len(keys),), dtype=h5py.string_dtype())
-        f.create_dataset("frame_checksum", shape=(len(keys),), dtype="int64", fillvalue=-1)
-        if boxes:
-            f.create_dataset("partial_boxes", shape=(len(keys),), dtype=h5py.vlen_dtype(np.float32))
-            f.create_dataset("partial_box_source", shape=(len(keys),), dtype=h5py.vlen_dtype(np.int32))
-        f.flush()
-        return cls(path, f, task, fields, boxes)
+        with atomic_write(path) as tmp, h5py.File(tmp, "w") as f:  # a new partial file appears complete
+            create_layer(f, shard, keys, *size, fields)
+            f.attrs["signature"] = signature
+            f.create_dataset("frame_status", shape=(len(keys),), dtype="int8", fillvalue=PENDING)
+            f.create_dataset("frame_failure", shape=(len(keys),), dtype=h5py.string_dtype())
+            f.create_dataset("frame_checksum", shape=(len(keys),), dtype="int64", fillvalue=-1)
+            if boxes:
+                f.create_dataset("partial_boxes", shape=(len(keys),), dtype=h5py.vlen_dtype(np.float32))
+                f.create_dataset("partial_box_source", shape=(len(keys),), dtype=h5py.vlen_dtype(np.int32))
+        return cls(path, h5py.File(path, "r+"), task, fields, boxes)
 
     @staticmethod
     def _stale_reason(path: Path, keys: list[str], signature: str) -> str | None:
@@ -164,17 +167,30 @@ class PartialLayer:
             f.flush()
         return bad
 
-    def _ragged_boxes(self, status: np.ndarray) -> None:
-        f = self.file
-        rows = [np.asarray(b, np.float32).reshape(-1, 6) for b in f["partial_boxes"][:]]
-        source = [np.asarray(s, np.int32) for s in f["partial_box_source"][:]]
-        create_boxes(f, len(rows))
-        f["box_offsets"][1:] = np.cumsum([len(r) for r in rows])
+    @staticmethod
+    def _ragged_boxes(src: h5py.File, dst: h5py.File, status: np.ndarray) -> None:
+        """The per-frame box rows of `src` as the merge's ragged layout (offsets, boxes, sources) in `dst`."""
+        rows = [np.asarray(b, np.float32).reshape(-1, 6) for b in src["partial_boxes"][:]]
+        source = [np.asarray(s, np.int32) for s in src["partial_box_source"][:]]
+        create_boxes(dst, len(rows))
+        dst["box_offsets"][1:] = np.cumsum([len(r) for r in rows])
         boxes = np.concatenate(rows) if rows else np.zeros((0, 6), np.float32)
-        f["boxes"].resize(len(boxes), axis=0)
-        f["boxes"][:] = boxes
-        f.create_dataset("box_source_class", data=np.concatenate(source) if source else np.zeros(0, np.int32))
-        f.create_dataset("has_boxes", data=status == DONE)
+        dst["boxes"].resize(len(boxes), axis=0)
+        dst["boxes"][:] = boxes
+        dst.create_dataset("box_source_class", data=np.concatenate(source) if source else np.zeros(0, np.int32))
+        dst.create_dataset("has_boxes", data=status == DONE)
+
+    def _write_layer(self, dst: h5py.File, status: np.ndarray, provenance: dict, failed: int) -> None:
+        """The finished layer in `dst`: the partial file's layer fields and attributes, minus bookkeeping."""
+        src = self.file
+        for name in src:
+            if name not in BOOKKEEPING:
+                src.copy(src[name], dst, name)
+        dst.attrs.update({k: v for k, v in src.attrs.items() if k != "signature"})
+        if self.boxes:
+            self._ragged_boxes(src, dst, status)
+        dst.attrs.update(teacher=json.dumps(provenance, sort_keys=True), frames_failed=failed,
+                         frames_skipped=int((status == SKIPPED).sum()), depth_kind=provenance.get("depth_kind", ""))
 
     def skip(self, indices) -> None:
         """Mark pending frames as not selected: they stay without a value, and are no failure."""
@@ -185,25 +201,24 @@ class PartialLayer:
         self.file.flush()
 
     def finalise(self, out: str | os.PathLike, failures_out: str | os.PathLike, provenance: dict) -> list[dict]:
-        """Complete the layer, write the failures report, rename onto `out`; returns the failures."""
+        """Write the failures report and the finished layer `out` (a new file, renamed into place), then
+        delete the partial file; returns the failures. A kill anywhere leaves the partial file intact."""
         f = self.file
         status, keys = self.status, _keys_of(f)
         if (status == PENDING).any():
             raise RuntimeError(f"{self.path}: {int((status == PENDING).sum())} frames still pending")
         failures = [{"frame": keys[i], "stage": f"teacher_{self.task}", "backend": provenance.get("backend"),
                      "reason": f["frame_failure"][i].decode()} for i in np.flatnonzero(status == FAILED)]
-        if self.boxes:
-            self._ragged_boxes(status)
-        for name in BOOKKEEPING:
-            if name in f:
-                del f[name]
-        del f.attrs["signature"]
-        f.attrs.update(teacher=json.dumps(provenance, sort_keys=True), frames_failed=len(failures),
-                       frames_skipped=int((status == SKIPPED).sum()),
-                       depth_kind=provenance.get("depth_kind", ""))
-        f.close()
         write_jsonl_atomic(failures_out, failures)
-        replace_durable(self.path, out)
+        crash_point("finalise:failures-written")
+        with atomic_write(out) as tmp:
+            with h5py.File(tmp, "w") as dst:
+                self._write_layer(dst, status, provenance, len(failures))
+            crash_point("finalise:layer-written")
+        crash_point("finalise:layer-renamed")
+        self.close()
+        self.path.unlink()
+        fsync_path(self.path.resolve().parent)
         return failures
 
     def close(self) -> None:

@@ -16,8 +16,10 @@ which Snakemake deletes when a job fails) with a status per frame, flushed
 after every batch. A re-run continues with the frames still pending, as long
 as the partial file was made by the same settings from the same inputs (a
 signature in its attributes); otherwise it starts over and says why. When
-every frame is done the partial file is finalised and renamed onto the
-output, so a finished-looking layer is always complete.
+every frame is done the partial file is finalised: the finished layer is
+written as a new file and renamed onto the output (partial.py), so a
+finished-looking layer is always complete and a kill during the finalise
+leaves the partial file for the retry.
 
 A frame that a teacher fails on (an exception, non-finite output) is
 recorded in the failures report with its reason and left without a value

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -34,6 +33,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from distillery.atomic import atomic_write
 from distillery.confidence import TRUSTED_FLOOR, trusted_counts, trusted_warning
 from distillery.ingest import native_writer
 from distillery.ingest.bags import calibration, decode, geometry
@@ -246,21 +246,15 @@ def extract_bag(bag: str, out_dir: str, settings: BagSettings, progress: bool = 
         confidence = {ds[i]: cs[j] for i, j in associate([t / 1e9 for t in ds], [t / 1e9 for t in cs],
                                                           settings.tolerance).items()}
     plan = Plan(pairs, _sequence_of([c for c, _ in pairs], settings.sequence_seconds), confidence)
-    out = Path(out_dir)
-    tmp = out.with_name(out.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    writer = Writer(tmp, cams, t_cd, settings, plan)
-    try:
-        written = _second_pass(source, found, plan, writer, progress)
-        writer.finish()
-        report = _report(bag, source, found, settings, plan, t_cd, written, writer)
-        (tmp / "extract.json").write_text(json.dumps(report, indent=1) + "\n")
-        shutil.rmtree(out, ignore_errors=True)
-        tmp.rename(out)
-    finally:
-        writer.pool.shutdown(cancel_futures=True)
-        shutil.rmtree(tmp, ignore_errors=True)
+    with atomic_write(out_dir, folder=True) as tmp:  # the folder appears complete, or not at all
+        writer = Writer(tmp, cams, t_cd, settings, plan)
+        try:
+            written = _second_pass(source, found, plan, writer, progress)
+            writer.finish()
+            report = _report(bag, source, found, settings, plan, t_cd, written, writer)
+            (tmp / "extract.json").write_text(json.dumps(report, indent=1) + "\n")
+        finally:
+            writer.pool.shutdown(cancel_futures=True)
     if source.truncated:
         log.warning("%s is cut short: extracted %d frames from the %d messages before the cut",
                     bag, written, source.salvaged)

@@ -1,0 +1,170 @@
+"""The one durable writer: every file and folder Distillery writes reaches its name through here.
+
+`atomic_write(path)` gives a temporary sibling of `path` (same folder, so the
+rename stays on one file system); the caller writes it (h5py, torch.save,
+onnx.save, numpy, a tarball, or a whole folder with `folder=True`); on a
+clean exit the sibling is fsynced (every file of a folder too), renamed onto
+`path`, and the parent folder fsynced. A reader, or the retry of a job
+killed at any point, sees either the old `path` or the complete new one,
+never a half-written file.
+
+Why each fsync: without the first one, a crash (power loss, node failure)
+after the rename can leave `path` naming a file whose data never reached the
+disk (a complete-looking file of zeros); the folder fsync makes the rename
+itself last. A temporary sibling left by a killed writer
+(`.<name>.<host>.<pid>-<n>.tmp`) is never read; the next writer of the same
+path on the same host removes those whose process is gone.
+
+`crash_point(name)` is a test hook: when `DISTILLERY_CRASH_AT` names the point
+(comma-separated list), the process SIGKILLs itself there, so tests can kill a
+writer between any two steps. Unset (always, outside tests) it does nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+from pathlib import Path
+
+CRASH_ENV = "DISTILLERY_CRASH_AT"
+_HOST = re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname()) or "host"
+_COUNTER = itertools.count()
+
+
+def crash_point(name: str) -> None:
+    """SIGKILL this process here when DISTILLERY_CRASH_AT names `name` (tests only)."""
+    if name in os.environ.get(CRASH_ENV, "").split(","):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def clean_stale(path: str | os.PathLike) -> list[Path]:
+    """Remove temporary siblings of `path` left by killed writers on this host; returns them."""
+    path = Path(path)
+    pattern = re.compile(rf"^\.{re.escape(path.name)}\.{re.escape(_HOST)}\.(\d+)-\d+\.(tmp|old)$")
+    stale = []
+    if path.parent.is_dir():
+        for entry in path.parent.iterdir():
+            m = pattern.match(entry.name)
+            if m and int(m.group(1)) != os.getpid() and not _alive(int(m.group(1))):
+                _remove(entry)
+                stale.append(entry)
+    return stale
+
+
+def atomic_target(path: str | os.PathLike, suffix: str = "tmp", clean: bool = True) -> Path:
+    """A fresh temporary sibling of `path` (its folder created); `replace_durable` it onto `path`.
+
+    `clean` removes killed writers' siblings first (a scan of the folder): writers of many files
+    into one folder pass False and clean the folder once themselves."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if clean:
+        clean_stale(path)
+    return path.with_name(f".{path.name}.{_HOST}.{os.getpid()}-{next(_COUNTER)}.{suffix}")
+
+
+def fsync_path(path: str | os.PathLike) -> None:
+    """Flush a file's (or a folder's entries') data to disk: what a rename after it may rely on."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_tree(path: str | os.PathLike) -> None:
+    """fsync a file, or every file and folder below a folder (the folder last)."""
+    path = Path(path)
+    if path.is_dir():
+        for root, dirs, files in os.walk(path, topdown=False):
+            for name in files:
+                if not os.path.islink(os.path.join(root, name)):
+                    fsync_path(os.path.join(root, name))
+            fsync_path(root)
+    else:
+        fsync_path(path)
+
+
+def replace_durable(tmp: str | os.PathLike, path: str | os.PathLike) -> None:
+    """fsync `tmp` (a file or a folder), rename it onto `path`, fsync the parent folder.
+
+    A folder cannot be renamed onto a non-empty folder: the old one is first renamed
+    aside (a temporary sibling) and removed after, so a kill in between leaves no
+    `path` and the retry writes it again."""
+    tmp, path = Path(tmp), Path(path)
+    fsync_tree(tmp)
+    crash_point("atomic:before-rename")
+    old = None
+    if tmp.is_dir() and path.is_dir() and not path.is_symlink():
+        old = atomic_target(path, "old")
+        os.replace(path, old)
+    os.replace(tmp, path)
+    fsync_path(path.resolve().parent)
+    if old is not None:
+        _remove(old)
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike, folder: bool = False, clean: bool = True):
+    """Yield a temporary sibling of `path` to write (a created folder when `folder`); on a clean exit
+    make it `path` durably (replace_durable); on an error remove it and leave `path` as it was."""
+    tmp = atomic_target(path, clean=clean)
+    if folder:
+        tmp.mkdir()
+    try:
+        yield tmp
+        replace_durable(tmp, path)
+    finally:
+        if tmp.exists() or tmp.is_symlink():
+            _remove(tmp)
+
+
+def move_durable(src: str | os.PathLike, dest: str | os.PathLike) -> None:
+    """Rename an existing file or folder to `dest` (same file system) and fsync both folders."""
+    src, dest = Path(src), Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(src, dest)
+    fsync_path(dest.resolve().parent)
+    if src.parent.resolve() != dest.parent.resolve():
+        fsync_path(src.resolve().parent)
+
+
+def write_bytes_atomic(path: str | os.PathLike, data: bytes, clean: bool = True) -> None:
+    with atomic_write(path, clean=clean) as tmp:
+        tmp.write_bytes(data)
+
+
+def write_text_atomic(path: str | os.PathLike, text: str, encoding: str = "utf-8") -> None:
+    with atomic_write(path) as tmp:
+        tmp.write_text(text, encoding=encoding)
+
+
+def write_json_atomic(path: str | os.PathLike, data, **dump) -> None:
+    write_text_atomic(path, json.dumps(data, **dump) + "\n")
+
+
+def write_jsonl_atomic(path: str | os.PathLike, rows) -> None:
+    write_text_atomic(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
