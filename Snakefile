@@ -6,7 +6,7 @@ min_version("9.0")
 
 
 # config/config.yaml (the template of a real run) unless --configfile names whole configurations of
-# its own, e.g. `--configfile config/demo.yaml` (`make demo`): see src/distillery/workflow.py.
+# its own, e.g. `--configfile config/demo.yaml` (`make demo`): see src/distillery/workflow/checks.py.
 from distillery.workflow import template_configfile
 
 if template_configfile(workflow.basedir, workflow.overwrite_configfiles):
@@ -29,8 +29,8 @@ include: "workflow/rules/deploy.smk"
 rule all:
     input:
         rules.merge_manifest.output,
-        selection_targets(),
-        training_targets(),
-        report_targets(),
-        deploy_targets(),
+        wf.selection_targets(),
+        expand("results/train/{version}/best.pt", version=wf.built_versions()),
+        wf.report_targets(),
+        wf.deploy_targets(),
     default_target: True

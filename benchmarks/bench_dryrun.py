@@ -54,7 +54,8 @@ def benchmark_config(data: Path, frames_per_shard: int) -> dict:
         "training": {"build": None, "versions": {
             "V1": dict(metric, depth_teacher="relative", depth_loss="l1", kendall=False),
             "V3": metric,
-            "V7": dict(metric, parent="V3", lr=3.0e-4, datasets=["corridor"], val_datasets=["corridor"])}},
+            "V7": dict(metric, parent="V3", lr=3.0e-4, freeze_encoder_epochs=0, datasets=["corridor"],
+                       val_datasets=["corridor"])}},
         "evaluation": {"sets": None, "device": "cpu"},
     }
 

@@ -139,3 +139,11 @@ def test_workflow_fetches_the_encoders_on_the_login_node_and_hands_jobs_the_cach
     assert demo.returncode == 0 and "download_weights" not in demo.stdout
     assert yaml.safe_load(DEMO.read_text())["training"]["defaults"]["encoder_weights"] == "random"
     assert (ROOT / "workflow" / "rules" / "teachers.smk").read_text().count("rule download_weights:") == 1
+
+
+def test_hub_repositories_of_the_backbones_are_timms_own():
+    """The workflow names the files to fetch from a table (no timm import at DAG build): it must be timm's."""
+    from distillery.student.backbones import BACKBONES, HUB_REPOS
+
+    for timm_name, _ in BACKBONES.values():
+        assert HUB_REPOS[timm_name] == timm.models.get_pretrained_cfg(timm_name).hf_hub_id

@@ -138,7 +138,7 @@ def test_clean_tree_runs_every_version_parents_first(tmp_path):
         inputs = re.search(r"input: (.*)", block.group(0)).group(1)
         parent = entry.get("parent")
         assert (f"results/train/{parent}/best.pt" in inputs) if parent else ("results/train/" not in inputs)
-    assert "--init-from results/train/V5/best.pt" in out  # V7, V8 fine-tune from V5
+    assert "--init-from 'results/train/V5/best.pt'" in out  # V7, V8 fine-tune from V5
 
 
 def mark_built(work: Path, cfg: dict, rounds: int = 10) -> None:

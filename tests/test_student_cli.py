@@ -81,7 +81,7 @@ def test_dry_run_plans_train_student_and_a_fine_tune_after_its_parent(tmp_path):
     proc = snakemake(tmp_path / "wd", "-n", "-p", config=cfg)
     out = proc.stdout + proc.stderr
     assert out.count("rule train_student") == 2
-    assert "--init-from results/train/tiny/best.pt" in out
+    assert "--init-from 'results/train/tiny/best.pt'" in out
     assert "torchrun --standalone --nproc_per_node 2 -m distillery.cli train" in out  # the child's two GPUs
     lint = snakemake(tmp_path / "wd", "--lint", config=cfg, check=False)
     assert lint.returncode == 0 and "Lints for" not in lint.stdout + lint.stderr

@@ -145,5 +145,5 @@ def check_request(rule: str, request: Request, partition: str, nodes=None) -> No
     if problem:
         raise RequestTooLarge(
             f"rule {rule} {problem}. Slurm would keep this job pending for ever. Make the job smaller (the "
-            "sizes table in workflow/rules/common.smk, or set-resources in the profile) or send it to a "
+            "sizes table in src/distillery/workflow/jobs.py, or set-resources in the profile) or send it to a "
             "partition with larger nodes.")

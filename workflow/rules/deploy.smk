@@ -18,8 +18,8 @@ rule export_onnx:
         fused="results/deploy/{version}/fused.onnx",
         fused_report="results/deploy/{version}/fused.json",
     params:
-        frames=deploy_setting("parity_frames"),
-        fused_frames=deploy_setting("fused_frames"),
+        frames=config["deploy"]["parity_frames"],
+        fused_frames=config["deploy"]["fused_frames"],
     log:
         "logs/export_onnx/{version}.log",
     benchmark:
@@ -43,8 +43,8 @@ rule calibration_set:
     output:
         calibration=CALIBRATION,
     params:
-        frames=deploy_setting("calibration_frames"),
-        seed=deploy_setting("calibration_seed"),
+        frames=config["deploy"]["calibration_frames"],
+        seed=config["deploy"]["calibration_seed"],
     log:
         "logs/calibration_set/calibration_set.log",
     benchmark:
@@ -67,14 +67,10 @@ rule quantize_int8:
         onnx="results/deploy/{version}/student.int8.onnx",
         report="results/deploy/{version}/quantization.json",
     params:
-        eval_frames=(
-            f"--eval-frames {deploy_setting('eval_frames')}"
-            if deploy_setting("eval_frames")
-            else ""
-        ),
-        max_delta1_drop=deploy_setting("int8_max_delta1_drop"),
-        max_absrel_increase=deploy_setting("int8_max_absrel_increase"),
-        max_miou_drop=deploy_setting("int8_max_miou_drop"),
+        eval_frames=config["deploy"]["eval_frames"],
+        max_delta1_drop=config["deploy"]["int8_max_delta1_drop"],
+        max_absrel_increase=config["deploy"]["int8_max_absrel_increase"],
+        max_miou_drop=config["deploy"]["int8_max_miou_drop"],
     log:
         "logs/quantize_int8/{version}.log",
     benchmark:
@@ -87,7 +83,7 @@ rule quantize_int8:
     shell:
         "distillery quantize --onnx {input.onnx:q} --calibration {input.calibration:q} "
         "--manifest {input.manifest:q} --out {output.onnx:q} --report {output.report:q} "
-        "{params.eval_frames} --version {wildcards.version} --max-delta1-drop {params.max_delta1_drop} "
+        "--eval-frames {params.eval_frames} --version {wildcards.version} --max-delta1-drop {params.max_delta1_drop} "
         "--max-absrel-increase {params.max_absrel_increase} --max-miou-drop {params.max_miou_drop} "
         "--threads {threads} > {log:q} 2>&1 || {{ tail -n 3 {log:q} >&2; exit 1; }}"
 
@@ -99,7 +95,7 @@ rule test_frames:
     output:
         frames=TEST_FRAMES,
     params:
-        frames=deploy_setting("agreement_frames"),
+        frames=config["deploy"]["agreement_frames"],
     log:
         "logs/test_frames/test_frames.log",
     benchmark:
@@ -121,13 +117,13 @@ rule model_card:
         int8="results/deploy/{version}/student.int8.onnx",
         fused="results/deploy/{version}/fused.onnx",
         calibration=CALIBRATION,
-        evaluations=deploy_evaluations,
+        evaluations=lambda w: wf.evaluation_targets([w.version]),
     output:
         card="results/deploy/{version}/model_card.json",
     params:
-        deploy_dir=deploy_dir,
+        deploy_dir=lambda w, input: os.path.dirname(input.onnx),
         evaluation_dir="results/evaluation/{version}",
-        parent=deploy_parent,
+        parent=lambda w: wf.parent(w.version) or "",
     log:
         "logs/model_card/{version}.log",
     benchmark:
@@ -137,7 +133,7 @@ rule model_card:
     conda:
         "../../envs/distillery.yaml"
     shell:
-        "distillery model-card --version {wildcards.version} {params.parent} "
+        "distillery model-card --version {wildcards.version} --parent '{params.parent}' "
         "--checkpoint {input.checkpoint:q} --manifest {input.manifest:q} "
         "--deploy-dir {params.deploy_dir} --calibration {input.calibration:q} "
         "--evaluation-dir {params.evaluation_dir} --out {output.card:q} > {log:q} 2>&1"
@@ -156,7 +152,7 @@ rule jetson_bundle:
         folder=directory("results/deploy/{version}/jetson_bundle"),
         tarball="results/deploy/{version}/jetson_bundle.tar.gz",
     params:
-        deploy_dir=deploy_dir,
+        deploy_dir=lambda w, input: os.path.dirname(input.card),
     log:
         "logs/jetson_bundle/{version}.log",
     benchmark:
@@ -199,9 +195,9 @@ rule engine_latency:
     output:
         latency="results/deploy/{version}/engines/{precision}.latency.json",
     params:
-        warmup=deploy_setting("engine_warmup"),
-        runs=deploy_setting("engine_runs"),
-        budget_ms=deploy_setting("latency_budget_ms"),
+        warmup=config["deploy"]["engine_warmup"],
+        runs=config["deploy"]["engine_runs"],
+        budget_ms=config["deploy"]["latency_budget_ms"],
     log:
         "logs/engine_latency/{version}/{precision}.log",
     benchmark:
@@ -227,7 +223,7 @@ rule engine_agreement:
     output:
         agreement="results/deploy/{version}/engines/{precision}.agreement.json",
     params:
-        frames=deploy_setting("agreement_frames"),
+        frames=config["deploy"]["agreement_frames"],
     wildcard_constraints:
         precision="fp16|int8",
     log:

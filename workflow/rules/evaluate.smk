@@ -14,17 +14,21 @@ rule evaluate_version:
     params:
         sets=" ".join(EVALUATION_SETS),
         out_dir="results/evaluation/{version}",
-        settings=evaluation_args(),
+        resamples=config["evaluation"]["bootstrap"]["resamples"],
+        seed=config["evaluation"]["bootstrap"]["seed"],
+        batch_size=config["evaluation"]["batch_size"],
+        device=config["evaluation"]["device"],
     log:
         "logs/evaluate_version/{version}.log",
     benchmark:
         "results/benchmarks/evaluate_version/{version}.tsv"
     threads: 1  # per job: on a few cores, jobs side by side beat threads (imports and I/O are serial)
     resources:
-        **job_resources("evaluate_version", gpu=evaluation_gpus()),
+        **job_resources("evaluate_version", gpu=int(config["evaluation"]["device"] == "cuda")),
     conda:
         "../../envs/distillery.yaml"
     shell:
         "distillery evaluate --checkpoint {input.checkpoint:q} --manifest {input.manifest:q} "
         "--set {params.sets} --out-dir {params.out_dir} --version-name {wildcards.version} "
-        "{params.settings} --threads {threads} --quiet > {log:q} 2>&1"
+        "--bootstrap {params.resamples} --seed {params.seed} --batch-size {params.batch_size} "
+        "--device {params.device} --threads {threads} --quiet > {log:q} 2>&1"

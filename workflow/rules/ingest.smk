@@ -3,11 +3,11 @@
 
 rule extract_bag:
     input:
-        bag=bag_path,
+        bag=lambda w: DATASETS[w.dataset]["bag"]["path"],
     output:
         folder=directory("results/bags/{dataset}"),
     params:
-        settings=bag_args,
+        settings=lambda w: as_json(DATASETS[w.dataset]["bag"]),
     log:
         "logs/extract_bag/{dataset}.log",
     benchmark:
@@ -17,18 +17,21 @@ rule extract_bag:
     conda:
         "../../envs/distillery.yaml"
     shell:
-        "distillery extract-bag {input.bag:q} --out {output.folder:q} {params.settings} --quiet "
+        "distillery extract-bag {input.bag:q} --out {output.folder:q} --settings {params.settings:q} --quiet "
         "> {log:q} 2>&1"
 
 
 rule index_dataset:
     input:
-        folder=dataset_folder,
+        folder=lambda w: wf.dataset_folder(w.dataset),
     output:
         index="results/index/{dataset}.jsonl",
         quarantine="results/index/{dataset}.quarantine.jsonl",
     params:
-        reader=reader_args,
+        layout=lambda w: wf.reader_settings(w.dataset)["layout"],
+        depth_scale=lambda w: wf.reader_settings(w.dataset)["depth_scale"],
+        intrinsics=lambda w: as_json(wf.reader_settings(w.dataset)["intrinsics"]),
+        max_pair_dt=config["ingest"]["max_pair_dt"],
     log:
         "logs/index_dataset/{dataset}.log",
     benchmark:
@@ -39,7 +42,8 @@ rule index_dataset:
         "../../envs/distillery.yaml"
     shell:
         "distillery index --dataset {input.folder:q} --name {wildcards.dataset} "
-        "{params.reader} --out {output.index:q} --quarantine {output.quarantine:q} "
+        "--layout {params.layout} --depth-scale {params.depth_scale} "
+        "--intrinsics {params.intrinsics:q} --max-pair-dt {params.max_pair_dt} --out {output.index:q} --quarantine {output.quarantine:q} "
         "> {log:q} 2>&1"
 
 
@@ -51,8 +55,8 @@ checkpoint plan_shards:
     params:
         frames_per_shard=config["sharding"]["frames_per_shard"],
         seed=config["sharding"]["seed"],
-        splits=shlex.quote(json.dumps(config["sharding"]["splits"])),
-        overrides=shlex.quote(json.dumps(split_overrides())),
+        splits=as_json(config["sharding"]["splits"]),
+        overrides=as_json(wf.split_overrides()),
     log:
         "logs/plan_shards/plan_shards.log",
     benchmark:
@@ -64,7 +68,7 @@ checkpoint plan_shards:
     shell:
         "distillery plan-shards {input.indexes:q} --out {output.plan:q} "
         "--frames-per-shard {params.frames_per_shard} --seed {params.seed} "
-        "--splits {params.splits} --split-overrides {params.overrides} > {log:q} 2>&1"
+        "--splits {params.splits:q} --split-overrides {params.overrides:q} > {log:q} 2>&1"
 
 
 # A shard's name is a hash of its frame list: an existing name means unchanged frames, so the re-written
@@ -76,7 +80,12 @@ rule pack_shard:
         h5="results/shards/{shard}.h5",
         quarantine="results/shards/{shard}.quarantine.jsonl",
     params:
-        settings=pack_args(),
+        height=config["ingest"]["height"],
+        width=config["ingest"]["width"],
+        fit=config["ingest"]["fit"],
+        max_depth=config["ingest"]["max_depth_m"],
+        trusted_floor=config["ingest"]["trusted_floor"],
+        compression_level=config["manifest"]["compression_level"],
     log:
         "logs/pack_shard/{shard}.log",
     benchmark:
@@ -87,4 +96,6 @@ rule pack_shard:
         "../../envs/distillery.yaml"
     shell:
         "distillery pack-shard --frames {input.frames:q} --out {output.h5:q} "
-        "--quarantine {output.quarantine:q} {params.settings} > {log:q} 2>&1"
+        "--quarantine {output.quarantine:q} --height {params.height} --width {params.width} --fit {params.fit} "
+        "--max-depth {params.max_depth} --trusted-floor {params.trusted_floor} "
+        "--compression-level {params.compression_level} > {log:q} 2>&1"

@@ -15,7 +15,7 @@ rule merge_manifest:
     params:
         max_bad_share=config["ingest"]["max_bad_share"],
         compression_level=config["manifest"]["compression_level"],
-        max_failed_share=max_failed_share(),
+        max_failed_share=wf.max_failed_share(),
     log:
         "logs/merge_manifest/merge_manifest.log",
     benchmark:

@@ -9,8 +9,8 @@ rule report:
         html="results/report/lineage.html",
         md="results/report/lineage.md",
     params:
-        lineage=report_lineage(),
-        checkpoints=report_checkpoint_args(),
+        lineage=as_json(wf.lineage_summary()),
+        checkpoints=[f"{v}=results/train/{v}/best.pt" for v in wf.built_versions()],
         deploy_dir="results/deploy",
         frames=3,
     log:
@@ -22,6 +22,6 @@ rule report:
     conda:
         "../../envs/distillery.yaml"
     shell:
-        "distillery report --evaluations {input.evaluations:q} --lineage {params.lineage} "
-        "--manifest {input.manifest:q} {params.checkpoints} --deploy-dir {params.deploy_dir} "
+        "distillery report --evaluations {input.evaluations:q} --lineage {params.lineage:q} "
+        "--manifest {input.manifest:q} --checkpoint {params.checkpoints:q} --deploy-dir {params.deploy_dir} "
         "--frames {params.frames} --out-html {output.html:q} --out-md {output.md:q} > {log:q} 2>&1"

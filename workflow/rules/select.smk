@@ -10,7 +10,11 @@ rule select_frames:
     output:
         selection="results/select/{shard}.json",
     params:
-        settings=select_args(),
+        how=wf.select_settings()["how"],
+        amount=wf.select_settings()["amount"],
+        translation_m=wf.select_settings()["translation_m"],
+        rotation_deg=wf.select_settings()["rotation_deg"],
+        depth_weight=wf.select_settings()["depth_weight"],
     log:
         "logs/select_frames/{shard}.log",
     benchmark:
@@ -20,7 +24,9 @@ rule select_frames:
     conda:
         "../../envs/distillery.yaml"
     shell:
-        "distillery select --shard {input.shard:q} {params.settings} --out {output.selection:q} > {log:q} 2>&1"
+        "distillery select --shard {input.shard:q} --{params.how} {params.amount} "
+        "--translation-m {params.translation_m} --rotation-deg {params.rotation_deg} "
+        "--depth-weight {params.depth_weight} --out {output.selection:q} > {log:q} 2>&1"
 
 
 rule selection_index:

@@ -13,7 +13,9 @@ rule download_weights:
     output:
         f"{WEIGHTS_CACHE}/{{weights_file}}",
     params:
-        args=download_args,
+        repo=lambda w: hub_file(w).repo,
+        file=lambda w: hub_file(w).filename,
+        cache=lambda w: WEIGHTS_CACHE,
     wildcard_constraints:
         weights_file=hub_weights_pattern(),
     log:
@@ -23,7 +25,8 @@ rule download_weights:
     conda:
         "../../envs/teachers.yaml"
     shell:
-        "distillery teach download-weights {params.args} > {log:q} 2>&1"
+        "distillery teach download-weights --repo {params.repo} --file {params.file:q} --cache {params.cache:q} "
+        "> {log:q} 2>&1"
 
 
 rule download_weights_all:
@@ -35,9 +38,9 @@ rule teacher_settings:
     output:
         settings="results/teachers/{teacher}/settings.json",
     wildcard_constraints:
-        teacher=teacher_id_pattern(),
+        teacher=wf.teacher_id_pattern(),
     params:
-        settings=teacher_settings,
+        settings=lambda w: as_json(wf.teacher_settings(w.teacher)),
     log:
         "logs/teacher_settings/{teacher}.log",
     benchmark:
@@ -47,40 +50,43 @@ rule teacher_settings:
     conda:
         "../../envs/teachers.yaml"
     shell:
-        "distillery teach settings --settings {params.settings} --out {output.settings:q} > {log:q} 2>&1"
+        "distillery teach settings --settings {params.settings:q} --out {output.settings:q} > {log:q} 2>&1"
 
 
 rule teacher_sanity:
     input:
-        shards=shard_files,
+        shards=sanity_shard_files,
         settings="results/teachers/{teacher}/settings.json",
         weights=teacher_weights_input,
     output:
         report="results/teachers/{teacher}/sanity.json",
     wildcard_constraints:
-        teacher=teacher_id_pattern("depth"),
+        teacher=wf.teacher_id_pattern("depth"),
     params:
-        teacher=teacher_spec,
-        runtime=teacher_runtime_args,
-        limits=teacher_sanity_args(),
+        teacher=per_teacher("depth", wf.teacher_spec, as_json),
+        device=per_teacher("depth", wf.teacher_device),
+        precision=wf.teachers.get("precision"),
+        weights_cache=WEIGHTS_CACHE,
+        limits=as_json(wf.teachers.get("sanity", {})),
     log:
         "logs/teacher_sanity/{teacher}.log",
     benchmark:
         "results/benchmarks/teacher_sanity/{teacher}.tsv"
     resources:
-        **job_resources(teacher_size, gpu=teacher_gpus),
+        **job_resources(per_teacher("depth", wf.teacher_size), gpu=per_teacher("depth", wf.teacher_gpus)),
     conda:
         "../../envs/teachers.yaml"
     shell:
-        "distillery teach sanity --shards {input.shards:q} --teacher {params.teacher} "
-        "{params.runtime} --limits {params.limits} --out {output.report:q} > {log:q} 2>&1"
+        "distillery teach sanity --shards {input.shards:q} --teacher {params.teacher:q} "
+        "--device {params.device} --precision {params.precision} --weights-cache {params.weights_cache:q} "
+        "--limits {params.limits:q} --out {output.report:q} > {log:q} 2>&1"
 
 
 rule teacher_depth:
     input:
         unpack(selection_input),  # with select: in the config, only the selected frames
         shard="results/shards/{shard}.h5",
-        # ancient: the gate re-runs when a shard is added; that must not re-label the other shards
+        # ancient: the gate re-runs when its shards change (a new plan); that must not re-label the others
         sanity=ancient("results/teachers/{teacher}/sanity.json"),
         settings="results/teachers/{teacher}/settings.json",  # changed settings re-label its layers
         weights=teacher_weights_input,
@@ -88,25 +94,28 @@ rule teacher_depth:
         layer="results/teachers/{teacher}/{shard}.h5",
         failures="results/teachers/{teacher}/{shard}.failures.jsonl",
     wildcard_constraints:
-        teacher=teacher_id_pattern("depth"),
+        teacher=wf.teacher_id_pattern("depth"),
     params:
-        teacher=teacher_spec,
-        runtime=teacher_runtime_args,
-        selection=selection_arg,
-        batch_size=teacher_batch_size,
+        selection=selection_param,
+        teacher=per_teacher("depth", wf.teacher_spec, as_json),
+        device=per_teacher("depth", wf.teacher_device),
+        precision=wf.teachers.get("precision"),
+        weights_cache=WEIGHTS_CACHE,
+        batch_size=per_teacher("depth", wf.teacher_batch_size),
     log:
         "logs/teacher_depth/{teacher}/{shard}.log",
     benchmark:
         "results/benchmarks/teacher_depth/{teacher}/{shard}.tsv"
-    threads: teacher_threads
+    threads: per_teacher("depth", wf.teacher_threads)
     resources:
-        **job_resources(teacher_size, gpu=teacher_gpus),
+        **job_resources(per_teacher("depth", wf.teacher_size), gpu=per_teacher("depth", wf.teacher_gpus)),
     conda:
         "../../envs/teachers.yaml"
     shell:
         "distillery teach depth --shard {input.shard:q} --out {output.layer:q} "
-        "--failures {output.failures:q} --teacher {params.teacher} {params.runtime} "
-        "{params.selection} --batch-size {params.batch_size} --threads {threads} > {log:q} 2>&1"
+        "--failures {output.failures:q} --teacher {params.teacher:q} --device {params.device} "
+        "--precision {params.precision} --weights-cache {params.weights_cache:q} "
+        "--selection '{params.selection}' --batch-size {params.batch_size} --threads {threads} > {log:q} 2>&1"
 
 
 rule teacher_detect:
@@ -119,25 +128,28 @@ rule teacher_detect:
         layer="results/teachers/{teacher}/{shard}.h5",
         failures="results/teachers/{teacher}/{shard}.failures.jsonl",
     wildcard_constraints:
-        teacher=teacher_id_pattern("detect"),
+        teacher=wf.teacher_id_pattern("detect"),
     params:
-        teacher=teacher_spec,
-        runtime=teacher_runtime_args,
-        selection=selection_arg,
-        batch_size=teacher_batch_size,
+        selection=selection_param,
+        teacher=per_teacher("detect", wf.teacher_spec, as_json),
+        device=per_teacher("detect", wf.teacher_device),
+        precision=wf.teachers.get("precision"),
+        weights_cache=WEIGHTS_CACHE,
+        batch_size=per_teacher("detect", wf.teacher_batch_size),
     log:
         "logs/teacher_detect/{teacher}/{shard}.log",
     benchmark:
         "results/benchmarks/teacher_detect/{teacher}/{shard}.tsv"
-    threads: teacher_threads
+    threads: per_teacher("detect", wf.teacher_threads)
     resources:
-        **job_resources(teacher_size, gpu=teacher_gpus),
+        **job_resources(per_teacher("detect", wf.teacher_size), gpu=per_teacher("detect", wf.teacher_gpus)),
     conda:
         "../../envs/teachers.yaml"
     shell:
         "distillery teach detect --shard {input.shard:q} --out {output.layer:q} "
-        "--failures {output.failures:q} --teacher {params.teacher} {params.runtime} "
-        "{params.selection} --batch-size {params.batch_size} --threads {threads} > {log:q} 2>&1"
+        "--failures {output.failures:q} --teacher {params.teacher:q} --device {params.device} "
+        "--precision {params.precision} --weights-cache {params.weights_cache:q} "
+        "--selection '{params.selection}' --batch-size {params.batch_size} --threads {threads} > {log:q} 2>&1"
 
 
 rule teacher_segment:
@@ -151,24 +163,27 @@ rule teacher_segment:
         layer="results/teachers/{teacher}/{shard}.h5",
         failures="results/teachers/{teacher}/{shard}.failures.jsonl",
     wildcard_constraints:
-        teacher=teacher_id_pattern("segment"),
+        teacher=wf.teacher_id_pattern("segment"),
     params:
-        teacher=teacher_spec,
-        runtime=teacher_runtime_args,
-        selection=selection_arg,
-        batch_size=teacher_batch_size,
-        labeller=teacher_labeller_args(),
+        selection=selection_param,
+        teacher=per_teacher("segment", wf.teacher_spec, as_json),
+        device=per_teacher("segment", wf.teacher_device),
+        precision=wf.teachers.get("precision"),
+        weights_cache=WEIGHTS_CACHE,
+        batch_size=per_teacher("segment", wf.teacher_batch_size),
+        labeller=as_json(wf.teachers.get("labeller", {})),
     log:
         "logs/teacher_segment/{teacher}/{shard}.log",
     benchmark:
         "results/benchmarks/teacher_segment/{teacher}/{shard}.tsv"
-    threads: teacher_threads
+    threads: per_teacher("segment", wf.teacher_threads)
     resources:
-        **job_resources(teacher_size, gpu=teacher_gpus),
+        **job_resources(per_teacher("segment", wf.teacher_size), gpu=per_teacher("segment", wf.teacher_gpus)),
     conda:
         "../../envs/teachers.yaml"
     shell:
         "distillery teach segment --shard {input.shard:q} --depth-layer {input.depth:q} "
         "--detect-layer {input.detect:q} --out {output.layer:q} --failures {output.failures:q} "
-        "--teacher {params.teacher} --labeller {params.labeller} {params.runtime} "
-        "{params.selection} --batch-size {params.batch_size} --threads {threads} > {log:q} 2>&1"
+        "--teacher {params.teacher:q} --labeller {params.labeller:q} --device {params.device} "
+        "--precision {params.precision} --weights-cache {params.weights_cache:q} "
+        "--selection '{params.selection}' --batch-size {params.batch_size} --threads {threads} > {log:q} 2>&1"

@@ -10,19 +10,23 @@ rule train_student:
         version="[A-Za-z0-9_.-]+",
     params:
         out="results/train/{version}",
-        settings=train_settings,
-        init_from=init_from_arg,
-        launcher=train_launcher,
+        settings=lambda w: as_json(wf.train_settings(w.version)),
+        init_from=lambda w: f"results/train/{wf.parent(w.version)}/best.pt" if wf.parent(w.version) else "",
+        launcher=lambda w: wf.train_launcher(w.version),
     log:
         "logs/train_student/{version}.log",
     benchmark:
         "results/benchmarks/train_student/{version}.tsv"
-    threads: train_threads
+    threads: lambda w: wf.train_threads(w.version)
     resources:
-        **job_resources(train_size, gpu=train_gpus, cpus=train_threads),
+        **job_resources(
+            lambda w: "train_gpu" if wf.train_gpus(w.version) else "train_cpu",
+            gpu=lambda w: wf.train_gpus(w.version),
+            cpus=lambda w: wf.train_threads(w.version),
+        ),
     conda:
         "../../envs/distillery.yaml"
     shell:
         "{params.launcher} train --manifest {input.manifest:q} --out {params.out} "
-        "--config-json {params.settings} {params.init_from} --threads {threads} --quiet "
+        "--config-json {params.settings:q} --init-from '{params.init_from}' --threads {threads} --quiet "
         "> {log:q} 2>&1"

@@ -29,6 +29,11 @@ BUNDLE_FILES = ("student.onnx", "student.fp16.onnx", "student.int8.onnx", "fused
 INT8_BOUNDS = {"int8_max_delta1_drop": 0.02, "int8_max_absrel_increase": 0.02, "int8_max_miou_drop": 0.03}
 
 
+def _optional_int(text: str) -> int | None:
+    """A count, or None for `None` / `null` (a config setting left unset)."""
+    return None if text in ("None", "null", "") else int(text)
+
+
 def _write_json(path, data) -> None:
     write_text_atomic(path, json.dumps(data, indent=1) + "\n")
 
@@ -141,7 +146,7 @@ def _run_card(args) -> int:
     parity = _load(d / "parity.json")
     card = build_card(args.version, args.checkpoint, args.manifest, files, parity and parity.get("fp32"),
                       _load(d / "quantization.json"), _load(d / "fused.json"), args.evaluation_dir,
-                      parity and parity.get("export"), args.parent)
+                      parity and parity.get("export"), args.parent or None)
     if card["fused_graph"]:
         card["fused_graph"].pop("per_frame", None)
     _write_json(args.out, card)
@@ -243,7 +248,7 @@ def register(sub) -> None:
     p.add_argument("--calibration", required=True, help="calibration.npz")
     p.add_argument("--out", required=True, help="student.int8.onnx to write")
     p.add_argument("--report", required=True, help="quantization.json to write")
-    p.add_argument("--eval-frames", type=int, default=None, help="test frames evaluated (default: all)")
+    p.add_argument("--eval-frames", type=_optional_int, default=None, help="test frames evaluated (None or absent: all)")
     p.add_argument("--version", default=None, help="version name, for the failure message")
     p.add_argument("--max-delta1-drop", type=float, default=INT8_BOUNDS["int8_max_delta1_drop"],
                    help="fail if INT8's delta1 is lower than FP32's by more (deploy.int8_max_delta1_drop)")
@@ -270,7 +275,7 @@ def register(sub) -> None:
     p = _subparser(sub, "model-card", "model_card.json of an exported version")
     _common(p, checkpoint=True)
     p.add_argument("--version", required=True, help="version name")
-    p.add_argument("--parent", default=None, help="parent version (fine-tunes)")
+    p.add_argument("--parent", default=None, help="parent version (fine-tunes; empty: none)")
     p.add_argument("--deploy-dir", required=True, help="folder with the exported files and reports")
     p.add_argument("--calibration", default=None, help="calibration.npz (default: the one in --deploy-dir)")
     p.add_argument("--evaluation-dir", default=None, help="the version's evaluation JSON folder, if any")

@@ -15,6 +15,11 @@ def register(sub) -> None:
         add(sub)
 
 
+def _optional_float(text: str) -> float | None:
+    """A number, or None for `None` / `null` (a config setting left unset)."""
+    return None if text in ("None", "null", "") else float(text)
+
+
 def _add_index(sub) -> None:
     p = sub.add_parser("index", help="index one dataset folder (no pixels decoded)",
                        description="Detect a dataset's layout, pair its RGB and depth files and write a frame "
@@ -22,8 +27,10 @@ def _add_index(sub) -> None:
     p.add_argument("--dataset", required=True, help="dataset folder (one sequence or a folder of sequences)")
     p.add_argument("--name", required=True, help="dataset name used in frame keys and the manifest")
     p.add_argument("--layout", default="auto", help="native, reference, tum, 7scenes, open3d or auto (default)")
-    p.add_argument("--depth-scale", type=float, default=None, help="raw depth units per metre (layout default)")
-    p.add_argument("--intrinsics", default=None, help="JSON {fx,fy,cx,cy,width,height} for datasets without any")
+    p.add_argument("--depth-scale", type=_optional_float, default=None,
+                   help="raw depth units per metre (None or absent: the layout's default)")
+    p.add_argument("--intrinsics", default=None,
+                   help="JSON {fx,fy,cx,cy,width,height} for datasets without any (null: none)")
     p.add_argument("--max-pair-dt", type=float, default=0.02, help="max seconds between paired RGB and depth")
     p.add_argument("--out", required=True, help="frame index to write (jsonl)")
     p.add_argument("--quarantine", required=True, help="quarantine report to write (jsonl)")

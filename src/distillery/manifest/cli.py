@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 
+from distillery.manifest.failures import MAX_FAILED_SHARE
+
 
 def register(sub) -> None:
     """Add the manifest subcommands to an argparse subparsers object."""
@@ -24,8 +26,8 @@ def _add_merge(sub) -> None:
     p.add_argument("--layers", nargs="*", default=[], help="layer files (teacher outputs per shard) to merge in")
     p.add_argument("--failures", nargs="*", default=[],
                    help="teacher failure lists, results/teachers/<teacher>/<shard>.failures.jsonl")
-    p.add_argument("--max-failed-share", type=float, default=1.0,
-                   help="largest tolerated share of a shard's frames one teacher failed on (default 1: no limit)")
+    p.add_argument("--max-failed-share", type=float, default=MAX_FAILED_SHARE,
+                   help="largest tolerated share of a shard's frames one teacher failed on (default %(default)s)")
     p.add_argument("--out-h5", required=True, help="manifest.h5 to write")
     p.add_argument("--out-jsonl", required=True, help="manifest.jsonl to write")
     p.add_argument("--out-quarantine", required=True, help="combined quarantine report to write")

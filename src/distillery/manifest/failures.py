@@ -16,6 +16,10 @@ from pathlib import Path
 
 from distillery.manifest.io import read_jsonl
 
+# teachers.max_failed_share: the largest share of a shard's frames one teacher may fail on before the
+# merge stops (the default of the CLI, the merge and the workflow; the schema states the same value).
+MAX_FAILED_SHARE = 0.05
+
 
 class TooManyFailedFrames(RuntimeError):
     """A teacher failed on more frames of a shard than teachers.max_failed_share allows."""

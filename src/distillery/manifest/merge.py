@@ -34,7 +34,7 @@ from distillery.manifest.content import content_id
 from distillery.manifest.provenance import collect_teachers
 from distillery.manifest.reader import open_shard
 from distillery.confidence import combine as combine_trusted
-from distillery.manifest.failures import check_failures, failure_report
+from distillery.manifest.failures import MAX_FAILED_SHARE, check_failures, failure_report
 from distillery.manifest import (IMAGE_FIELDS, INPUT_SIZE, LAYER_SCHEMA_NAME, ROW_FIELDS, STRING_FIELDS, atomic_target,
                                  check_schema, create_layout, manifest_records, read_jsonl, write_jsonl_atomic,
                                  replace_durable, write_text_atomic)
@@ -217,7 +217,7 @@ def _frames_per_shard(shard_paths: list[str]) -> dict[str, int]:
 def merge_manifest(shard_paths: list[str], quarantine_paths: list[str], out_h5: str, out_jsonl: str,
                    out_quarantine: str, out_summary: str, max_bad_share: float, level: int = 3,
                    progress: bool = True, layer_paths: list[str] = (), failure_paths: list[str] = (),
-                   max_failed_share: float = 1.0) -> dict:
+                   max_failed_share: float = MAX_FAILED_SHARE) -> dict:
     """Merge shards and quarantine reports; raise TooManyBadFrames past the threshold, and
     TooManyFailedFrames when a teacher failed on too many frames of a shard (manifest/failures.py).
 

@@ -38,8 +38,8 @@ def register(sub) -> None:
                    help="evaluation JSONs (results/evaluation/<version>/<set>.json)")
     p.add_argument("--lineage", required=True, help="JSON object {version: config entry}, or a file holding one")
     p.add_argument("--manifest", required=True, help="manifest.h5 (teacher provenance, panel frames)")
-    p.add_argument("--checkpoint", type=_checkpoint, action="append", default=[], metavar="VERSION=PATH",
-                   help="a version's best.pt for the qualitative panels (repeat per version)")
+    p.add_argument("--checkpoint", type=_checkpoint, action="extend", nargs="+", default=[], metavar="VERSION=PATH",
+                   help="each version's best.pt for the qualitative panels (several, or repeat the option)")
     p.add_argument("--deploy-dir", default=None, help="folder of results/deploy/<version>/quantization.json")
     p.add_argument("--frames", type=int, default=3, help="fixed test frames in the panels (default 3)")
     p.add_argument("--out-html", required=True, help="HTML page to write")

@@ -57,7 +57,8 @@ def register(sub) -> None:
     p.add_argument("--config-json", default=None, help="JSON object of settings, applied after --config")
     p.add_argument("--set", action="append", type=_setting, default=[], metavar="KEY=VALUE",
                    help="one setting, applied last (e.g. --set epochs=2 --set augmentation.flip_p=0)")
-    p.add_argument("--init-from", default=None, help="fine-tune from this checkpoint's weights (fresh optimiser)")
+    p.add_argument("--init-from", default=None,
+                   help="fine-tune from this checkpoint's weights (fresh optimiser); empty: train from scratch")
     resume = p.add_mutually_exclusive_group()
     resume.add_argument("--resume", dest="resume", action="store_const", const="always", default="auto",
                         help="continue from <out>/last.pt; fail when it is missing or from other settings")
@@ -101,7 +102,7 @@ def training_config(args):
             overrides[key] = value
     if args.weight is not None:
         overrides["manifest_weights"] = args.weight
-    if args.init_from is not None:
+    if args.init_from:
         overrides["init_from"] = args.init_from
     if args.quiet:
         overrides["progress"] = False

@@ -26,8 +26,6 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import timm
-
 from distillery.manifest.content import file_sha256
 
 log = logging.getLogger(__name__)
@@ -43,6 +41,12 @@ class MissingEncoderWeights(FileNotFoundError):
 
 def hub_repo(timm_name: str) -> str:
     """timm's Hugging Face repository of a model's default pretrained weights, e.g. timm/efficientvit_b1.r224_in1k."""
+    from distillery.student.backbones import HUB_REPOS
+
+    if timm_name in HUB_REPOS:
+        return HUB_REPOS[timm_name]
+    import timm  # a model outside the table: ask timm (imports torch)
+
     return timm.models.get_pretrained_cfg(timm_name).hf_hub_id
 
 

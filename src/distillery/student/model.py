@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from distillery.student import encoder_weights
+from distillery.student.backbones import BACKBONES
 from distillery.student.attention import use_channel_first_attention
 
 
@@ -43,10 +44,6 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 # Backbone name in the config -> (timm model name, feature indices at strides 4/8/16/32).
-BACKBONES: dict[str, tuple[str, tuple[int, ...]]] = {
-    "efficientvit_b1": ("efficientvit_b1", (0, 1, 2, 3)),
-    "mobilenetv3_small": ("mobilenetv3_small_100", (1, 2, 3, 4)),
-}
 DECODER_CHANNELS = (64, 32, 16)
 NECK_CHANNELS = 128
 DEFAULT_DEPTH_INIT_M = 2.0  # a plausible indoor depth, when the training target does not say

@@ -144,7 +144,7 @@ def _run_stage(args) -> int:
     stage = build_stage(args.task, _teacher_config(args), runtime, labeller, args.threads)
     result = run_shard(stage, args.shard, args.out, args.failures, args.batch_size, max(args.threads - 1, 0),
                        getattr(args, "depth_layer", None), getattr(args, "detect_layer", None), not args.quiet,
-                       args.selection)
+                       args.selection or None)
     print(json.dumps(result))
     return 0
 

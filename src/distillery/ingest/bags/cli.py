@@ -60,12 +60,23 @@ def register(sub) -> None:
     p.add_argument("--tf-topic", default="/tf_static", help="static transforms topic (default /tf_static)")
     p.add_argument("--salvage", action="store_true",
                    help="extract the readable prefix of a recording cut short (disk full, power lost)")
+    p.add_argument("--settings", default=None, metavar="JSON",
+                   help="a dataset's `bag:` config entry as one JSON object (keys as the options, with _); "
+                        "its keys override the options (the workflow passes this)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
 
 def settings_from_args(args):
     from distillery.ingest.bags.extract import BagSettings
+
+    given = json.loads(args.settings) if getattr(args, "settings", None) else {}
+    for key, value in given.items():
+        if key == "path":
+            continue  # the bag itself is the positional argument
+        if not hasattr(args, key):
+            raise SystemExit(f"extract-bag: --settings has an unknown key {key!r}")
+        setattr(args, key, json.dumps(value) if key == "extrinsic" and value is not None else value)
 
     return BagSettings(
         color_topic=args.color_topic, depth_topic=args.depth_topic, color_info_topic=args.color_info_topic,

@@ -49,7 +49,7 @@ def encoder_file(entry: dict, cache: str | Path):
     """The ImageNet weight file (a teachers.weights.WeightFile with its hub repo) a version's encoder starts
     from, or None: a fine-tune starts from its parent, `random` or a file path from nothing to fetch."""
     from distillery.student.encoder_weights import FILENAME, cache_file, hub_repo
-    from distillery.student.model import BACKBONES
+    from distillery.student.backbones import BACKBONES
     from distillery.teachers.weights import WeightFile
 
     if entry.get("parent") or entry.get("encoder_weights", "imagenet") not in ("imagenet", "auto"):
