@@ -108,7 +108,11 @@ rule teacher_depth:
         "results/benchmarks/teacher_depth/{teacher}/{shard}.tsv"
     threads: per_teacher("depth", wf.teacher_threads)
     resources:
-        **job_resources(per_teacher("depth", wf.teacher_size), gpu=per_teacher("depth", wf.teacher_gpus)),
+        **job_resources(
+            per_teacher("depth", wf.teacher_size),
+            gpu=per_teacher("depth", wf.teacher_gpus),
+            cpus=per_teacher("depth", wf.teacher_threads),
+        ),
     conda:
         "../../envs/teachers.yaml"
     shell:
@@ -142,7 +146,11 @@ rule teacher_detect:
         "results/benchmarks/teacher_detect/{teacher}/{shard}.tsv"
     threads: per_teacher("detect", wf.teacher_threads)
     resources:
-        **job_resources(per_teacher("detect", wf.teacher_size), gpu=per_teacher("detect", wf.teacher_gpus)),
+        **job_resources(
+            per_teacher("detect", wf.teacher_size),
+            gpu=per_teacher("detect", wf.teacher_gpus),
+            cpus=per_teacher("detect", wf.teacher_threads),
+        ),
     conda:
         "../../envs/teachers.yaml"
     shell:
@@ -178,7 +186,11 @@ rule teacher_segment:
         "results/benchmarks/teacher_segment/{teacher}/{shard}.tsv"
     threads: per_teacher("segment", wf.teacher_threads)
     resources:
-        **job_resources(per_teacher("segment", wf.teacher_size), gpu=per_teacher("segment", wf.teacher_gpus)),
+        **job_resources(
+            per_teacher("segment", wf.teacher_size),
+            gpu=per_teacher("segment", wf.teacher_gpus),
+            cpus=per_teacher("segment", wf.teacher_threads),
+        ),
     conda:
         "../../envs/teachers.yaml"
     shell:
