@@ -235,7 +235,8 @@ def test_deploy_defaults_agree_across_schema_config_and_cli():
     defaults = {k: v["default"] for k, v in props.items()}
     config = yaml.safe_load((ROOT / "config/demo.yaml").read_text())["deploy"]
     assert config.keys() == defaults.keys()  # every setting shown in the embedded config
-    demo_sized = {"calibration_frames", "parity_frames", "fused_frames", "eval_frames"}  # its comment says so
+    demo_sized = {"calibration_frames", "parity_frames", "fused_frames", "eval_frames",  # its comments say so
+                  "int8_max_delta1_drop", "int8_max_absrel_increase", "int8_max_miou_drop"}
     assert {k: v for k, v in config.items() if k not in demo_sized} == {
         k: v for k, v in defaults.items() if k not in demo_sized}
     parser = build_parser()
