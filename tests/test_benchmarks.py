@@ -63,5 +63,6 @@ def test_dry_run_benchmark_builds_every_stage_of_its_own_config(tmp_path):
 def test_every_benchmark_script_has_a_smoke_test():
     scripts = {p.stem for p in (ROOT / "benchmarks").glob("bench_*.py")}
     untested = {"bench_lineage": "runs the whole demo workflow (minutes): `make demo` covers it",
-                "bench_distill_vs_tof": "needs a manifest with teacher and truth depth (a demo run)"}
+                "bench_distill_vs_tof": "needs a manifest with teacher and truth depth (a demo run)",
+                "bench_quality": "builds a world and trains five students (about 30 minutes): `make quality`"}
     assert scripts == set(TINY) | set(SLOW) | set(untested)
