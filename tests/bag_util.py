@@ -186,12 +186,7 @@ def write_bag(path: Path, spec: BagSpec) -> Path:
     plugin = StoragePlugin.MCAP if spec.storage == "mcap" else StoragePlugin.SQLITE3
     msgs = messages(spec)
     with Writer(path, version=9, storage_plugin=plugin) as writer:
-        conns = {}
-        for topic, msgtype, _, _ in msgs:
-            if topic not in conns:
-                conns[topic] = writer.add_connection(topic, msgtype, typestore=TS)
-        for topic, msgtype, ns, msg in msgs:
-            writer.write(conns[topic], ns, TS.serialize_cdr(msg, msgtype))
+        write_messages(writer, msgs, TS, TS.serialize_cdr)
     return path
 
 
@@ -217,6 +212,16 @@ class RealsenseSpec:
     depth_unit: float = RS_DEPTH_UNIT
     padding_mib: int = 0  # bytes of an unrelated topic (e.g. an IMU/lidar stream) to make the file large
 
+
+
+def write_messages(writer, msgs, typestore, serialize) -> None:
+    """Every (topic, type, stamp_ns, message) through an open rosbags writer, one connection per topic."""
+    conns = {}
+    for topic, msgtype, _, _ in msgs:
+        if topic not in conns:
+            conns[topic] = writer.add_connection(topic, msgtype, typestore=typestore)
+    for topic, msgtype, ns, msg in msgs:
+        writer.write(conns[topic], ns, serialize(msg, msgtype))
 
 def _header1(ns: int, frame: str, seq: int = 0):
     return T1["std_msgs/msg/Header"](seq=seq, stamp=T1["builtin_interfaces/msg/Time"](sec=ns // 10**9, nanosec=ns % 10**9),
@@ -279,10 +284,5 @@ def write_realsense_bag(path: Path, spec: RealsenseSpec) -> Path:
     writer = Writer1(path)
     writer.set_compression(Writer1.CompressionFormat.LZ4)
     with writer:
-        conns = {}
-        for topic, msgtype, _, _ in msgs:
-            if topic not in conns:
-                conns[topic] = writer.add_connection(topic, msgtype, typestore=TS1)
-        for topic, msgtype, ns, msg in msgs:
-            writer.write(conns[topic], ns, TS1.serialize_ros1(msg, msgtype))
+        write_messages(writer, msgs, TS1, TS1.serialize_ros1)
     return path
