@@ -32,7 +32,7 @@ Built by Distillery. Input `rgb` float32 [N,3,{h},{w}] in [0, 1] (camera RGB / 2
 normalisation); outputs `depth` [N,1,{h},{w}] metres and `segmentation` [N,6,{h},{w}] logits
 (classes: {classes}). `fused.onnx` takes `rgb`, `tof` (metres) and `confidence` [N,1,{h},{w}] and
 returns `fused_depth` (ToF where trusted, else the scaled student) and the per-frame `scale`; its
-median is taken on a {grid}-pixel grid subsample (TopK k={k}), see model_card.json for its error.
+median is found by bisection over every trusted pixel (no TopK), see model_card.json for its error.
 
 ## Check the copy
 
@@ -107,8 +107,8 @@ def _fill(tmp: Path, files: dict[str, str], card_path, card: dict) -> list[str]:
     from distillery.classes import CLASS_NAMES
 
     (tmp / "README.md").write_text(README.format(
-        version=card["version"], h=spec.HEIGHT, w=spec.WIDTH, classes=", ".join(CLASS_NAMES), grid=spec.grid_size(),
-        k=spec.topk_k(), checks=_checks(card)))
+        version=card["version"], h=spec.HEIGHT, w=spec.WIDTH, classes=", ".join(CLASS_NAMES),
+        checks=_checks(card)))
     names = sorted(p.name for p in tmp.iterdir())
     (tmp / "SHA256SUMS").write_text("".join(f"{file_sha256(tmp / n)}  {n}\n" for n in names))
     return names

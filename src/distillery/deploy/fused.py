@@ -5,17 +5,18 @@ Inputs `rgb` [N,3,240,320] (as the student's), `tof` [N,1,240,320] metres and
 [N]. Per pixel it is `distillery.fusion.fuse`: ToF where trusted
 (confidence >= 0.5, 0.05 m < d < 10 m), else s x student.
 
-The one difference is the median. `fuse` sorts all 76,800 ratios of a frame;
-a sort in ONNX is TopK, and TensorRT's TopK takes k <= 3840. The graph
-therefore takes the median over a fixed grid subsample, every 3rd row and
-every 4th column (80 x 80 = 6,400 pixels; the two middle values of at most
-6,400 need k = 3,201): the usable ratios of the grid go through one TopK
-(smallest first, unusable ones pushed to +inf) and the two middle values are
-gathered at the count of usable grid pixels. The error this costs against
-the exact median is measured on test frames by `median_error` and written
-beside the graph (fused.json); the check bounds it by FUSED_SCALE_MAX_REL.
-Inf/NaN checks are plain comparisons (a NaN compares false), which every
-backend builds.
+The median. `fuse` sorts all 76,800 ratios of a frame; a sort in ONNX is
+TopK, and TensorRT's TopK takes k <= 3840, so the graph finds the two middle
+values by bisection instead: on log(ratio), between the smallest and largest
+usable value, BISECTION_STEPS halvings, each one comparison and one sum over
+the frame (both middle ranks at once), then the smallest usable ratio above
+the final lower bound. That is an element of the frame, the wanted one unless
+two usable log-ratios lie within (range + 1) / 2**BISECTION_STEPS of each
+other, below float32's resolution of a log for any real frame: the graph's
+scale equals `fuse`'s up to float rounding. `check_fused` measures this on
+test frames (fused.json) and bounds it by FUSED_SCALE_MAX_REL. Every op
+(Log, comparisons, ReduceSum/Min/Max, Where) builds in TensorRT 8.5 to 11.
+Inf/NaN checks are plain comparisons (a NaN compares false).
 """
 
 from __future__ import annotations
@@ -26,24 +27,32 @@ from torch import nn
 
 from distillery import fusion
 from distillery.deploy import spec
-from distillery.deploy.spec import COL_STRIDE, ROW_STRIDE, grid_size, topk_k
 
 FLOAT_MAX = 3.0e38
-FUSED_SCALE_MAX_REL = 0.03  # bound on |s_graph - s_exact| / s_exact per test frame
+FUSED_SCALE_MAX_REL = 1e-4  # bound on |s_graph - s_exact| / s_exact per test frame (float rounding)
+BISECTION_STEPS = 30
 FUSED_DEPTH_ABS_M = 1e-3  # float slack on top of the scale error
 
 
-def approx_median(ratio: torch.Tensor, usable: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(median, count) of ratio over usable pixels of the strided grid, per frame; [N,H,W] inputs."""
-    r = ratio[:, ::ROW_STRIDE, ::COL_STRIDE].flatten(1)
-    u = usable[:, ::ROW_STRIDE, ::COL_STRIDE].flatten(1)
-    k = r.shape[1] // 2 + 1
-    ordered = torch.topk(torch.where(u, r, torch.full_like(r, float("inf"))), k, dim=1, largest=False).values
-    count = u.to(torch.float32).sum(1, keepdim=True)
-    lo = torch.floor((count - 1).clamp_min(0) / 2).to(torch.int64)
-    hi = torch.floor(count / 2).clamp_max(k - 1).to(torch.int64)
-    median = 0.5 * (ordered.gather(1, lo) + ordered.gather(1, hi))
-    return median[:, 0], count[:, 0]
+def bisection_median(ratio: torch.Tensor, usable: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(median, count) of positive `ratio` over `usable` pixels per frame, [N,H,W] inputs; see the module doc."""
+    n = ratio.shape[0]
+    r, u = ratio.reshape(n, 1, -1), usable.reshape(n, 1, -1)
+    log_r = torch.log(torch.where(u, r, torch.ones_like(r)))
+    count = u.to(torch.float32).sum(2)  # [N,1]
+    ranks = torch.cat([torch.floor((count - 1).clamp_min(0) / 2), torch.floor(count / 2)], 1)  # [N,2]
+    any_usable = count > 0
+    low = torch.where(any_usable, torch.where(u, log_r, torch.full_like(log_r, FLOAT_MAX)).amin(2) - 1, 0 * count)
+    high = torch.where(any_usable, torch.where(u, log_r, torch.full_like(log_r, -FLOAT_MAX)).amax(2), 0 * count)
+    low, high = low.expand(n, 2), high.expand(n, 2)
+    for _ in range(BISECTION_STEPS):  # invariant: #(log_r <= low) <= rank < #(log_r <= high)
+        mid = 0.5 * (low + high)
+        below = ((log_r <= mid[:, :, None]) & u).to(torch.float32).sum(2)
+        enough = below >= ranks + 1
+        high, low = torch.where(enough, mid, high), torch.where(enough, low, mid)
+    above = u & (log_r > low[:, :, None])
+    middle = torch.where(above, r, torch.full_like(r, FLOAT_MAX)).amin(2)  # [N,2]: the two middle values
+    return 0.5 * (middle[:, 0] + middle[:, 1]), count[:, 0]
 
 
 class FusedGraph(nn.Module):
@@ -60,7 +69,7 @@ class FusedGraph(nn.Module):
         clean = torch.where(student_ok, s, torch.zeros_like(s))
         ratio = t / torch.where(student_ok, s, torch.ones_like(s))
         usable = trusted & student_ok & (ratio < FLOAT_MAX)
-        median, count = approx_median(ratio, usable)
+        median, count = bisection_median(ratio, usable)
         scale = torch.where(count > 0, median, torch.ones_like(median))
         scaled = clean * scale[:, None, None]
         scaled = torch.where(scaled < FLOAT_MAX, scaled, torch.zeros_like(scaled))
@@ -86,9 +95,8 @@ def export_fused(student: nn.Module, out) -> dict:
         raw.unlink(missing_ok=True)
     save_atomic(model, out)
     check_model(out)
-    topk = [n for n in model.graph.node if n.op_type == "TopK"]
-    return {"nodes": len(model.graph.node), "topk_nodes": len(topk), "topk_k": topk_k(),
-            "median": f"grid subsample rows::{ROW_STRIDE} cols::{COL_STRIDE} ({grid_size()} pixels), TopK k={topk_k()}"}
+    return {"nodes": len(model.graph.node), "topk_nodes": sum(n.op_type == "TopK" for n in model.graph.node),
+            "median": f"bisection on log(ToF / student) over every trusted pixel, {BISECTION_STEPS} steps"}
 
 
 def check_fused(onnx_path, student: nn.Module, frames: dict) -> dict:

@@ -44,18 +44,3 @@ def input_spec(num_classes: int) -> dict:
         "dynamic_axes": {BATCH: "batch; TensorRT profile min/opt/max = " + "/".join(map(str, PROFILE_BATCH))},
         "opset": OPSET,
     }
-
-
-# The fused graph's median ToF/student ratio runs over a grid subsample (deploy/fused.py): TensorRT's TopK
-# takes k <= 3840 and a full frame has 76,800 pixels. Here, not in fused.py, so that what only needs the
-# numbers (the Jetson bundle's README) does not import torch.
-ROW_STRIDE, COL_STRIDE = 3, 4
-
-
-def grid_size(height: int = HEIGHT, width: int = WIDTH) -> int:
-    return len(range(0, height, ROW_STRIDE)) * len(range(0, width, COL_STRIDE))
-
-
-def topk_k(height: int = HEIGHT, width: int = WIDTH) -> int:
-    """k of the graph's TopK: enough for the upper middle value of a full grid."""
-    return grid_size(height, width) // 2 + 1
