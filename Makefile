@@ -25,7 +25,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 # The demo: the sample worlds, teachers, manifest, all nine versions of the lineage (short CPU runs),
-# their evaluation and the report; it also exports and quantizes every version.
+# their evaluation and the report; it also deploys V5 and V9 (deploy.versions in config/demo.yaml).
 demo: setup
 	$(BIN)/snakemake --configfile $(DEMO_CONFIG)
 	@echo

@@ -34,24 +34,33 @@ def wf():
     return load(validated(yaml.safe_load(DEMO.read_text())))
 
 
-def test_demo_builds_every_version_parents_first_and_deploys_them(wf):
+def test_demo_builds_every_version_parents_first_and_deploys_the_chosen_ones(wf):
     built = wf.built_versions()
     assert built == wf.versions and len(built) == 10
     for version in built:
         parent = wf.parent(version)
         assert parent is None or built.index(parent) < built.index(version)
     assert wf.deployable() and wf.deploy_note() is None
-    assert wf.deploy_targets() == [f"results/deploy/{v}/jetson_bundle.tar.gz" for v in built]
+    assert wf.deploy_versions() == ["V5", "V9"]
+    assert wf.deploy_targets() == [f"results/deploy/{v}/jetson_bundle.tar.gz" for v in ("V5", "V9")]
     assert wf.report_targets() == ["results/report/lineage.html"]
 
 
 def test_build_list_limits_versions_and_engines_add_latency_and_agreement():
-    wf = load(demo(training={"build": ["V1"]}, deploy={"engines": True, "precisions": ["fp32", "int8"]}))
+    wf = load(demo(training={"build": ["V1"]},
+                   deploy={"versions": None, "engines": True, "precisions": ["fp32", "int8"]}))
     assert wf.built_versions() == ["V1"]
     assert set(wf.deploy_targets()) == {"results/deploy/V1/jetson_bundle.tar.gz",
                                         "results/deploy/V1/engines/fp32.latency.json",
                                         "results/deploy/V1/engines/int8.latency.json",
                                         "results/deploy/V1/engines/int8.agreement.json"}
+
+
+def test_deploy_versions_default_to_every_built_one_and_name_versions():
+    assert load(demo(deploy={"versions": None})).deploy_versions() == load(demo()).built_versions()
+    assert load(demo(training={"build": ["V5"]}, deploy={"versions": ["V5", "V7"]})).deploy_versions() == ["V5"]
+    with pytest.raises(ValueError, match=r"deploy.versions \['V55'\] are not versions"):
+        load(demo(deploy={"versions": ["V5", "V55"]}))
 
 
 def test_frames_of_another_size_deploy_nothing_and_say_why_once():

@@ -48,7 +48,8 @@ def tiny_config(**overrides) -> dict:
             "backbone": "mobilenetv3_small", "epochs": 1, "samples_per_epoch": 8, "batch_size": 4,
             "max_val_frames": 4, "freeze_encoder_epochs": 0}}},
     }
-    cfg.update(overrides)
+    deploy = {"versions": None, **overrides.pop("deploy", {})}  # deploy what is built (the demo lists two)
+    cfg.update(overrides, deploy=deploy)
     return cfg
 
 

@@ -63,6 +63,7 @@ class Workflow:
                                           include_hub=False)
         self.check_depth_teachers()
         self.evaluation_sets = self._evaluation_sets()
+        self.check_deploy_versions()
 
     # Datasets -------------------------------------------------------------------------------------------
     @property
@@ -279,8 +280,18 @@ class Workflow:
                 "(set ingest.height/width to deploy)")
 
     def deploy_versions(self) -> list[str]:
-        """The versions deployed: every built version, when the frames fit the deployed graph."""
-        return self.built_versions() if self.deployable() else []
+        """The built versions that deploy.versions lists (null: every built version), when the frames fit
+        the deployed graph."""
+        if not self.deployable():
+            return []
+        chosen = (self.config.get("deploy") or {}).get("versions")
+        return [v for v in self.built_versions() if chosen is None or v in chosen]
+
+    def check_deploy_versions(self) -> None:
+        unknown = [v for v in (self.config.get("deploy") or {}).get("versions") or [] if v not in self.versions]
+        if unknown:
+            raise ValueError(f"config: deploy.versions {unknown} are not versions of training.versions "
+                             f"({self.versions})")
 
     def deploy_targets(self) -> list[str]:
         """Every deployed version's bundle, and with deploy.engines its engines' latency and agreement
