@@ -298,7 +298,7 @@ def main() -> None:
     parser.add_argument("--min-train", type=int, default=10, help="training sequences, at least")
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--samples-per-epoch", type=int, default=320)
-    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--val-frames", type=int, default=24)
     parser.add_argument("--share", type=float, default=0.2, help="labelled share of the *_20 variants")
     parser.add_argument("--resamples", type=int, default=1000)

@@ -145,8 +145,17 @@ def test_the_best_constant_depth_of_a_set_and_a_students_ratio_to_it(tmp_path):
             f["truth_depth"][i], f["has_truth_depth"][i] = np.full((4, 4), depth, np.float32), True
             f["key"][i], f["dataset"][i], f["sequence"][i], f["split"][i] = f"w/s{i}/0", "w", f"s{i}", split
     base = constant_baselines(str(path), ["w", "absent"])
-    assert base == {"w": {"constant_m": 2.0, "rmse": 1.0, "frames": 2}}  # 2 m is 1 m off each frame
+    assert base == {"w": {"constant_m": 2.0, "rmse": 1.0, "frames": 2,  # 2 m is 1 m off each frame
+                          "teacher_rmse": None, "teacher_frames": 0}}
     assert ratio_text({"mean": 0.5}, base["w"]) == "0.50x of 1.000 m" and ratio_text(None, base["w"]) == "-"
+    with h5py.File(path, "a") as f:  # a metric teacher 10 % long on the first test frame only
+        f["teacher_depth"][0], f["has_teacher_depth"][0] = np.full((4, 4), 1.1, np.float16), True
+    base = constant_baselines(str(path), ["w"])["w"]
+    assert base["teacher_frames"] == 1 and abs(base["teacher_rmse"] - 0.1) < 1e-3
+
+    from distillery.report.baseline import yardstick_rows
+
+    assert yardstick_rows({"w": base}) == [["w", "2", "2.000", "1.000", "0.100", "0.10x"]]
 
 
 def test_simulator_settings_are_labelled_when_a_teacher_is_simulated():

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import html
 
-from distillery.report.baseline import ratio_text
+from distillery.report.baseline import YARDSTICK_COLUMNS, ratio_text, yardstick_rows
 from distillery.report.data import REFERENCE_COLUMN, REFERENCE_REAL_DATA, Evaluation, fmt_ci, recipe_line
 
 STYLE = """
@@ -29,6 +29,11 @@ SIMULATED_NOTE = ("Simulated teachers and ToF (a generated world): the fused dep
                   "the simulated ToF's noise level, and how far a relative-teacher version (V1) ends from metres "
                   "follows from the simulated DA2's value range; both are simulator settings, not findings. "
                   "What the students learnt shows in the ratio to the best constant depth.")
+
+
+YARDSTICK_NOTE = ("What a version's RMSE against truth compares with, on each set's test frames: the best constant "
+                  "depth (the mean true depth, chosen with hindsight) and the metric depth teacher, whose labels "
+                  "the students learn from where the ToF is not trusted.")
 
 
 def simulated_note(teachers: list[dict]) -> str | None:
@@ -139,7 +144,10 @@ def render_html(ctx: dict) -> str:
              "</section>",
              "<section id='results'><h2>Every version on every evaluation set</h2>",
              html_table(results_columns(ref), results_rows(ctx["evals"], ref, ctx.get("baselines")),
-                        "results-table"), "</section>",
+                        "results-table"),
+             *([f"<h3>Yardsticks</h3><p>{YARDSTICK_NOTE}</p>",
+                html_table(YARDSTICK_COLUMNS, yardstick_rows(ctx["baselines"]), "yardstick-table")]
+               if ctx.get("baselines") else []), "</section>",
              "<section id='plots'><h2>Metrics</h2><div class='grid'>"]
     parts += [_img(uri, title, "plot") for title, uri in ctx["plots"]]
     parts += ["</div></section><section id='panels'><h2>Qualitative panels (fixed test frames)</h2>",
@@ -174,6 +182,9 @@ def render_markdown(ctx: dict, html_name: str) -> str:
              "", "## Lineage", "", md_table(LINEAGE_COLUMNS, lineage_rows(ctx["lineage"], ctx.get("encoders"))), "",
              "## Results", "", md_table(results_columns(ref), results_rows(ctx["evals"], ref, ctx.get("baselines"))),
              ""]
+    if ctx.get("baselines"):
+        parts += ["### Yardsticks", "", YARDSTICK_NOTE, "", md_table(YARDSTICK_COLUMNS, yardstick_rows(ctx["baselines"])),
+                  ""]
     if ctx["quantization"]:
         parts += ["## Deployment: INT8 versus FP32", "", md_table(QUANT_COLUMNS, quant_rows(ctx["quantization"])), ""]
     return "\n".join(parts)
