@@ -251,22 +251,6 @@ def test_real_realsense_bag_extracts_as_recorded_and_as_converted_to_db3_and_mca
     assert np.array(report["depth_to_color"])[:3, 3] == pytest.approx(extrinsic["translation"], abs=1e-6)
 
 
-def test_bag_entry_schema_agrees_with_the_extraction_settings():
-    import dataclasses
-
-    import yaml
-
-    from workflow_util import ROOT
-
-    schema = yaml.safe_load((ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text())
-    bag = schema["properties"]["datasets"]["items"]["properties"]["bag"]
-    fields = {f.name: f.default for f in dataclasses.fields(BagSettings)}
-    assert set(bag["properties"]) - {"path"} == set(fields)
-    for name, prop in bag["properties"].items():
-        if "default" in prop:
-            assert prop["default"] == fields[name], name
-
-
 @pytest.mark.slow
 def test_bag_dataset_entry_is_extracted_then_indexed_by_the_workflow(tmp_path):
     from workflow_util import snakemake, tiny_config

@@ -229,39 +229,6 @@ def test_engines_build_and_run_on_a_gpu(work, tmp_path):
     assert agree["seg_argmax_agreement"] > 0.95
 
 
-def test_deploy_defaults_agree_across_schema_config_and_cli():
-    import yaml
-
-    from distillery.cli import build_parser
-    from workflow_util import ROOT
-
-    props = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())["properties"]["deploy"]["properties"]
-    defaults = {k: v["default"] for k, v in props.items()}
-    config = yaml.safe_load((ROOT / "config/demo.yaml").read_text())["deploy"]
-    assert config.keys() == defaults.keys()  # every setting shown in the embedded config
-    demo_sized = {"calibration_frames", "parity_frames", "fused_frames", "eval_frames",  # its comments say so
-                  "int8_max_delta1_drop", "int8_max_absrel_increase", "int8_max_miou_drop"}
-    assert {k: v for k, v in config.items() if k not in demo_sized} == {
-        k: v for k, v in defaults.items() if k not in demo_sized}
-    parser = build_parser()
-    calibrate = parser.parse_args(["calibrate", "--manifest", "m", "--out", "o"])
-    export = parser.parse_args(["export", "--checkpoint", "c", "--manifest", "m", "--out", "o", "--parity-out", "p"])
-    fused = parser.parse_args(["fused-graph", "--checkpoint", "c", "--manifest", "m", "--out", "o", "--report", "r"])
-    quantize = parser.parse_args(["quantize", "--onnx", "o", "--calibration", "c", "--manifest", "m", "--out", "o",
-                                  "--report", "r"])
-    bench = parser.parse_args(["engine-bench", "--engine", "e", "--out", "o"])
-    test_frames = parser.parse_args(["test-frames", "--manifest", "m", "--out", "o"])
-    assert (bench.budget_ms, test_frames.frames) == (defaults["latency_budget_ms"], defaults["agreement_frames"])
-    assert (quantize.max_delta1_drop, quantize.max_absrel_increase, quantize.max_miou_drop) == (
-        defaults["int8_max_delta1_drop"], defaults["int8_max_absrel_increase"], defaults["int8_max_miou_drop"])
-    assert (calibrate.frames, calibrate.seed) == (defaults["calibration_frames"], defaults["calibration_seed"])
-    assert export.parity_frames == defaults["parity_frames"]
-    assert fused.frames == export.fused_frames == defaults["fused_frames"]
-    assert quantize.eval_frames == defaults["eval_frames"]
-    assert (bench.warmup, bench.runs) == (defaults["engine_warmup"], defaults["engine_runs"])
-    assert config["engines"] is False  # engines are off in the embedded default
-
-
 def _workflow_config(engines: bool) -> dict:
     from workflow_util import tiny_config
 

@@ -36,23 +36,3 @@ def test_unknown_evaluation_set_stops_the_dry_run_naming_it(tmp_path):
     cfg = tiny_config(training={"versions": VERSIONS}, evaluation={"sets": ["rooms", "hallz"]})
     proc = snakemake(tmp_path, "-n", config=cfg, check=False)
     assert proc.returncode != 0 and "evaluation.sets names 'hallz'" in proc.stdout + proc.stderr
-
-
-def test_schema_defaults_agree_with_the_cli_and_settings():
-    import yaml
-
-    from distillery.cli import build_parser
-    from distillery.evaluation import EvalSettings
-    from workflow_util import ROOT
-
-    schema = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())["properties"]["evaluation"]
-    props = schema["properties"]
-    defaults = EvalSettings()
-    args = build_parser().parse_args(["evaluate", "--checkpoint", "c", "--manifest", "m", "--set", "s", "--out", "o"])
-    boot = props["bootstrap"]["properties"]
-    assert boot["resamples"]["default"] == defaults.resamples == args.bootstrap
-    assert boot["seed"]["default"] == defaults.seed == args.seed
-    assert props["batch_size"]["default"] == defaults.batch_size == args.batch_size
-    assert props["device"]["default"] == defaults.device == args.device
-    config = yaml.safe_load((ROOT / "config/demo.yaml").read_text())["evaluation"]
-    assert config["bootstrap"] == {"resamples": defaults.resamples, "seed": defaults.seed}

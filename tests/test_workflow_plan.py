@@ -161,10 +161,3 @@ def test_the_sanity_gate_reads_as_many_shards_as_it_checks_frames_spread_over_th
     assert len(picked) == count and picked[0] == names[0] and picked[-1] == names[-1]
     assert picked == sorted(set(picked))  # distinct, in plan order
     assert wf.sanity_shards(names[:3]) == names[:3]
-
-
-def test_the_schema_states_the_packages_failure_limit():
-    from distillery.manifest.failures import MAX_FAILED_SHARE
-
-    schema = yaml.safe_load(SCHEMA.read_text())
-    assert schema["properties"]["teachers"]["properties"]["max_failed_share"]["default"] == MAX_FAILED_SHARE

@@ -4,14 +4,14 @@ The deployment stages of one version, in the order the workflow runs them:
 
     distillery export --checkpoint best.pt --manifest manifest.h5 --out student.onnx --fp16-out student.fp16.onnx --parity-out parity.json \
         --fused-out fused.onnx --fused-report fused.json        # the fused graph too, in the same process
-    distillery calibrate --manifest manifest.h5 --out calibration.npz --frames 64 --seed 0   # one set for every version
+    distillery calibrate --manifest manifest.h5 --out calibration.npz                       # one set for every version
     distillery quantize --onnx student.onnx --calibration calibration.npz --manifest manifest.h5 --out student.int8.onnx --report quantization.json
-    distillery test-frames --manifest manifest.h5 --out test_frames.npz --frames 32                  # engines are compared on these
+    distillery test-frames --manifest manifest.h5 --out test_frames.npz                             # engines are compared on these
     distillery fused-graph --checkpoint best.pt --manifest manifest.h5 --out fused.onnx --report fused.json   # alone
     distillery model-card --version V5 --checkpoint best.pt --manifest manifest.h5 --deploy-dir results/deploy/V5 --calibration calibration.npz --out model_card.json
     distillery jetson-bundle --deploy-dir results/deploy/V5 --calibration calibration.npz --out-dir jetson_bundle --tarball jetson_bundle.tar.gz
     distillery engine-build --onnx student.fp16.onnx --precision fp16 --out fp16.plan --meta fp16.json     # TensorRT + GPU
-    distillery engine-bench --engine fp16.plan --out fp16.latency.json --budget-ms 5                     # TensorRT + GPU
+    distillery engine-bench --engine fp16.plan --out fp16.latency.json                     # TensorRT + GPU
     distillery engine-agreement --engine fp16.plan --reference fp32.plan --frames test_frames.npz --precision fp16
 """
 
@@ -23,10 +23,9 @@ import sys
 from pathlib import Path
 
 from distillery.atomic import move_durable, write_text_atomic
+from distillery.deploy.settings import DEFAULTS
 
 BUNDLE_FILES = ("student.onnx", "student.fp16.onnx", "student.int8.onnx", "fused.onnx", "calibration.npz")
-# Default INT8 gate (deploy.int8_max_*): absolute points of each metric that INT8 may cost against FP32.
-INT8_BOUNDS = {"int8_max_delta1_drop": 0.02, "int8_max_absrel_increase": 0.1, "int8_max_miou_drop": 0.03}
 
 
 def _optional_int(text: str) -> int | None:
@@ -229,17 +228,20 @@ def register(sub) -> None:
     p.add_argument("--out", required=True, help="student.onnx to write")
     p.add_argument("--fp16-out", default=None, help="also write an FP16 copy (float32 I/O) here")
     p.add_argument("--parity-out", required=True, help="parity report (JSON) to write")
-    p.add_argument("--parity-frames", type=int, default=16, help="test frames compared (default 16)")
+    p.add_argument("--parity-frames", type=int, default=DEFAULTS.parity_frames,
+                   help="test frames compared (default %(default)s)")
     p.add_argument("--fused-out", default=None, help="also write the fused graph (as fused-graph --out)")
     p.add_argument("--fused-report", default=None, help="its check against distillery.fusion (default: --fused-out with .json)")
-    p.add_argument("--fused-frames", type=int, default=16, help="test frames the fused graph is checked on")
+    p.add_argument("--fused-frames", type=int, default=DEFAULTS.fused_frames,
+                   help="test frames the fused graph is checked on (default %(default)s)")
     p.set_defaults(func=_run_export)
 
     p = _subparser(sub, "calibrate", "draw the INT8 calibration set from the train split")
     _common(p)
     p.add_argument("--out", required=True, help="calibration.npz to write")
-    p.add_argument("--frames", type=int, default=64, help="frames in the set (default 64)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the draw (default 0)")
+    p.add_argument("--frames", type=int, default=DEFAULTS.calibration_frames,
+                   help="frames in the set (default %(default)s)")
+    p.add_argument("--seed", type=int, default=DEFAULTS.calibration_seed, help="seed of the draw (default %(default)s)")
     p.set_defaults(func=_run_calibrate)
 
     p = _subparser(sub, "quantize", "Q/DQ INT8 ONNX with ONNX Runtime, and its accuracy vs FP32")
@@ -248,29 +250,32 @@ def register(sub) -> None:
     p.add_argument("--calibration", required=True, help="calibration.npz")
     p.add_argument("--out", required=True, help="student.int8.onnx to write")
     p.add_argument("--report", required=True, help="quantization.json to write")
-    p.add_argument("--eval-frames", type=_optional_int, default=None, help="test frames evaluated (None or absent: all)")
+    p.add_argument("--eval-frames", type=_optional_int, default=DEFAULTS.eval_frames,
+                   help="test frames evaluated (None: all; default %(default)s)")
     p.add_argument("--version", default=None, help="version name, for the failure message")
-    p.add_argument("--max-delta1-drop", type=float, default=INT8_BOUNDS["int8_max_delta1_drop"],
-                   help="fail if INT8's delta1 is lower than FP32's by more (deploy.int8_max_delta1_drop)")
-    p.add_argument("--max-absrel-increase", type=float, default=INT8_BOUNDS["int8_max_absrel_increase"],
+    p.add_argument("--max-delta1-drop", type=float, default=DEFAULTS.int8_max_delta1_drop,
+                   help="fail if INT8's delta1 is lower than FP32's by more (deploy.int8_max_delta1_drop, "
+                        "default %(default)s)")
+    p.add_argument("--max-absrel-increase", type=float, default=DEFAULTS.int8_max_absrel_increase,
                    help="fail if INT8's AbsRel is higher than FP32's by more than this share of FP32's AbsRel "
-                        "(deploy.int8_max_absrel_increase)")
-    p.add_argument("--max-miou-drop", type=float, default=INT8_BOUNDS["int8_max_miou_drop"],
-                   help="fail if INT8's mIoU is lower than FP32's by more (deploy.int8_max_miou_drop)")
+                        "(deploy.int8_max_absrel_increase, default %(default)s)")
+    p.add_argument("--max-miou-drop", type=float, default=DEFAULTS.int8_max_miou_drop,
+                   help="fail if INT8's mIoU is lower than FP32's by more (deploy.int8_max_miou_drop, "
+                        "default %(default)s)")
     p.set_defaults(func=_run_quantize)
 
     p = _subparser(sub, "test-frames", "the test frames engines are compared on (npz, travels in the bundle)")
     _common(p)
     p.add_argument("--out", required=True, help="test_frames.npz to write")
-    p.add_argument("--frames", type=int, default=engine.AGREEMENT_FRAMES,
-                   help=f"frames, evenly spread over the test split (default {engine.AGREEMENT_FRAMES})")
+    p.add_argument("--frames", type=int, default=DEFAULTS.agreement_frames,
+                   help="frames, evenly spread over the test split (default %(default)s)")
     p.set_defaults(func=_run_test_frames)
 
     p = _subparser(sub, "fused-graph", "student + ToF fusion as one TensorRT-buildable ONNX graph")
     _common(p, checkpoint=True)
     p.add_argument("--out", required=True, help="fused.onnx to write")
     p.add_argument("--report", required=True, help="fused.json (check against distillery.fusion) to write")
-    p.add_argument("--frames", type=int, default=16, help="test frames checked (default 16)")
+    p.add_argument("--frames", type=int, default=DEFAULTS.fused_frames, help="test frames checked (default %(default)s)")
     p.set_defaults(func=_run_fused)
 
     p = _subparser(sub, "model-card", "model_card.json of an exported version")

@@ -60,6 +60,10 @@ except ImportError:
 PROFILE_BATCH = (1, 1, 8)
 WORKSPACE_BYTES = 1 << 30
 MIN_TENSORRT = (8, 5)  # JetPack 5.1; the named-tensor I/O API starts here
+# Defaults of the engine settings (deploy.engine_warmup, engine_runs, latency_budget_ms, agreement_frames): they
+# live here because this file travels alone in the bundle; distillery.deploy.settings reads them from here.
+WARMUP = 50  # untimed runs before timing (deploy.engine_warmup)
+RUNS = 1000  # timed runs (deploy.engine_runs)
 BUDGET_MS = 5.0  # per frame at batch 1 (deploy.latency_budget_ms)
 AGREEMENT_FRAMES = 32  # frames of the engine agreement check (deploy.agreement_frames)
 # Engine-vs-FP32-engine bounds (the FP16 ONNX parity bounds of distillery.deploy.spec; this file imports
@@ -289,7 +293,7 @@ def budget_verdict(result: dict, budget_ms: float) -> dict:
             "within_budget": bool(per_frame <= budget_ms), "verdict": "pass" if per_frame <= budget_ms else "fail"}
 
 
-def benchmark(engine_path: str, batch: int = 1, warmup: int = 50, runs: int = 1000, frames: str | None = None,
+def benchmark(engine_path: str, batch: int = 1, warmup: int = WARMUP, runs: int = RUNS, frames: str | None = None,
               budget_ms: float = BUDGET_MS) -> dict:
     """Latency of execute (+ stream sync) after warm-up: mean, p50, p99, min (ms), GPU memory, and the
     verdict against the per-frame budget."""
@@ -407,8 +411,8 @@ def add_bench_arguments(p: argparse.ArgumentParser, out_required: bool = False) 
     """The `bench` options (shared with `distillery engine-bench`)."""
     p.add_argument("--engine", required=True, help="engine file (.plan)")
     p.add_argument("--batch", type=int, default=1, help="batch size timed (default 1)")
-    p.add_argument("--warmup", type=int, default=50, help="untimed runs first (default 50)")
-    p.add_argument("--runs", type=int, default=1000, help="timed runs (default 1000)")
+    p.add_argument("--warmup", type=int, default=WARMUP, help=f"untimed runs first (default {WARMUP})")
+    p.add_argument("--runs", type=int, default=RUNS, help=f"timed runs (default {RUNS})")
     p.add_argument("--frames", default=None, help="calibration.npz or test_frames.npz: time on real frames")
     p.add_argument("--budget-ms", type=float, default=BUDGET_MS,
                    help=f"latency budget per frame, p99 (default {BUDGET_MS:g} ms: the Jetson's share at batch 1)")
@@ -435,8 +439,8 @@ def parse_args(argv=None):
     add_agreement_arguments(sub.add_parser("agree", help="one engine against another over a batch of frames"))
     a = sub.add_parser("all", help="in a bundle folder: build fp32/fp16/int8, benchmark, compare")
     a.add_argument("--bundle", default=str(Path(__file__).resolve().parent))
-    a.add_argument("--warmup", type=int, default=50)
-    a.add_argument("--runs", type=int, default=1000, help="timed runs per engine (default 1000)")
+    a.add_argument("--warmup", type=int, default=WARMUP, help=f"untimed runs per engine (default {WARMUP})")
+    a.add_argument("--runs", type=int, default=RUNS, help=f"timed runs per engine (default {RUNS})")
     a.add_argument("--budget-ms", type=float, default=BUDGET_MS, help=f"per-frame budget (default {BUDGET_MS:g})")
     a.add_argument("--count", type=int, default=AGREEMENT_FRAMES, help="frames of the agreement check")
     return p.parse_args(argv)

@@ -1,7 +1,7 @@
 """Export a student checkpoint to ONNX: trace, check, simplify, check again; and an FP16 copy.
 
-The graph follows `spec`: opset 17, input `rgb` [N,3,240,320] float32 in
-[0, 1], outputs `depth` and `segmentation`, dynamic batch. Tracing uses the
+The graph follows `spec`: opset 17, input `rgb` [N,3,H,W] float32 in
+[0, 1] (H x W: spec.HEIGHT x spec.WIDTH), outputs `depth` and `segmentation`, dynamic batch. Tracing uses the
 TorchScript exporter (`dynamo=False`): the student has no data-dependent
 control flow, and the traced graph is the one the existing ONNX tooling and
 TensorRT's parser know best. onnxslim then folds constants and removes the

@@ -1,8 +1,8 @@
 """The fused graph: student + confidence-gated ToF fusion in one ONNX file, buildable by TensorRT.
 
-Inputs `rgb` [N,3,240,320] (as the student's), `tof` [N,1,240,320] metres and
-`confidence` [N,1,240,320]; outputs `fused_depth` [N,1,240,320] and `scale`
-[N]. Per pixel it is `distillery.fusion.fuse`: ToF where trusted
+Inputs `rgb` [N,3,H,W] (as the student's; H x W: spec.HEIGHT x spec.WIDTH), `tof`
+[N,1,H,W] metres and `confidence` [N,1,H,W]; outputs `fused_depth` [N,1,H,W]
+and `scale` [N]. Per pixel it is `distillery.fusion.fuse`: ToF where trusted
 (confidence >= 0.5, 0.05 m < d < 10 m), else s x student.
 
 The median. `fuse` sorts all 76,800 ratios of a frame; a sort in ONNX is

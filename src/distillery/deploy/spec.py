@@ -1,15 +1,16 @@
 """The deployment contract of the student's ONNX graphs: names, shapes, opset and parity bounds.
 
 The network takes camera pixels as they are: RGB float32 in [0, 1], NCHW,
-240 x 320; ImageNet normalisation is inside the graph. Only the batch is
+HEIGHT x WIDTH (distillery.framesize); ImageNet normalisation is inside the graph. Only the batch is
 dynamic: TensorRT builds one optimisation profile for batch 1 (min, opt) to 8
 (max).
 """
 
 from __future__ import annotations
 
+from distillery.framesize import HEIGHT, WIDTH  # the stored frame size: the graph takes frames as stored
+
 OPSET = 17
-HEIGHT, WIDTH = 240, 320
 INPUT = "rgb"
 OUTPUTS = ("depth", "segmentation")
 FUSED_INPUTS = ("rgb", "tof", "confidence")

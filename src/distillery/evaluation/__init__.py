@@ -3,7 +3,8 @@
 Modules: `regions` (depth references and the pixel regions scored), `bootstrap`
 (set-level statistics and 95 % intervals over sequences), `runner` (a
 checkpoint on a manifest's test split -> evaluation JSON, frames.jsonl and
-predictions), `fusion_io` (`distillery fusion` on .npy files or a manifest
+predictions), `settings` (EvalSettings and the config's `evaluation:` section, with their
+defaults), `fusion_io` (`distillery fusion` on .npy files or a manifest
 split), `cli` (`distillery evaluate`, `distillery fusion`). Metric definitions
 and the JSON schema: docs/evaluation.md.
 """
@@ -13,6 +14,10 @@ __all__ = ["EvalSettings", "evaluate"]
 
 def __getattr__(name: str):
     # Lazy: `distillery <any stage> --help` must not pay for importing torch.
+    if name == "EvalSettings":
+        from distillery.evaluation import settings
+
+        return settings.EvalSettings
     if name in __all__:
         from distillery.evaluation import runner
 

@@ -14,6 +14,10 @@ import argparse
 import json
 from pathlib import Path
 
+from distillery.evaluation.settings import EvalSettings
+
+DEFAULTS = EvalSettings()
+
 EVALUATE_HELP = """Evaluate a student checkpoint on the test split of datasets of a manifest.
 
 Per set, writes OUT (or OUT_DIR/<set>.json for several sets; the evaluation
@@ -46,11 +50,14 @@ def register(sub) -> None:
     out.add_argument("--out-dir", help="folder for <set>.json and <set>.frames.jsonl of every --set")
     p.add_argument("--dump-predictions", default=None, metavar="DIR", help="also write DIR/<set>.predictions.npz")
     p.add_argument("--version-name", default=None, help="version name in the JSON (default: checkpoint folder)")
-    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples over sequences (default 1000)")
-    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
-    p.add_argument("--batch-size", type=int, default=8, help="frames per forward pass (default 8)")
-    p.add_argument("--num-workers", type=int, default=0, help="DataLoader workers (default 0)")
-    p.add_argument("--device", default="cpu", choices=("cpu", "cuda", "auto"), help="device (default cpu)")
+    p.add_argument("--bootstrap", type=int, default=DEFAULTS.resamples,
+                   help="bootstrap resamples over sequences (default %(default)s)")
+    p.add_argument("--seed", type=int, default=DEFAULTS.seed, help="bootstrap seed (default %(default)s)")
+    p.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size,
+                   help="frames per forward pass (default %(default)s)")
+    p.add_argument("--num-workers", type=int, default=DEFAULTS.num_workers, help="DataLoader workers (default %(default)s)")
+    p.add_argument("--device", default=DEFAULTS.device, choices=("cpu", "cuda", "auto"),
+                   help="device (default %(default)s)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_run_evaluate)
@@ -74,7 +81,7 @@ def register(sub) -> None:
 def _run_evaluate(args) -> int:
     import torch
 
-    from distillery.evaluation.runner import EvalSettings, evaluate
+    from distillery.evaluation.runner import evaluate
 
     if args.threads:
         torch.set_num_threads(args.threads)

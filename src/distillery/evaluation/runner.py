@@ -13,7 +13,6 @@ predictions the numbers were computed from (docs/evaluation.md).
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import json
 import os
@@ -27,6 +26,7 @@ from distillery.classes import CLASS_NAMES
 from distillery.evaluation.bootstrap import depth_summary, per_image, segmentation_summary, sequence_weights
 from distillery.evaluation.regions import (FUSED_REFERENCES, NUM_CELLS, REFERENCES, REGIONS, batch_trusted, cells,
                                           references, region_cells)
+from distillery.evaluation.settings import EvalSettings
 from distillery.fusion import fuse
 from distillery.atomic import atomic_write, write_jsonl_atomic, write_text_atomic
 from distillery.manifest import Manifest
@@ -37,20 +37,6 @@ from distillery.student.fold import for_inference
 from distillery.student.metrics import DEPTH_SUMS, cell_depth_sums, frame_confusions
 
 REGION_CELLS = region_cells()
-
-
-@dataclasses.dataclass
-class EvalSettings:
-    """How to run an evaluation; none of these changes a number except split, resamples and seed."""
-
-    split: str = "test"  # the split evaluated; only the test split is unseen by training and selection
-    batch_size: int = 8
-    num_workers: int = 0  # DataLoader worker processes
-    device: str = "cpu"  # cpu, cuda or auto
-    resamples: int = 1000  # bootstrap resamples (0: no intervals)
-    seed: int = 0  # bootstrap seed
-    version: str | None = None  # version name in the JSON; default: the checkpoint's folder name
-    progress: bool = True
 
 
 def test_rows(manifest: Manifest, dataset: str, split: str) -> np.ndarray:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 
+from distillery.framesize import HEIGHT, WIDTH
+
 
 def register(sub) -> None:
     """Add the ingest subcommands to an argparse subparsers object."""
@@ -70,8 +72,8 @@ def _run_plan(args) -> int:
 
 
 def _add_pack_options(p) -> None:
-    p.add_argument("--height", type=int, default=240, help="stored frame height (default 240)")
-    p.add_argument("--width", type=int, default=320, help="stored frame width (default 320)")
+    p.add_argument("--height", type=int, default=HEIGHT, help="stored frame height (default %(default)s)")
+    p.add_argument("--width", type=int, default=WIDTH, help="stored frame width (default %(default)s)")
     p.add_argument("--fit", choices=("crop", "stretch"), default="crop",
                    help="centre-crop to the target aspect ratio (default) or stretch")
     p.add_argument("--max-depth", type=float, default=20.0, help="depth above this (m) is an invalid pixel; a frame mostly beyond it is absurd")

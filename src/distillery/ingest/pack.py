@@ -39,6 +39,7 @@ import numpy as np
 from tqdm import tqdm
 
 from distillery.confidence import TRUSTED_FLOOR, counts_json, trusted_counts, trusted_warning
+from distillery.framesize import HEIGHT, WIDTH
 from distillery.ingest.frames import FrameError, FrameRef, Reject, load_frame, read_rgb_bytes
 from distillery.manifest import (SOURCE_FIELD, atomic_target, create_layout, read_jsonl, replace_durable,
                                  write_jsonl_atomic)
@@ -49,8 +50,8 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class PackSettings:
-    height: int = 240
-    width: int = 320
+    height: int = HEIGHT
+    width: int = WIDTH
     fit: str = "crop"
     max_depth_m: float = 20.0
     compression_level: int = 3

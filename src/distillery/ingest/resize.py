@@ -1,6 +1,6 @@
 """Bring a decoded frame to the storage resolution and scale its intrinsics.
 
-Frames are stored at one size (240x320 by default). With `fit="crop"` the
+Frames are stored at one size (distillery.framesize by default). With `fit="crop"` the
 frame is centre-cropped to the target aspect ratio first, so pixels stay
 square; with `fit="stretch"` it is resized directly and fx, fy scale apart.
 RGB is resampled with an area (box) filter. Depth and confidence use the same

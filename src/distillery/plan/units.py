@@ -21,12 +21,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from distillery.plan.dryrun import Job
+from distillery.teachers.sanity_limits import SanityLimits
 
 # Rules whose cost scales with something other than their wildcards; every rule not listed and
 # without a shard or dataset wildcard costs the same per job.
 RULE_UNITS = {"plan_shards": "frames", "merge_manifest": "frames", "train_student": "samples",
               "evaluate_version": "test_frames", "teacher_sanity": "sanity_frames"}
-SANITY_FRAMES = 8  # teachers.sanity.frames when the config does not say (the schema's default)
 # Wildcards that count work; any other wildcard (teacher, version, ...) names a variant of the rule,
 # priced on its own.
 UNIT_WILDCARDS = ("shard", "dataset")
@@ -44,7 +44,7 @@ class WorkSizes:
     train_fraction: float = 1.0
     teacher_backends: dict[str, str] = field(default_factory=dict)  # teacher id -> backend
     test_shares: dict[str, float] = field(default_factory=dict)  # evaluated dataset -> its test share
-    sanity_frames: int = SANITY_FRAMES  # frames a depth teacher's sanity gate labels
+    sanity_frames: int = SanityLimits.frames  # frames a depth teacher's sanity gate labels
 
     @property
     def total_frames(self) -> int | None:
@@ -119,7 +119,7 @@ def work_sizes(config: dict, workdir: Path) -> WorkSizes:
                      versions, train_fraction,
                      {m["id"]: m["backend"] for m in models if "id" in m and "backend" in m},
                      test_shares(config, fractions),
-                     int((teachers.get("sanity") or {}).get("frames", SANITY_FRAMES)))
+                     int((teachers.get("sanity") or {}).get("frames", SanityLimits.frames)))
 
 
 def variant(job: Job) -> dict[str, str]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from distillery.framesize import HEIGHT, WIDTH
 from distillery.synth.scene import FAMILIES
 from distillery.synth.world import generate_world
 
@@ -71,8 +72,8 @@ def register(subparsers) -> argparse.ArgumentParser:
                         help="number of sequences, each a different scene of the world (default: %(default)s)")
     parser.add_argument("--frames", type=_positive, default=100,
                         help="frames per sequence, at 30 Hz (default: %(default)s)")
-    parser.add_argument("--height", type=_size, default=240, help="image height in pixels (default: %(default)s)")
-    parser.add_argument("--width", type=_size, default=320, help="image width in pixels (default: %(default)s)")
+    parser.add_argument("--height", type=_size, default=HEIGHT, help="image height in pixels (default: %(default)s)")
+    parser.add_argument("--width", type=_size, default=WIDTH, help="image width in pixels (default: %(default)s)")
     parser.add_argument("--workers", type=_positive, default=1,
                         help="processes rendering frames in parallel; the output does not depend on it "
                              "(default: %(default)s)")

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from distillery.framesize import HEIGHT, WIDTH
 from distillery.ingest import native_writer
 from distillery.ingest.frames import Intrinsics
 from distillery.ingest.native_writer import NATIVE_FILES, frame_id
@@ -95,7 +96,7 @@ def camera_pose(family: str, seed: int, sequence: int, frame: int) -> np.ndarray
     return pose
 
 
-def synthesize_frame(family: str, seed: int, sequence: int, frame: int, height: int = 240, width: int = 320) -> SynthFrame:
+def synthesize_frame(family: str, seed: int, sequence: int, frame: int, height: int = HEIGHT, width: int = WIDTH) -> SynthFrame:
     """Render frame `frame` of sequence `sequence` of the (family, seed) world."""
     scene = _scene(family, seed, sequence)
     time_s = frame / FRAME_RATE_HZ
@@ -257,7 +258,7 @@ def _validate(family: str, seed: int, sequences: int, frames: int, height: int, 
 
 
 def generate_world(out_dir: str | os.PathLike, family: str, seed: int, sequences: int, frames_per_sequence: int,
-                   height: int = 240, width: int = 320, progress: bool = True, workers: int = 1) -> dict:
+                   height: int = HEIGHT, width: int = WIDTH, progress: bool = True, workers: int = 1) -> dict:
     """Write (or complete) a synthetic world and return a summary of what was done.
 
     Existing frame files are kept and only missing ones are rendered and

@@ -2,9 +2,10 @@
 
 Before any shard is labelled, the depth teacher sees `frames` frames spread
 evenly over all shards. Per frame, the gate rejects all-zero depth, a
-maximum above `max_depth_m` (50 m) or a mean above `max_mean_m` (20 m). Over
-the frames together, depth is correlated with the valid ToF pixels: Pearson
-r below `fail_r` (0.5) fails the run, below `warn_r` (0.7) warns. A
+maximum above `max_depth_m` or a mean above `max_mean_m`. Over the frames
+together, depth is correlated with the valid ToF pixels: Pearson r below
+`fail_r` fails the run, below `warn_r` warns (the limits and their defaults:
+distillery.teachers.sanity_limits.SanityLimits). A
 relative teacher (DA2: inverse depth, no scale) skips the metre checks and is
 correlated with inverse ToF depth instead. A wrong focal, wrong units or
 garbage weights all show up here, minutes into the run instead of hours.
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
 import numpy as np
 
@@ -22,22 +23,13 @@ from distillery.manifest import open_shard, write_text_atomic
 from distillery.teachers.base import FrameFailure
 from distillery.teachers.grid import batch_grids, to_grid
 from distillery.teachers.runner import ShardFrames, collate
+from distillery.teachers.sanity_limits import SanityLimits
 
 log = logging.getLogger(__name__)
 
 
 class SanityError(RuntimeError):
     """The depth teacher's output is absurd; the workflow must stop."""
-
-
-@dataclass(frozen=True)
-class SanityLimits:
-    frames: int = 8
-    max_depth_m: float = 50.0
-    max_mean_m: float = 20.0
-    fail_r: float = 0.5
-    warn_r: float = 0.7
-    min_tof_pixels: int = 200
 
 
 def sample_frames(shards: list[str], count: int) -> list[tuple[str, int]]:

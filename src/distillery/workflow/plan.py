@@ -20,14 +20,15 @@ from distillery.student import versions as training_versions
 from distillery.teachers import registry as teacher_registry
 from distillery.teachers import weights as teacher_weights
 from distillery.teachers.backends import backend_info
-from distillery.workflow import checks
+from distillery.workflow import checks, defaults
 
 DEPLOY_SIZE = (spec.HEIGHT, spec.WIDTH)  # the deployed graph's input: H x W
 
 
 def load(config: dict) -> "Workflow":
-    """The Workflow of a schema-validated config; raises ValueError naming a wrong setting."""
-    return Workflow(config)
+    """The Workflow of a schema-validated config, whose left-out settings it first fills in place from the
+    code's defaults (distillery.workflow.defaults); raises ValueError naming a wrong setting."""
+    return Workflow(defaults.fill(config))
 
 
 @dataclass

@@ -11,6 +11,10 @@ from __future__ import annotations
 import argparse
 import json
 
+from distillery.ingest.bags.extract import BagSettings
+
+DEFAULTS = BagSettings()  # the options' defaults, as a dataset's `bag:` entry's
+
 EPILOG = """\
 output layout (native; ingest it with `distillery ingest DIR` or a dataset entry):
   DIR/seq-000/rgb/*.png, depth/*.npy (float32 metres on the colour camera),
@@ -48,16 +52,17 @@ def register(sub) -> None:
     p.add_argument("--confidence-scale", type=float, default=None, help="confidence = clip(value * S, 0, 1)")
     p.add_argument("--confidence-range", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"),
                    help="confidence = clip((value - LOW) / (HIGH - LOW), 0, 1)")
-    p.add_argument("--trusted-floor", type=float, default=0.5,
-                   help="warn when confidence trusts less than this share of the valid depth (0.5)")
-    p.add_argument("--tolerance", type=float, default=0.05, help="max seconds between paired header stamps (0.05)")
+    p.add_argument("--trusted-floor", type=float, default=DEFAULTS.trusted_floor,
+                   help="warn when confidence trusts less than this share of the valid depth (%(default)s)")
+    p.add_argument("--tolerance", type=float, default=DEFAULTS.tolerance,
+                   help="max seconds between paired header stamps (%(default)s)")
     p.add_argument("--sequence-seconds", type=float, default=None, help="cut the recording into sequences this long")
     p.add_argument("--extrinsic", default=None,
                    help='depth-to-colour transform JSON {"translation": [x,y,z], "rotation": [x,y,z,w]} '
                         "instead of the bag's own")
     p.add_argument("--registered", action="store_true", help="depth is already aligned to the colour camera")
     p.add_argument("--undistort", action="store_true", help="undistort distorted images instead of refusing them")
-    p.add_argument("--tf-topic", default="/tf_static", help="static transforms topic (default /tf_static)")
+    p.add_argument("--tf-topic", default=DEFAULTS.tf_topic, help="static transforms topic (default %(default)s)")
     p.add_argument("--salvage", action="store_true",
                    help="extract the readable prefix of a recording cut short (disk full, power lost)")
     p.add_argument("--settings", default=None, metavar="JSON",
@@ -68,8 +73,6 @@ def register(sub) -> None:
 
 
 def settings_from_args(args):
-    from distillery.ingest.bags.extract import BagSettings
-
     given = json.loads(args.settings) if getattr(args, "settings", None) else {}
     for key, value in given.items():
         if key == "path":
