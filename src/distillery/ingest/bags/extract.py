@@ -163,7 +163,7 @@ class Writer:
         if not (kd == kc and np.allclose(self.t_cd, np.eye(4))):
             depth, conf = geometry.reproject_depth(depth, kd, kc, self.t_cd, conf)
         arrays = {"rgb": rgb, "depth": depth} | ({} if conf is None else {"confidence": conf})
-        native_writer.write_frame(folder, frame_id, arrays)
+        native_writer.write_frame(folder, frame_id, arrays, atomic=False)  # the whole folder is renamed into place
         if conf is None:
             return 0, 0
         return trusted_counts(depth, conf)
@@ -184,6 +184,7 @@ class Writer:
         for seq, lines in self.stamps.items():
             native_writer.write_texts(self.folder(seq), native_writer.sequence_texts(self.cams["color"].intrinsics,
                                                                                       sorted(lines)))
+            native_writer.sync_folders(self.folder(seq))
 
 
 def _decode(source: BagSource, role: str, found: Found, raw: bytes, s: BagSettings) -> np.ndarray:
