@@ -16,24 +16,22 @@ Every file is written to a temporary sibling, fsynced and renamed, so a
 killed writer leaves either the old file or the new one, never half of one.
 A writer that fills a temporary folder which is itself renamed into place
 whole (`distillery.atomic.atomic_write(..., folder=True)`, as the bag
-extractor does) passes `atomic=False`: each file is written in place and
-fsynced, once, by the thread that wrote it (many threads' fsyncs share the
-file system's journal commits), and `sync_folders` flushes the folder
-entries before the rename, which then finds every file already on disk.
+extractor does) passes `atomic=False`: each file is written in place, and
+the folder's rename fsyncs every file before it (many at once), so each
+file is flushed once instead of file, folder, then file again.
 """
 
 from __future__ import annotations
 
 import io
 import json
-import os
 import zlib
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from distillery.atomic import fsync_path, write_bytes_atomic
+from distillery.atomic import write_bytes_atomic
 from distillery.ingest.frames import Intrinsics
 
 # Files of one native frame: key -> (folder inside the sequence, extension).
@@ -125,26 +123,7 @@ def write_frame(folder: Path, frame: str, arrays: dict[str, np.ndarray], files: 
         if atomic:
             write_atomic(paths[key], data)
         else:
-            _write_synced(paths[key], data)
-
-
-def _write_synced(path: Path, data: bytes) -> None:
-    """Write `path` and fsync it: a file of a temporary folder that `atomic_write` renames whole."""
-    with open(path, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def sync_folders(folder: Path, files: dict = NATIVE_FILES) -> None:
-    """fsync the frame folders of a sequence written with `atomic=False`, and the sequence folder.
-
-    Flushing the folder entries first makes the later fsync of each (already
-    flushed) file, which the whole-folder rename does, cheap."""
-    for sub in {sub for sub, _ in files.values()}:
-        if (folder / sub).is_dir():
-            fsync_path(folder / sub)
-    fsync_path(folder)
+            paths[key].write_bytes(data)  # inside a folder that atomic_write fsyncs and renames whole
 
 
 def sequence_texts(intrinsics: Intrinsics, stamps: list[str], poses: list[str] | None = None) -> dict[str, str]:

@@ -184,7 +184,6 @@ class Writer:
         for seq, lines in self.stamps.items():
             native_writer.write_texts(self.folder(seq), native_writer.sequence_texts(self.cams["color"].intrinsics,
                                                                                       sorted(lines)))
-            native_writer.sync_folders(self.folder(seq))
 
 
 def _decode(source: BagSource, role: str, found: Found, raw: bytes, s: BagSettings) -> np.ndarray:
