@@ -113,11 +113,12 @@ def fsync_tree(path: str | os.PathLike) -> None:
     for root, _, names in os.walk(path, topdown=False):
         files += [p for name in names if not os.path.islink(p := os.path.join(root, name))]
         folders.append(root)
-    if len(files) > 1:
-        with ThreadPoolExecutor(min(FSYNC_THREADS, len(files)), thread_name_prefix="fsync") as pool:
+    try:
+        with ThreadPoolExecutor(min(FSYNC_THREADS, len(files) or 1), thread_name_prefix="fsync") as pool:
             list(pool.map(fsync_path, files))  # list(): re-raise the first failure
-    elif files:
-        fsync_path(files[0])
+    except RuntimeError:  # no thread can start (a process under an address-space cap): one by one
+        for name in files:
+            fsync_path(name)
     for folder in folders:
         fsync_path(folder)
 
