@@ -119,6 +119,7 @@ def test_one_pass_writes_the_same_frames_as_the_two_pass_fallback(tmp_path, monk
     streamed = extract_bag(str(bag), str(tmp_path / "one"), cut, False)
     monkeypatch.setattr(stream, "WINDOW_MESSAGES", 1)
     fallback = extract_bag(str(bag), str(tmp_path / "two"), cut, False)
+    monkeypatch.undo()
     assert (streamed["passes"], fallback["passes"]) == (1, 2)
     assert streamed["frames"] == fallback["frames"] == 37 and streamed["unpaired_color"] == 3
     files = sorted(p.relative_to(tmp_path / "one") for p in (tmp_path / "one").rglob("*") if p.is_file())
@@ -128,6 +129,11 @@ def test_one_pass_writes_the_same_frames_as_the_two_pass_fallback(tmp_path, monk
             assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes(), name
     with_confidence = extract_bag(str(write_bag(tmp_path / "ir", BagSpec())), str(tmp_path / "ir_out"), SETTINGS, False)
     assert with_confidence["passes"] == 2 and with_confidence["confidence"]["trusted_share"] > 0
+    from bag_util import RealsenseSpec, write_realsense_bag
+
+    viewer = write_realsense_bag(tmp_path / "viewer.bag", RealsenseSpec(frames=3))
+    unit = extract_bag(str(viewer), str(tmp_path / "unit"), BagSettings(depth_unit=0.00025), False)
+    assert unit["passes"] == 1 and unit["depth_unit_m"] == 0.00025 and unit["frames"] == 3
 
 
 def test_depth_splats_cover_an_upsampled_surface_without_holes():

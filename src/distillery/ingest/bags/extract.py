@@ -1,24 +1,30 @@
 """Extract a ROS 1 or ROS 2 bag into the native layout: `distillery extract-bag BAG --out DIR`.
 
-Two passes over the bag. The first reads only header stamps of the image
+One pass over the bag (stream.py) reads the header stamps of the image
 topics (straight from the serialised bytes), the CameraInfo of each camera,
 the transforms and depth unit (calibration.py says where each comes from),
-and pairs colour with depth by header stamp (never
-the record time, which carries transport delays): one-to-one, closest first,
-within `tolerance` seconds (bags default to 50 ms). The second decodes the
-paired images, undistorts them when asked, re-projects depth that is not
-registered to colour into the colour camera, and writes one native sequence
-folder per `sequence_seconds` of recording (all in one when unset)::
+and pairs colour with depth by header stamp (never the record time, which
+carries transport delays): one-to-one, closest first, within `tolerance`
+seconds (bags default to 50 ms). Each final pair is decoded, undistorted
+when asked, its depth re-projected into the colour camera when it is not
+registered to colour, and written into one native sequence folder per
+`sequence_seconds` of recording (all in one when unset)::
 
     DIR/seq-000/rgb/000000.png, depth/000000.npy, [confidence/000000.npy],
                 intrinsics.json, timestamps.txt
     DIR/extract.json     what was read, paired, dropped and how (the report)
 
-The folder is written under a temporary name and renamed when complete.
+At the end the streamed pairs are checked against the pairing of all stamps
+and the calibration as read to the end; when they differ (or a confidence
+topic is mapped, which is paired with the paired depth afterwards), a second
+pass writes the frames from the recorded stamps. `extract.json` says how
+many passes were read. The folder is written under a temporary name and
+renamed, fsynced, when complete.
+
 Confidence comes only from an explicit mapping of an IR/confidence topic;
 when the share of valid depth it trusts (confidence >= 0.5, the gate of
-training and fusion, `distillery.confidence`) falls below `trusted_floor`, the extraction warns in
-the log and in extract.json.
+training and fusion, `distillery.confidence`) falls below `trusted_floor`,
+the extraction warns in the log and in extract.json.
 """
 
 from __future__ import annotations

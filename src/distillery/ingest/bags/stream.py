@@ -123,6 +123,8 @@ def stream_pass(source: BagSource, found: Found, s, emit: Callable[[int, int, by
     """Read the bag once: calibration and stamps into `found`, final pairs to `emit(c, d, raw_c, raw_d)`."""
     topics = calibration.calibration_topics(source, found, s)
     window = Window(s.tolerance, emit)
+    if s.depth_unit is not None:
+        found.depth_unit = float(s.depth_unit)  # frames are decoded during the pass: the setting counts from the start
     if "confidence" in found.cams:
         window.give_up()  # confidence is paired with the paired depth afterwards: the second pass does it
     roles = {found.cams[r].topic: r for r in ("color", "depth")}
