@@ -103,7 +103,7 @@ def fsync_tree(path: str | os.PathLike) -> None:
     The files of a folder are fsynced by `FSYNC_THREADS` threads at once:
     each fsync waits for the disk to flush its write cache, and waiters in
     flight together share one flush, so a folder of 2,000 small frame files
-    is flushed in about 0.15 s instead of 5-6 s one by one (ext4, a shared
+    is flushed in 0.1-0.3 s instead of 5-6 s one by one (ext4, a shared
     virtual disk under load)."""
     path = Path(path)
     if not path.is_dir():
