@@ -109,6 +109,33 @@ def test_encodings_compressed_images_and_sequences_by_time(tmp_path):
     assert sorted({f.sequence for f in result.frames}) == ["seq-000", "seq-001", "seq-002"] and not result.rejects
 
 
+def test_one_pass_writes_the_same_frames_as_the_two_pass_fallback(tmp_path, monkeypatch):
+    """Streamed frames are kept only when they equal the pairing of all stamps: a window too small to
+    decide anything falls back to a second pass, and both give the same files."""
+    from distillery.ingest.bags import stream
+
+    bag = write_bag(tmp_path / "bag", BagSpec(frames=40, depth="32FC1", drop_depth=(3, 10, 11), confidence=False))
+    cut = BagSettings(SETTINGS.color_topic, SETTINGS.depth_topic, sequence_seconds=0.1)
+    streamed = extract_bag(str(bag), str(tmp_path / "one"), cut, False)
+    monkeypatch.setattr(stream, "WINDOW_MESSAGES", 1)
+    fallback = extract_bag(str(bag), str(tmp_path / "two"), cut, False)
+    monkeypatch.undo()
+    assert (streamed["passes"], fallback["passes"]) == (1, 2)
+    assert streamed["frames"] == fallback["frames"] == 37 and streamed["unpaired_color"] == 3
+    files = sorted(p.relative_to(tmp_path / "one") for p in (tmp_path / "one").rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(tmp_path / "two") for p in (tmp_path / "two").rglob("*") if p.is_file())
+    for name in files:
+        if name.name != "extract.json":
+            assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes(), name
+    with_confidence = extract_bag(str(write_bag(tmp_path / "ir", BagSpec())), str(tmp_path / "ir_out"), SETTINGS, False)
+    assert with_confidence["passes"] == 2 and with_confidence["confidence"]["trusted_share"] > 0
+    from bag_util import RealsenseSpec, write_realsense_bag
+
+    viewer = write_realsense_bag(tmp_path / "viewer.bag", RealsenseSpec(frames=3))
+    unit = extract_bag(str(viewer), str(tmp_path / "unit"), BagSettings(depth_unit=0.00025), False)
+    assert unit["passes"] == 1 and unit["depth_unit_m"] == 0.00025 and unit["frames"] == 3
+
+
 def test_depth_splats_cover_an_upsampled_surface_without_holes():
     k_d, k_c = Intrinsics(50, 50, 31.5, 23.5, 64, 48), Intrinsics(140, 140, 79.5, 59.5, 160, 120)
     depth = np.full((48, 64), 2.0, np.float32)

@@ -42,6 +42,7 @@ class Camera:
     frame_id: str = ""
     stamps: list[int] = field(default_factory=list)
     locator: tuple[int, str] | None = None  # where header.stamp sits in this topic's serialised bytes
+    image_frame_id: str | None = None  # header frame id of the first image
 
     def stamp(self, source: BagSource, raw: bytes) -> int:
         if self.locator is None:
@@ -59,6 +60,7 @@ class Found:
     edges: dict = field(default_factory=dict)  # /tf_static (parent, child) -> pose
     rs_poses: dict = field(default_factory=dict)  # librealsense role -> T_stream<-reference
     depth_unit: float = 0.001
+    seen: set = field(default_factory=set)  # calibration topics (transforms, options) read so far
 
 
 def info_topic(topic: str) -> str:
@@ -115,29 +117,67 @@ def find_cameras(source: BagSource, s) -> Found:
 
 def first_pass(source: BagSource, found: Found, s) -> None:
     """Header stamps of the image topics, each CameraInfo, /tf_static and the librealsense calibration."""
-    cams = found.cams
-    by_topic = {c.topic: c for c in cams.values()}
-    infos = {c.info_topic: c for c in cams.values() if c.info_topic}
+    for topic, _, raw in source.messages(calibration_topics(source, found, s)):
+        absorb(source, found, s, topic, raw)
+    close(source, found, s)
+
+
+def calibration_topics(source: BagSource, found: Found, s) -> set[str]:
+    """The image, CameraInfo, transform and librealsense option topics that the first pass reads."""
     extra = found.layout.extra_topics() if found.layout else set()
-    tf_roles = {t: r for r, t in found.layout.tf.items()} if found.layout else {}
-    wanted = set(by_topic) | set(infos) | extra | ({s.tf_topic} if s.tf_topic in source.topics else set())
-    for topic, _, raw in source.messages(wanted):
-        if topic in by_topic:
-            by_topic[topic].stamps.append(by_topic[topic].stamp(source, raw))
-        if topic in infos and infos[topic].intrinsics is None:
-            cam, msg = infos[topic], source.deserialize(raw, INFO_TYPE)
+    tf = {s.tf_topic} if s.tf_topic in source.topics else set()
+    return {c.topic for c in found.cams.values()} | {c.info_topic for c in found.cams.values() if c.info_topic} \
+        | extra | tf
+
+
+def absorb(source: BagSource, found: Found, s, topic: str, raw: bytes) -> int | None:
+    """Take what one message says about the cameras; returns its header stamp when it is an image of a camera.
+
+    The first CameraInfo of a camera counts; later transforms and depth units replace earlier ones."""
+    stamp = None
+    for cam in found.cams.values():
+        if topic == cam.topic:
+            stamp = cam.stamp(source, raw)
+            cam.stamps.append(stamp)
+            if cam.image_frame_id is None:
+                cam.image_frame_id = source.deserialize(raw, cam.msgtype).header.frame_id
+        if topic == cam.info_topic and cam.intrinsics is None:
+            msg = source.deserialize(raw, INFO_TYPE)
             cam.intrinsics, cam.model, cam.distortion = decode.camera_info(msg, topic)
             cam.frame_id = msg.header.frame_id
-        if topic == s.tf_topic:
-            for tf in source.deserialize(raw, TF_TYPE).transforms:
-                tr, q = tf.transform.translation, tf.transform.rotation
-                pose = geometry.rigid((tr.x, tr.y, tr.z), (q.x, q.y, q.z, q.w))
-                found.edges[(tf.header.frame_id, tf.child_frame_id)] = pose
+    if topic == s.tf_topic:
+        for tf in source.deserialize(raw, TF_TYPE).transforms:
+            tr, q = tf.transform.translation, tf.transform.rotation
+            pose = geometry.rigid((tr.x, tr.y, tr.z), (q.x, q.y, q.z, q.w))
+            found.edges[(tf.header.frame_id, tf.child_frame_id)] = pose
+        found.seen.add(topic)
+    if found.layout is not None:
+        tf_roles = {t: r for r, t in found.layout.tf.items()}
         if topic in tf_roles:
             found.rs_poses[tf_roles[topic]] = realsense.transform(source.deserialize(raw, realsense.TF_TYPE))
-        if found.layout and topic == found.layout.unit_topic and s.depth_unit is None:
+            found.seen.add(topic)
+        if topic == found.layout.unit_topic and s.depth_unit is None:
             found.depth_unit = float(source.deserialize(raw, realsense.UNIT_TYPE).data)
             found.origins["depth_unit"] = f"librealsense option {topic}"
+            found.seen.add(topic)
+    return stamp
+
+
+def ready(source: BagSource, found: Found, s) -> bool:
+    """Whether every calibration topic of the bag has given a message, so frames can be finished mid-pass."""
+    cams = found.cams
+    if any(cams[r].intrinsics is None or cams[r].image_frame_id is None for r in ("color", "depth")):
+        return False
+    pending = {s.tf_topic} if s.tf_topic in source.topics and not (s.registered or s.extrinsic) else set()
+    if found.layout is not None:
+        pending |= set(found.layout.tf.values()) if not (s.registered or s.extrinsic) else set()
+        pending |= {found.layout.unit_topic} if s.depth_unit is None else set()
+    return all(t in found.seen for t in pending if t in source.topics)
+
+
+def close(source: BagSource, found: Found, s) -> None:
+    """After the last message: the depth unit's origin, and errors for cameras that said nothing."""
+    cams = found.cams
     if s.depth_unit is not None:
         found.depth_unit, found.origins["depth_unit"] = float(s.depth_unit), "setting"
     found.origins.setdefault("depth_unit", "ROS convention: 16UC1 depth in millimetres")
@@ -146,17 +186,15 @@ def first_pass(source: BagSource, found: Found, s) -> None:
             raise BagError(f"{source.path}: CameraInfo topic {cams[role].info_topic!r} has no readable message")
         if not cams[role].stamps:
             raise BagError(f"{source.path}: topic {cams[role].topic!r} has no readable message")
-    _image_frame_ids(source, found)
+    _image_frame_ids(found)
 
 
-def _image_frame_ids(source: BagSource, found: Found) -> None:
+def _image_frame_ids(found: Found) -> None:
     """CameraInfo frame ids can be empty (librealsense writes ""); the images' own header frame id then."""
     for role in ("color", "depth"):
         cam = found.cams[role]
         if not cam.frame_id:
-            for _, _, raw in source.messages({cam.topic}):
-                cam.frame_id = source.deserialize(raw, cam.msgtype).header.frame_id
-                break
+            cam.frame_id = cam.image_frame_id or ""
 
 
 def check_distortion(cams: dict[str, Camera], s) -> None:

@@ -43,8 +43,8 @@ def _raw_rows(msg, dtype: np.dtype, channels: int, topic: str) -> np.ndarray:
         raise BagError(f"topic {topic!r}: Image of {msg.width}x{msg.height} {msg.encoding} has step {msg.step} and "
                        f"{data.size} bytes, too few (truncated message?)")
     rows = data[: msg.step * msg.height].reshape(msg.height, msg.step)[:, :row_bytes]
-    arr = np.ascontiguousarray(rows).view(dtype).reshape(msg.height, msg.width, channels)
-    return arr.astype(dtype.newbyteorder("="))
+    arr = rows.copy().view(dtype).reshape(msg.height, msg.width, channels)  # one copy: the bag's buffer is not ours
+    return arr if dtype.isnative else arr.astype(dtype.newbyteorder("="))
 
 
 def colour_image(msg, msgtype: str, topic: str) -> np.ndarray:
@@ -97,9 +97,11 @@ def depth_image(msg, msgtype: str, topic: str, unit: float = 0.001) -> np.ndarra
                            f"got {msg.format!r} (lossy colour codecs destroy depth)")
         depth = _compressed_depth(msg, topic, unit)
     elif msg.encoding in ("16UC1", "mono16"):
-        depth = _raw_rows(msg, np.uint16, 1, topic)[..., 0].astype(np.float32) * np.float32(unit)
+        depth = np.multiply(_raw_rows(msg, np.uint16, 1, topic)[..., 0], np.float32(unit), dtype=np.float32)
+        if unit > 0:
+            return depth  # finite counts >= 0 times a positive unit: nothing to clear
     elif msg.encoding == "32FC1":
-        depth = _raw_rows(msg, np.float32, 1, topic)[..., 0].copy()
+        depth = _raw_rows(msg, np.float32, 1, topic)[..., 0]
     else:
         raise BagError(f"topic {topic!r}: unsupported depth encoding {msg.encoding!r} "
                        f"(supported: {', '.join(DEPTH_ENCODINGS)}, or compressedDepth)")

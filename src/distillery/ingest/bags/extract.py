@@ -1,30 +1,37 @@
 """Extract a ROS 1 or ROS 2 bag into the native layout: `distillery extract-bag BAG --out DIR`.
 
-Two passes over the bag. The first reads only header stamps of the image
+One pass over the bag (stream.py) reads the header stamps of the image
 topics (straight from the serialised bytes), the CameraInfo of each camera,
 the transforms and depth unit (calibration.py says where each comes from),
-and pairs colour with depth by header stamp (never
-the record time, which carries transport delays): one-to-one, closest first,
-within `tolerance` seconds (bags default to 50 ms). The second decodes the
-paired images, undistorts them when asked, re-projects depth that is not
-registered to colour into the colour camera, and writes one native sequence
-folder per `sequence_seconds` of recording (all in one when unset)::
+and pairs colour with depth by header stamp (never the record time, which
+carries transport delays): one-to-one, closest first, within `tolerance`
+seconds (bags default to 50 ms). Each final pair is decoded, undistorted
+when asked, its depth re-projected into the colour camera when it is not
+registered to colour, and written into one native sequence folder per
+`sequence_seconds` of recording (all in one when unset)::
 
     DIR/seq-000/rgb/000000.png, depth/000000.npy, [confidence/000000.npy],
                 intrinsics.json, timestamps.txt
     DIR/extract.json     what was read, paired, dropped and how (the report)
 
-The folder is written under a temporary name and renamed when complete.
+At the end the streamed pairs are checked against the pairing of all stamps
+and the calibration as read to the end; when they differ (or a confidence
+topic is mapped, which is paired with the paired depth afterwards), a second
+pass writes the frames from the recorded stamps. `extract.json` says how
+many passes were read. The folder is written under a temporary name and
+renamed, fsynced, when complete.
+
 Confidence comes only from an explicit mapping of an IR/confidence topic;
 when the share of valid depth it trusts (confidence >= 0.5, the gate of
-training and fusion, `distillery.confidence`) falls below `trusted_floor`, the extraction warns in
-the log and in extract.json.
+training and fusion, `distillery.confidence`) falls below `trusted_floor`,
+the extraction warns in the log and in extract.json.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import shutil
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -39,6 +46,7 @@ from distillery.ingest import native_writer
 from distillery.ingest.bags import calibration, decode, geometry
 from distillery.ingest.bags.calibration import Camera, Found
 from distillery.ingest.bags.source import BagError, BagSource, open_bag
+from distillery.ingest.bags.stream import NotReady, decode_part, pair_frames, stream_pass
 from distillery.ingest.native_writer import NATIVE_FILES
 from distillery.ingest.readers.tum import associate
 
@@ -67,13 +75,6 @@ class BagSettings:
     depth_unit: float | None = None  # metres per integer depth count (default: the bag's, else 0.001)
     tf_topic: str = "/tf_static"
     salvage: bool = False  # extract the readable prefix of a cut-off recording
-
-
-def pair_frames(color: list[int], depth: list[int], tolerance: float) -> list[tuple[int, int]]:
-    """(colour stamp, depth stamp) pairs in colour order, one-to-one, closest first within `tolerance` s."""
-    cs, ds = sorted(set(color)), sorted(set(depth))
-    pairs = associate([t / 1e9 for t in cs], [t / 1e9 for t in ds], tolerance)
-    return [(cs[i], ds[j]) for i, j in sorted(pairs.items())]
 
 
 def _sequence_of(stamps: list[int], seconds: float | None) -> list[int]:
@@ -107,8 +108,8 @@ class Plan:
 class Writer:
     """Turns decoded colour/depth/confidence of one pair into a native frame on disk."""
 
-    def __init__(self, tmp: Path, cams: dict[str, Camera], t_cd: np.ndarray, s: BagSettings, plan: Plan):
-        self.tmp, self.cams, self.t_cd, self.s, self.plan = tmp, cams, t_cd, s, plan
+    def __init__(self, tmp: Path, cams: dict[str, Camera], t_cd: np.ndarray, s: BagSettings):
+        self.tmp, self.cams, self.t_cd, self.s = tmp, cams, t_cd, s
         self.counts: dict[int, int] = {}
         self.stamps: dict[int, list[str]] = {}
         self.valid = self.trusted = 0  # valid depth pixels, and those confidence trusts
@@ -135,21 +136,19 @@ class Writer:
             raise BagError(f"topic {self.cams[role].topic!r}: image is {image.shape[1]}x{image.shape[0]} but "
                            f"CameraInfo {self.cams[role].info_topic!r} says {k.width}x{k.height}")
 
-    def write(self, index: int, parts: dict[str, np.ndarray]) -> None:
-        """Check the frame here; re-project and write it on a worker thread (numpy, zlib and file I/O
-        release the GIL), with at most `WORKERS * 2` frames in flight so that memory stays bounded."""
+    def write(self, parts: dict[str, np.ndarray], seq: int, number: int, colour_ns: int) -> None:
+        """Check frame `number` of sequence `seq` here; re-project and write it on a worker thread (numpy,
+        zlib and file I/O release the GIL), with at most `WORKERS * 2` frames in flight (bounded memory)."""
         rgb, depth, conf = parts["color"], parts["depth"], parts.get("confidence")
         self._check_size("color", rgb)
         self._check_size("depth", depth)
         if conf is not None and conf.shape != depth.shape:
             raise BagError(f"topic {self.s.confidence_topic!r}: confidence is {conf.shape[1]}x{conf.shape[0]}, "
                            f"depth is {depth.shape[1]}x{depth.shape[0]}; it must be registered to depth")
-        seq = self.plan.sequences[index]
         folder = self.folder(seq)
-        frame_id = native_writer.frame_id(self.plan.frame_number(index))
+        frame_id = native_writer.frame_id(number)
         self.counts[seq] += 1
-        ns = self.plan.pairs[index][0]
-        self.stamps[seq].append(f"{frame_id} {ns // 10**9}.{ns % 10**9:09d}")
+        self.stamps[seq].append(f"{frame_id} {colour_ns // 10**9}.{colour_ns % 10**9:09d}")
         self.pending.append(self.pool.submit(self._finish_frame, folder, frame_id, rgb, depth, conf))
         while len(self.pending) > 2 * WORKERS:
             self._collect(self.pending.popleft())
@@ -163,7 +162,7 @@ class Writer:
         if not (kd == kc and np.allclose(self.t_cd, np.eye(4))):
             depth, conf = geometry.reproject_depth(depth, kd, kc, self.t_cd, conf)
         arrays = {"rgb": rgb, "depth": depth} | ({} if conf is None else {"confidence": conf})
-        native_writer.write_frame(folder, frame_id, arrays)
+        native_writer.write_frame(folder, frame_id, arrays, atomic=False)  # the whole folder is renamed into place
         if conf is None:
             return 0, 0
         return trusted_counts(depth, conf)
@@ -178,22 +177,19 @@ class Writer:
         while self.pending:
             self._collect(self.pending.popleft())
 
+    def reset(self, t_cd: np.ndarray) -> None:
+        """Drop every frame written so far (the second pass writes them again) and use transform `t_cd`."""
+        self.drain()
+        for seq in self.counts:
+            shutil.rmtree(self.tmp / f"seq-{seq:03d}")
+        self.counts, self.stamps, self.valid, self.trusted, self.t_cd = {}, {}, 0, 0, t_cd
+
     def finish(self) -> None:
         self.drain()
         self.pool.shutdown()
         for seq, lines in self.stamps.items():
             native_writer.write_texts(self.folder(seq), native_writer.sequence_texts(self.cams["color"].intrinsics,
                                                                                       sorted(lines)))
-
-
-def _decode(source: BagSource, role: str, found: Found, raw: bytes, s: BagSettings) -> np.ndarray:
-    cam = found.cams[role]
-    msg = source.deserialize(raw, cam.msgtype)
-    if role == "color":
-        return decode.colour_image(msg, cam.msgtype, cam.topic)
-    if role == "depth":
-        return decode.depth_image(msg, cam.msgtype, cam.topic, found.depth_unit)
-    return decode.confidence_image(msg, cam.topic, s.confidence_scale, s.confidence_range)
 
 
 def _second_pass(source: BagSource, found: Found, plan: Plan, writer: Writer, progress: bool) -> int:
@@ -217,41 +213,90 @@ def _second_pass(source: BagSource, found: Found, plan: Plan, writer: Writer, pr
         if key not in needed or key in done:
             continue
         done.add(key)
-        image = _decode(source, role, found, raw, writer.s)
+        image = decode_part(source, role, found, raw, writer.s)
         for i in needed[key]:
             pending.setdefault(i, {})[role] = image
             if len(pending[i]) == want[i]:
-                writer.write(i, pending.pop(i))
+                writer.write(pending.pop(i), plan.sequences[i], plan.frame_number(i), plan.pairs[i][0])
                 written += 1
     return written
+
+
+class Streamed:
+    """Frames written during the single pass: pairs in order, numbered as `Plan` numbers them."""
+
+    def __init__(self, source: BagSource, found: Found, s: BagSettings, writer: Writer):
+        self.source, self.found, self.s, self.writer = source, found, s, writer
+        self.pairs: list[tuple[int, int]] = []
+        self.numbers: dict[int, int] = {}
+        self.unit = None
+
+    def __call__(self, c: int, d: int, raw_c: bytes, raw_d: bytes) -> None:
+        if self.writer.t_cd is None:
+            calibration.check_distortion(self.found.cams, self.s)  # CameraInfo is final once read: a real error
+            try:
+                t_cd = calibration.depth_to_colour(self.found, self.s, self.source)
+            except BagError:
+                raise NotReady from None  # the transforms may still come: the end of the pass decides
+            self.writer.t_cd, self.unit = t_cd, self.found.depth_unit
+        seq = _sequence_of([self.pairs[0][0] if self.pairs else c, c], self.s.sequence_seconds)[1]
+        number = self.numbers.get(seq, 0)
+        self.numbers[seq] = number + 1
+        parts = {role: decode_part(self.source, role, self.found, raw, self.s)
+                 for role, raw in (("color", raw_c), ("depth", raw_d))}
+        self.writer.write(parts, seq, number, c)
+        self.pairs.append((c, d))
+
+    def matches(self, plan: Plan, t_cd: np.ndarray) -> bool:
+        """Whether the streamed frames are exactly those of `plan` with the final calibration."""
+        return self.pairs == plan.pairs and not plan.confidence and (
+            not self.pairs or (np.array_equal(self.writer.t_cd, t_cd) and self.unit == self.found.depth_unit))
+
+
+def _plan(bag: str, found: Found, s: BagSettings) -> Plan:
+    """Pairs of all header stamps (closest first within the tolerance), confidence per depth, sequences."""
+    cams = found.cams
+    pairs = pair_frames(cams["color"].stamps, cams["depth"].stamps, s.tolerance)
+    if not pairs:
+        gap = min(abs(c - d) for c in cams["color"].stamps for d in cams["depth"].stamps[:10000]) / 1e9
+        raise BagError(f"{bag}: no colour frame on {cams['color'].topic!r} has a depth frame on "
+                       f"{cams['depth'].topic!r} within {s.tolerance} s (header stamps; the closest are "
+                       f"{gap:.3f} s apart); check the topics or raise the pairing tolerance (--tolerance)")
+    confidence = {}
+    if "confidence" in cams:
+        ds, cs = sorted({d for _, d in pairs}), sorted(set(cams["confidence"].stamps))
+        confidence = {ds[i]: cs[j] for i, j in associate([t / 1e9 for t in ds], [t / 1e9 for t in cs],
+                                                          s.tolerance).items()}
+    return Plan(pairs, _sequence_of([c for c, _ in pairs], s.sequence_seconds), confidence)
+
+
+def _extract(bag: str, source: BagSource, found: Found, s: BagSettings, writer: Writer, progress: bool):
+    """One pass that writes the frames as they pair; a second one only when its result is not exact."""
+    streamed = Streamed(source, found, s, writer)
+    window = stream_pass(source, found, s, streamed, progress)
+    writer.drain()
+    calibration.close(source, found, s)
+    calibration.check_distortion(found.cams, s)
+    t_cd = calibration.depth_to_colour(found, s, source)
+    plan = _plan(bag, found, s)
+    if window.ok and streamed.matches(plan, t_cd):
+        return plan, t_cd, len(streamed.pairs), 1
+    if streamed.pairs:
+        log.info("%s: stamps or calibration changed after frames were written: writing them again", bag)
+    writer.reset(t_cd)
+    return plan, t_cd, _second_pass(source, found, plan, writer, progress), 2
 
 
 def extract_bag(bag: str, out_dir: str, settings: BagSettings, progress: bool = True) -> dict:
     """Write the native layout of `bag` into `out_dir` and return the extraction report."""
     source = open_bag(bag, allow_salvage=settings.salvage)
     found = calibration.find_cameras(source, settings)
-    cams = found.cams
-    calibration.first_pass(source, found, settings)
-    calibration.check_distortion(cams, settings)
-    t_cd = calibration.depth_to_colour(found, settings, source)
-    pairs = pair_frames(cams["color"].stamps, cams["depth"].stamps, settings.tolerance)
-    if not pairs:
-        gap = min(abs(c - d) for c in cams["color"].stamps for d in cams["depth"].stamps[:10000]) / 1e9
-        raise BagError(f"{bag}: no colour frame on {cams['color'].topic!r} has a depth frame on "
-                       f"{cams['depth'].topic!r} within {settings.tolerance} s (header stamps; the closest are "
-                       f"{gap:.3f} s apart); check the topics or raise the pairing tolerance (--tolerance)")
-    confidence = {}
-    if "confidence" in cams:
-        ds, cs = sorted({d for _, d in pairs}), sorted(set(cams["confidence"].stamps))
-        confidence = {ds[i]: cs[j] for i, j in associate([t / 1e9 for t in ds], [t / 1e9 for t in cs],
-                                                          settings.tolerance).items()}
-    plan = Plan(pairs, _sequence_of([c for c, _ in pairs], settings.sequence_seconds), confidence)
     with atomic_write(out_dir, folder=True) as tmp:  # the folder appears complete, or not at all
-        writer = Writer(tmp, cams, t_cd, settings, plan)
+        writer = Writer(tmp, found.cams, None, settings)
         try:
-            written = _second_pass(source, found, plan, writer, progress)
+            plan, t_cd, written, passes = _extract(bag, source, found, settings, writer, progress)
             writer.finish()
-            report = _report(bag, source, found, settings, plan, t_cd, written, writer)
+            report = _report(bag, source, found, settings, plan, t_cd, written, writer) | {"passes": passes}
             (tmp / "extract.json").write_text(json.dumps(report, indent=1) + "\n")
         finally:
             writer.pool.shutdown(cancel_futures=True)
