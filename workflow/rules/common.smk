@@ -1,11 +1,13 @@
 # Config validation, the one Workflow object (src/distillery/workflow/) and the thin input functions
 # the rules use. Every decision lives in the package and is unit-tested there.
+import inspect
 import json
 import os
 import re
 import sys
 from pathlib import Path
 
+from snakemake.common import overwrite_function_params
 from snakemake.logging import logger
 from snakemake.utils import validate
 
@@ -79,37 +81,47 @@ def teacher_failure_lists(wildcards):
     return [layer[: -len(".h5")] + ".failures.jsonl" for layer in teacher_layers(wildcards)]
 
 
-def selection_input(wildcards):
-    """A teacher job's selection JSON as a named input, when selection is on."""
-    selection = wf.selection_file(wildcards.shard)
-    return {"selection": selection} if selection else {}
+def per_job(func):
+    """`func` (an input, params or resources function), its parameters inspected once: Snakemake reads a
+    function's signature at every call (snakemake.common.get_function_params), unless it is given."""
+    overwrite_function_params(func, inspect.signature(func).parameters)
+    return func
 
+
+# Per-job settings of the label jobs (teachers x shards: tens of thousands at fleet scale) are plain values or
+# wildcard patterns wherever they can be: Snakemake evaluates a function once per job, with an overhead
+# (signature inspection, wildcard objects) several times that of the function itself.
+
+# A teacher job's selection JSON as a named input, when selection is on: a pattern of {shard}, no function.
+SELECTION_INPUT = {"selection": wf.selection_file("{shard}")} if wf.selects() else {}
 
 # The selection JSON a teacher job labels from ("" labels every frame, with no per-job function).
-selection_param = (lambda wildcards: wf.selection_file(wildcards.shard)) if wf.selects() else ""
+selection_param = per_job(lambda wildcards: wf.selection_file(wildcards.shard)) if wf.selects() else ""
 
-
-def segment_layers(wildcards):
-    """The metric depth and detect layers of a shard, which the segment stage's labeller reads."""
-    return {
-        role: f"results/teachers/{wf.teacher_roles[slot]['id']}/{wildcards.shard}.h5"
-        for role, slot in (("depth", "metric_depth"), ("detect", "detect"))
-    }
+# The metric depth and detect layers of a shard, which the segment stage's labeller reads (a segment teacher
+# needs both roles: distillery.teachers.registry).
+SEGMENT_LAYERS = {
+    role: f"results/teachers/{wf.teacher_roles[slot]['id']}/{{shard}}.h5"
+    for role, slot in (("depth", "metric_depth"), ("detect", "detect"))
+    if slot in wf.teacher_roles
+}
 
 
 def per_teacher(task, method, wrap=None):
-    """A teacher setting of a task's rules: a plain value when one teacher has the task, else a function of
-    {teacher}. Snakemake calls a function once per job, and label jobs are teachers x shards."""
+    """A teacher setting of a task's rules: a plain value when every teacher of the task has the same one (one
+    teacher, or simulated teachers that all run on one CPU), else a lookup by {teacher} in a table computed
+    once: Snakemake calls a function once per job, and label jobs are teachers x shards."""
     wrap = wrap or (lambda value: value)
-    ids = wf.teacher_ids(task)
-    if len(ids) == 1:
-        return wrap(method(ids[0]))
-    return lambda wildcards: wrap(method(wildcards.teacher))
+    values = {tid: wrap(method(tid)) for tid in wf.teacher_ids(task)}
+    first = next(iter(values.values()), None)
+    if values and all(value == first for value in values.values()):
+        return first
+    return per_job(lambda wildcards: values[wildcards.teacher])
 
 
-def teacher_weights_input(wildcards):
+def teacher_weights(tid):
     """The weight files a teacher loads (ancient: a re-download does not re-label)."""
-    return [ancient(str(f.path)) for f in wf.weight_files(wildcards.teacher)]
+    return [ancient(str(f.path)) for f in wf.weight_files(tid)]
 
 
 def hub_weights_pattern():
@@ -185,12 +197,14 @@ def job_resources(size, gpu=0, cpus=None):
     profile naming partitions, evaluating `slurm_partition` checks that the partition can hold the job;
     without one, the partition fields are left out (each function costs every job of the DAG a call)."""
     at = lambda value, wildcards: value(wildcards) if callable(value) else value
-    gpus = (lambda wildcards: int(gpu(wildcards))) if callable(gpu) else int(gpu)
+    gpus = per_job(lambda wildcards: int(gpu(wildcards))) if callable(gpu) else int(gpu)
 
+    @per_job
     def mem_mb(wildcards, attempt):
         cap = jobs.node_max_mem(profile(), at(gpus, wildcards))
         return jobs.mem_mb(at(size, wildcards), attempt, cap)
 
+    @per_job
     def slurm_partition(wildcards, attempt, threads, rulename):
         cores = max(threads, int(at(cpus, wildcards))) if cpus is not None else threads
         jobs.check_fit(rulename, profile(), at(size, wildcards), at(gpus, wildcards), cores, attempt)
@@ -198,14 +212,14 @@ def job_resources(size, gpu=0, cpus=None):
 
     resources = {
         "mem_mb": mem_mb,
-        "runtime": lambda wildcards, attempt: jobs.runtime(at(size, wildcards), attempt),
+        "runtime": per_job(lambda wildcards, attempt: jobs.runtime(at(size, wildcards), attempt)),
         "gpu": gpus,
     }
     if PROFILE["slurm_partition"] or PROFILE["gpu_partition"]:
-        model = lambda wildcards: profile().gpu_model(at(gpus, wildcards))
+        model = per_job(lambda wildcards: profile().gpu_model(at(gpus, wildcards)))
         resources.update(gpu_model=model if callable(gpus) else model(None), slurm_partition=slurm_partition)
     if cpus is not None:
-        resources["cpus_per_task"] = (lambda w: int(cpus(w))) if callable(cpus) else int(cpus)
+        resources["cpus_per_task"] = per_job(lambda w: int(cpus(w))) if callable(cpus) else int(cpus)
     return resources
 
 

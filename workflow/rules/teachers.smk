@@ -57,7 +57,7 @@ rule teacher_sanity:
     input:
         shards=sanity_shard_files,
         settings="results/teachers/{teacher}/settings.json",
-        weights=teacher_weights_input,
+        weights=per_teacher("depth", teacher_weights),
     output:
         report="results/teachers/{teacher}/sanity.json",
     wildcard_constraints:
@@ -84,12 +84,12 @@ rule teacher_sanity:
 
 rule teacher_depth:
     input:
-        unpack(selection_input),  # with select: in the config, only the selected frames
+        **SELECTION_INPUT,  # with select: in the config, only the selected frames
         shard="results/shards/{shard}.h5",
         # ancient: the gate re-runs when its shards change (a new plan); that must not re-label the others
         sanity=ancient("results/teachers/{teacher}/sanity.json"),
         settings="results/teachers/{teacher}/settings.json",  # changed settings re-label its layers
-        weights=teacher_weights_input,
+        weights=per_teacher("depth", teacher_weights),
     output:
         layer="results/teachers/{teacher}/{shard}.h5",
         failures="results/teachers/{teacher}/{shard}.failures.jsonl",
@@ -124,10 +124,10 @@ rule teacher_depth:
 
 rule teacher_detect:
     input:
-        unpack(selection_input),  # with select: in the config, only the selected frames
+        **SELECTION_INPUT,  # with select: in the config, only the selected frames
         shard="results/shards/{shard}.h5",
         settings="results/teachers/{teacher}/settings.json",
-        weights=teacher_weights_input,
+        weights=per_teacher("detect", teacher_weights),
     output:
         layer="results/teachers/{teacher}/{shard}.h5",
         failures="results/teachers/{teacher}/{shard}.failures.jsonl",
@@ -162,11 +162,11 @@ rule teacher_detect:
 
 rule teacher_segment:
     input:
-        unpack(segment_layers),
-        unpack(selection_input),  # with select: in the config, only the selected frames
+        **SEGMENT_LAYERS,
+        **SELECTION_INPUT,  # with select: in the config, only the selected frames
         shard="results/shards/{shard}.h5",
         settings="results/teachers/{teacher}/settings.json",
-        weights=teacher_weights_input,
+        weights=per_teacher("segment", teacher_weights),
     output:
         layer="results/teachers/{teacher}/{shard}.h5",
         failures="results/teachers/{teacher}/{shard}.failures.jsonl",
