@@ -145,8 +145,11 @@ def labelled_rows(manifest_path: Path, variant: str, share: float, world: Path, 
 
 
 def partial_manifest(src: Path, out: Path, keep: np.ndarray) -> int:
-    """A copy of the manifest whose training frames outside `keep` have no teacher labels (as if unselected)."""
-    out.parent.mkdir(parents=True, exist_ok=True)
+    """A copy of the manifest whose training frames outside `keep` have no teacher labels (as if unselected).
+
+    `out` must be in the manifest's folder: its images map onto the shards by relative paths."""
+    if out.parent.resolve() != src.parent.resolve():
+        raise ValueError(f"{out}: a manifest copy must sit beside {src} (its images are virtual datasets)")
     shutil.copyfile(src, out)
     with h5py.File(out, "r+") as f:
         train = f["split"].asstr()[:] == "train"
@@ -232,7 +235,7 @@ def run_variant(variant: str, manifest: Path, workdir: Path, args) -> dict:
     source = manifest
     if variant.endswith("_20"):
         keep, choice = labelled_rows(manifest, variant, args.share, workdir / "results" / "synth" / DATASET, args.seed)
-        source = workdir / "variants" / variant / "manifest.h5"
+        source = manifest.with_name(f"manifest.{variant}.h5")
         info["labelled_train_frames"] = partial_manifest(manifest, source, keep)
         if choice:
             info["novelty_from"] = sorted(set(choice.values()))

@@ -188,3 +188,22 @@ def test_image_fields_point_into_the_shards_and_follow_a_moved_folder(tmp_path, 
     with Manifest(str(moved / "manifest" / "manifest.h5")) as m:
         for name, values in expected.items():
             np.testing.assert_array_equal(m.file[name][:], values)
+
+
+def test_a_manifest_copied_away_from_its_shards_fails_naming_the_missing_file(tmp_path):
+    """HDF5 reads a missing virtual source as zeros without an error; the reader refuses instead."""
+    import shutil
+
+    root = tmp_path / "results"
+    rows = write_frames(tmp_path / "raw", 4)
+    paths, qs = _pack(root, [rows])
+    _merge(root, paths, qs)
+    copy = tmp_path / "copy" / "manifest.h5"
+    copy.parent.mkdir()
+    shutil.copyfile(root / "manifest" / "manifest.h5", copy)
+    with pytest.raises(FileNotFoundError, match=r"missing, e\.g\. .*shard.*whole results/ folder"):
+        Manifest(str(copy))
+    beside = root / "manifest" / "variant.h5"  # a copy beside the original maps onto the same shards
+    shutil.copyfile(root / "manifest" / "manifest.h5", beside)
+    with Manifest(str(beside)) as m:
+        assert len(m) == 4 and m.read(0, ("rgb",))["rgb"].any()

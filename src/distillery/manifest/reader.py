@@ -60,6 +60,29 @@ def open_manifest(path: str | os.PathLike) -> h5py.File:
     return open_rebuildable(path, "merge_manifest", "results/manifest/manifest.h5")
 
 
+def check_sources(f: h5py.File, path: str | os.PathLike) -> None:
+    """Every shard and layer file the manifest's image fields map onto exists.
+
+    The fields are HDF5 virtual datasets over those files (manifest/merge.py), by paths relative to
+    the manifest's folder, and HDF5 reads a missing source as the fill value without an error: a
+    manifest copied away from its shards would give zero images and no labels, silently."""
+    folder = Path(path).resolve().parent
+    missing: dict[str, list[str]] = {}
+    for name, dataset in f.items():
+        if isinstance(dataset, h5py.Dataset) and dataset.is_virtual:
+            for source in {m.file_name for m in dataset.virtual_sources()}:
+                if source != "." and not (folder / source).is_file():
+                    missing.setdefault(source, []).append(name)
+    if missing:
+        first = sorted(missing)[0]
+        raise FileNotFoundError(
+            f"{path}: {len(missing)} shard or layer files its images map onto are missing, e.g. "
+            f"{folder / first} (fields {', '.join(sorted(missing[first]))}); the manifest reads its images "
+            "from results/shards/ and results/teachers/ by paths relative to its folder: move or copy the "
+            "whole results/ folder, not manifest.h5 alone, or rebuild it with "
+            "`snakemake --forcerun merge_manifest results/manifest/manifest.h5`")
+
+
 def open_shard(path: str | os.PathLike) -> h5py.File:
     """A shard (results/shards/<name>.h5, the pack_shard rule's output) opened read-only (see `open_rebuildable`)."""
     return open_rebuildable(path, "pack_shard", f"results/shards/{Path(path).name}")
@@ -85,6 +108,7 @@ class Manifest:
         self._pid = None
         self._handles: dict = {}  # per process: dataset handles, and small per-row columns held in memory
         check_schema(self.file, self.h5_path)
+        check_sources(self.file, self.h5_path)
         self.records = read_jsonl(jsonl) if jsonl.is_file() else manifest_records(self.file)
         if len(self.records) != len(self):
             raise ValueError(f"{jsonl}: {len(self.records)} lines but {self.h5_path} has {len(self)} rows")
