@@ -281,8 +281,8 @@ def goals(results: dict) -> dict:
         out["novelty_within_teacher_100_interval"] = within(r["novelty_20"], r["teacher_100"], "all/rmse")
         for other in ("every5_20", "random_20"):
             if other in r:
-                x, y = (r[v]["figures"]["all/rmse"]["mean"] for v in ("novelty_20", other))
-                out[f"novelty_better_than_{other}"] = x < y
+                x, y = (r[v]["figures"].get("all/rmse", {}).get("mean") for v in ("novelty_20", other))
+                out[f"novelty_better_than_{other}"] = None if x is None or y is None else x < y
     return out
 
 
