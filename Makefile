@@ -39,7 +39,7 @@ demo: setup
 	@echo "deployment: $(CURDIR)/results/deploy/<version>/ (student.onnx, student.int8.onnx, fused.onnx, model_card.json, jetson_bundle.tar.gz)"
 	@echo "logs:       $(CURDIR)/logs/"
 
-# Evidence that distillation pays (not in CI; about 30 minutes on two idle cores): teacher-trained vs
+# Evidence that distillation pays (not in CI; about 19 minutes on two idle cores): teacher-trained vs
 # ToF-trained vs best-constant student, and 20 % frame selections, on a generated world with held-out test
 # sequences; figures in benchmarks/out/bench_quality.json (README "What the student learns").
 quality: setup
