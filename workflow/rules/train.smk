@@ -18,6 +18,9 @@ rule train_student:
     benchmark:
         "results/benchmarks/train_student/{version}.tsv"
     threads: lambda w: wf.train_threads(w.version)
+    # Trainings first among ready jobs: the lineage's parent-child chains are the run's longest path,
+    # and evaluation and deployment of finished versions can fill the gaps.
+    priority: 10
     resources:
         **job_resources(
             lambda w: "train_gpu" if wf.train_gpus(w.version) else "train_cpu",
