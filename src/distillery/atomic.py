@@ -62,13 +62,12 @@ def _remove(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
-def clean_stale(path: str | os.PathLike) -> list[Path]:
-    """Remove temporary siblings of `path` left by killed writers on this host; returns them."""
-    path = Path(path)
-    pattern = re.compile(rf"^\.{re.escape(path.name)}\.{re.escape(_HOST)}\.(\d+)-\d+\.(tmp|old)$")
+def _clean(folder: Path, name_pattern: str) -> list[Path]:
+    """Remove the temporary siblings in `folder` whose name matches, left by killed writers on this host."""
+    pattern = re.compile(rf"^\.{name_pattern}\.{re.escape(_HOST)}\.(\d+)-\d+\.(tmp|old)$")
     stale = []
-    if path.parent.is_dir():
-        for entry in path.parent.iterdir():
+    if folder.is_dir():
+        for entry in folder.iterdir():
             m = pattern.match(entry.name)
             if m and int(m.group(1)) != os.getpid() and not _alive(int(m.group(1))):
                 _remove(entry)
@@ -76,17 +75,16 @@ def clean_stale(path: str | os.PathLike) -> list[Path]:
     return stale
 
 
+def clean_stale(path: str | os.PathLike) -> list[Path]:
+    """Remove temporary siblings of `path` left by killed writers on this host; returns them."""
+    path = Path(path)
+    return _clean(path.parent, re.escape(path.name))
+
+
 def clean_stale_folder(folder: str | os.PathLike) -> list[Path]:
     """Remove every temporary sibling left in `folder` by killed writers on this host (one scan of the
     folder, for writers of many files into it); returns them."""
-    pattern = re.compile(rf"^\..+\.{re.escape(_HOST)}\.(\d+)-\d+\.(tmp|old)$")
-    stale = []
-    for entry in Path(folder).iterdir():
-        m = pattern.match(entry.name)
-        if m and int(m.group(1)) != os.getpid() and not _alive(int(m.group(1))):
-            _remove(entry)
-            stale.append(entry)
-    return stale
+    return _clean(Path(folder), ".+")
 
 
 def atomic_target(path: str | os.PathLike, suffix: str = "tmp", clean: bool = True) -> Path:
