@@ -24,36 +24,35 @@ def _truth_pixels(truth: np.ndarray) -> np.ndarray:
     return np.isfinite(truth) & (truth > 0)
 
 
-def teacher_rmse(m: Manifest, rows) -> tuple[float | None, int]:
-    """(mean per-frame RMSE of the metric teacher depth against truth, frames) over rows with both."""
-    errors = []
-    for r in rows:
-        frame = m.read(int(r), ("truth_depth", "teacher_depth"))
-        truth, teacher = (np.asarray(frame[k], np.float64) for k in ("truth_depth", "teacher_depth"))
-        ok = _truth_pixels(truth) & np.isfinite(teacher) & (teacher > 0)
-        if ok.any():
-            errors.append(float(np.sqrt(np.mean((truth[ok] - teacher[ok]) ** 2))))
-    return (float(np.mean(errors)) if errors else None), len(errors)
-
-
 def constant_baselines(manifest: str, sets: list[str], split: str = "test") -> dict[str, dict]:
     """{set: {"constant_m", "rmse", "frames", "teacher_rmse", "teacher_frames"}} for the sets whose test
-    frames have truth depth (teacher_rmse None without metric teacher depth)."""
+    frames have truth depth (teacher_rmse None without metric teacher depth). One read per frame."""
     out = {}
     with Manifest(manifest) as m:
         for name in sets:
             rows = m.indices(split=split, dataset=name, require=("has_truth_depth",))
-            truths = [np.asarray(m.read(int(r), ("truth_depth",))["truth_depth"], np.float64) for r in rows]
-            truths = [t[_truth_pixels(t)] for t in truths]
-            truths = [t for t in truths if t.size]
+            has_teacher = set(m.indices(split=split, dataset=name, require=("has_truth_depth", "has_teacher_depth")))
+            truths, teacher_errors = [], []
+            for r in rows:
+                fields = ("truth_depth", "teacher_depth") if r in has_teacher else ("truth_depth",)
+                read = m.read(int(r), fields)
+                frame = {k: np.asarray(read[k], np.float64) for k in fields}
+                truth = frame["truth_depth"]
+                ok = _truth_pixels(truth)
+                if ok.any():
+                    truths.append(truth[ok])
+                teacher = frame.get("teacher_depth")
+                if teacher is not None:
+                    both = ok & np.isfinite(teacher) & (teacher > 0)
+                    if both.any():
+                        teacher_errors.append(float(np.sqrt(np.mean((truth[both] - teacher[both]) ** 2))))
             if not truths:
                 continue
             constant = float(np.concatenate(truths).mean())
             rmse = float(np.mean([np.sqrt(np.mean((t - constant) ** 2)) for t in truths]))
-            labelled = m.indices(split=split, dataset=name, require=("has_truth_depth", "has_teacher_depth"))
-            teacher, teacher_frames = teacher_rmse(m, labelled)
             out[name] = {"constant_m": constant, "rmse": rmse, "frames": len(truths),
-                         "teacher_rmse": teacher, "teacher_frames": teacher_frames}
+                         "teacher_rmse": float(np.mean(teacher_errors)) if teacher_errors else None,
+                         "teacher_frames": len(teacher_errors)}
     return out
 
 
