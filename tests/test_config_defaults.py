@@ -3,8 +3,9 @@
 For every config section backed by a dataclass (distillery.workflow.defaults.sections) the schema's
 properties and the dataclass's fields name the same keys, the schema carries no default value of its own
 for them, and a config that leaves the keys out gets the dataclass's defaults once the workflow loads it
-(what the rules and `distillery plan` read). The same holds for the single settings that a constant of the
-code owns (ingest.height / width, teachers.max_failed_share).
+(what the rules and `distillery plan` read). The same holds for the single settings that a constant or a
+dataclass field of the code owns (datasets' layout, manifest.compression_level, select's novelty scales, the
+teacher jobs' settings, teachers.max_failed_share).
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ def test_each_default_lives_in_the_code_and_reaches_a_config_that_leaves_it_out(
 
     config = yaml.safe_load(DEMO.read_text())
     config["datasets"].append({"name": "robot", "bag": {"path": "recordings/robot.bag"}})
+    config["select"] = {"share": 0.5}
     for path, settings in sections.items():
         without(config, path, [f.name for f in dataclasses.fields(settings)])
     for path in singles:
@@ -78,4 +80,21 @@ def test_each_default_lives_in_the_code_and_reaches_a_config_that_leaves_it_out(
             assert set(section) - set(expected) <= set(schema_node(schema, path).get("required", ())), path
     for path, value in singles.items():
         parent, _, key = path.rpartition(".")
-        assert [section[key] for section in defaults.objects_at(loaded, parent)] == [value], path
+        found = [section[key] for section in defaults.objects_at(loaded, parent)]
+        assert found and found == [value] * len(found), path  # each dataset gets its layout
+    assert loaded["select"]["share"] == 0.5 and "threshold" not in loaded["select"]  # no default: one of the two
+
+
+def test_a_mapping_setting_is_kept_whole_and_sections_the_config_lacks_stay_absent():
+    """sharding.splits given in part is the config's choice (a split left out gets no sequences), not merged
+    with the default fractions; a config without select or teachers gets neither section."""
+    config = yaml.safe_load(DEMO.read_text())
+    config["sharding"] = {"splits": {"train": 0.9, "val": 0.1}}
+    del config["teachers"]
+    config["training"]["build"] = []  # the demo's versions learn from teachers
+    validate(config, schema=str(SCHEMA))
+    loaded = load(config).config
+    assert loaded["sharding"]["splits"] == {"train": 0.9, "val": 0.1}
+    assert loaded["sharding"]["frames_per_shard"] == defaults.section_defaults(defaults.sections()["sharding"])[
+        "frames_per_shard"]
+    assert "select" not in loaded and "teachers" not in loaded

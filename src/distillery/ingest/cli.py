@@ -1,14 +1,18 @@
 """`distillery index | plan-shards | pack-shard | ingest`: the ingest stage's command line.
 
 Each subcommand is a thin parser around a pure function of `distillery.ingest`;
-the project's main CLI adds them with `register(subparsers)`.
+the project's main CLI adds them with `register(subparsers)`. Option defaults
+are the workflow's (distillery.ingest.settings, the manifest's compression
+level), so a hand run and a workflow job agree.
 """
 
 from __future__ import annotations
 
 import json
 
-from distillery.framesize import HEIGHT, WIDTH
+from distillery.ingest.readers.base import AUTO
+from distillery.ingest.settings import DEFAULTS, FITS, SHARDING
+from distillery.manifest.schema import COMPRESSION_LEVEL
 
 
 def register(sub) -> None:
@@ -28,12 +32,13 @@ def _add_index(sub) -> None:
                                    "index (jsonl) plus the index-stage quarantine report.")
     p.add_argument("--dataset", required=True, help="dataset folder (one sequence or a folder of sequences)")
     p.add_argument("--name", required=True, help="dataset name used in frame keys and the manifest")
-    p.add_argument("--layout", default="auto", help="native, reference, tum, 7scenes, open3d or auto (default)")
+    p.add_argument("--layout", default=AUTO, help="native, reference, tum, 7scenes, open3d or auto (default %(default)s)")
     p.add_argument("--depth-scale", type=_optional_float, default=None,
                    help="raw depth units per metre (None or absent: the layout's default)")
     p.add_argument("--intrinsics", default=None,
                    help="JSON {fx,fy,cx,cy,width,height} for datasets without any (null: none)")
-    p.add_argument("--max-pair-dt", type=float, default=0.02, help="max seconds between paired RGB and depth")
+    p.add_argument("--max-pair-dt", type=float, default=DEFAULTS.max_pair_dt,
+                   help="max seconds between paired RGB and depth (default %(default)s)")
     p.add_argument("--out", required=True, help="frame index to write (jsonl)")
     p.add_argument("--quarantine", required=True, help="quarantine report to write (jsonl)")
     p.set_defaults(func=_run_index)
@@ -55,10 +60,12 @@ def _add_plan(sub) -> None:
                                    "shards.json plus one frame list per shard into --out.")
     p.add_argument("indexes", nargs="+", help="frame index files (jsonl)")
     p.add_argument("--out", required=True, help="plan folder to write")
-    p.add_argument("--frames-per-shard", type=int, default=256, help="frames per shard (default 256)")
-    p.add_argument("--splits", default='{"train": 0.8, "val": 0.1, "test": 0.1}', help="JSON split fractions")
+    p.add_argument("--frames-per-shard", type=int, default=SHARDING.frames_per_shard,
+                   help="frames per shard (default %(default)s)")
+    p.add_argument("--splits", default=json.dumps(SHARDING.splits), help="JSON split fractions (default %(default)s)")
     p.add_argument("--split-overrides", default="{}", help="JSON {dataset: split} forcing a dataset's split")
-    p.add_argument("--seed", type=int, default=0, help="seed of the sequence-to-split assignment")
+    p.add_argument("--seed", type=int, default=SHARDING.seed,
+                   help="seed of the sequence-to-split assignment (default %(default)s)")
     p.set_defaults(func=_run_plan)
 
 
@@ -72,14 +79,17 @@ def _run_plan(args) -> int:
 
 
 def _add_pack_options(p) -> None:
-    p.add_argument("--height", type=int, default=HEIGHT, help="stored frame height (default %(default)s)")
-    p.add_argument("--width", type=int, default=WIDTH, help="stored frame width (default %(default)s)")
-    p.add_argument("--fit", choices=("crop", "stretch"), default="crop",
-                   help="centre-crop to the target aspect ratio (default) or stretch")
-    p.add_argument("--max-depth", type=float, default=20.0, help="depth above this (m) is an invalid pixel; a frame mostly beyond it is absurd")
-    p.add_argument("--compression-level", type=int, default=3, help="Zstd level (default 3)")
-    p.add_argument("--trusted-floor", type=float, default=0.5,
-                   help="warn when confidence trusts less than this share of a dataset's valid depth (0.5)")
+    p.add_argument("--height", type=int, default=DEFAULTS.height, help="stored frame height (default %(default)s)")
+    p.add_argument("--width", type=int, default=DEFAULTS.width, help="stored frame width (default %(default)s)")
+    p.add_argument("--fit", choices=FITS, default=DEFAULTS.fit,
+                   help="centre-crop to the target aspect ratio, or stretch (default %(default)s)")
+    p.add_argument("--max-depth", type=float, default=DEFAULTS.max_depth_m,
+                   help="depth above this (m) is an invalid pixel; a frame mostly beyond it is absurd "
+                        "(default %(default)s)")
+    p.add_argument("--compression-level", type=int, default=COMPRESSION_LEVEL, help="Zstd level (default %(default)s)")
+    p.add_argument("--trusted-floor", type=float, default=DEFAULTS.trusted_floor,
+                   help="warn when confidence trusts less than this share of a dataset's valid depth "
+                        "(default %(default)s)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -114,12 +124,14 @@ def _add_ingest(sub) -> None:
     p.add_argument("dataset", help="dataset folder")
     p.add_argument("--out", required=True, help="output folder (index/, shards/, manifest/)")
     p.add_argument("--name", default=None, help="dataset name (default: the folder name)")
-    p.add_argument("--layout", default="auto", help="layout, or auto (default)")
+    p.add_argument("--layout", default=AUTO, help="layout, or auto (default %(default)s)")
     p.add_argument("--depth-scale", type=float, default=None, help="raw depth units per metre")
     p.add_argument("--intrinsics", default=None, help="JSON {fx,fy,cx,cy,width,height} fallback")
     p.add_argument("--split", default=None, help="put every sequence into this split")
-    p.add_argument("--frames-per-shard", type=int, default=256, help="frames per shard (default 256)")
-    p.add_argument("--max-bad-share", type=float, default=0.05, help="largest tolerated bad-frame share")
+    p.add_argument("--frames-per-shard", type=int, default=SHARDING.frames_per_shard,
+                   help="frames per shard (default %(default)s)")
+    p.add_argument("--max-bad-share", type=float, default=DEFAULTS.max_bad_share,
+                   help="largest tolerated bad-frame share (default %(default)s)")
     _add_pack_options(p)
     p.set_defaults(func=_run_ingest)
 

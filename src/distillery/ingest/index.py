@@ -10,25 +10,26 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from distillery.ingest.readers import read_dataset
+from distillery.ingest.readers import AUTO, read_dataset
 from distillery.ingest.readers.base import ReaderOptions
 from distillery.ingest.frames import Intrinsics
 from distillery.manifest import write_jsonl_atomic
 from distillery.manifest.merge import merge_manifest
 from distillery.ingest.pack import PackSettings, pack_shard
+from distillery.ingest.settings import DEFAULTS, SHARDING, default_splits
 from distillery.ingest.shards import plan_shards
 
 log = logging.getLogger(__name__)
 
 
 def reader_options(depth_scale: float | None = None, intrinsics: dict | None = None,
-                   max_pair_dt: float = 0.02) -> ReaderOptions:
+                   max_pair_dt: float = DEFAULTS.max_pair_dt) -> ReaderOptions:
     """ReaderOptions from a dataset's config entry."""
     k = Intrinsics(**intrinsics) if intrinsics else None
     return ReaderOptions(depth_scale=depth_scale, intrinsics=k, max_pair_dt=max_pair_dt)
 
 
-def index_dataset(root: str, name: str, out_index: str, out_quarantine: str, layout: str = "auto",
+def index_dataset(root: str, name: str, out_index: str, out_quarantine: str, layout: str = AUTO,
                   options: ReaderOptions | None = None) -> dict:
     """Write the frame index (jsonl of FrameRefs) and the index-stage quarantine of one dataset."""
     if not Path(root).is_dir():
@@ -44,18 +45,19 @@ def index_dataset(root: str, name: str, out_index: str, out_quarantine: str, lay
             "sequences": sequences, "layouts": layouts, "warnings": result.warnings}
 
 
-def ingest_folder(root: str, out_dir: str, name: str | None = None, layout: str = "auto",
+def ingest_folder(root: str, out_dir: str, name: str | None = None, layout: str = AUTO,
                   options: ReaderOptions | None = None, settings: PackSettings = PackSettings(),
-                  frames_per_shard: int = 256, fractions: dict[str, float] | None = None, split: str | None = None,
-                  max_bad_share: float = 0.05, progress: bool = True) -> dict:
-    """Build manifest.h5 / manifest.jsonl for one dataset folder under `out_dir`."""
+                  frames_per_shard: int = SHARDING.frames_per_shard, fractions: dict[str, float] | None = None,
+                  split: str | None = None, max_bad_share: float = DEFAULTS.max_bad_share,
+                  progress: bool = True) -> dict:
+    """Build manifest.h5 / manifest.jsonl for one dataset folder under `out_dir` (settings left out: the
+    workflow's defaults, distillery.ingest.settings; `fractions` None: the default splits)."""
     name = name or Path(root).resolve().name
     out = Path(out_dir)
     index = index_dataset(root, name, str(out / "index" / f"{name}.jsonl"),
                           str(out / "index" / f"{name}.quarantine.jsonl"), layout, options)
     plan = plan_shards([str(out / "index" / f"{name}.jsonl")], str(out / "shards" / "plan"), frames_per_shard,
-                       fractions or {"train": 0.8, "val": 0.1, "test": 0.1},
-                       split_overrides={name: split} if split else None)
+                       fractions or default_splits(), split_overrides={name: split} if split else None)
     shard_files, quarantines = [], [str(out / "index" / f"{name}.quarantine.jsonl")]
     for shard in plan["shards"]:
         h5, q = out / "shards" / f"{shard}.h5", out / "shards" / f"{shard}.quarantine.jsonl"

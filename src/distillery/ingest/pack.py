@@ -38,24 +38,28 @@ import h5py
 import numpy as np
 from tqdm import tqdm
 
-from distillery.confidence import TRUSTED_FLOOR, counts_json, trusted_counts, trusted_warning
-from distillery.framesize import HEIGHT, WIDTH
+from distillery.confidence import counts_json, trusted_counts, trusted_warning
 from distillery.ingest.frames import FrameError, FrameRef, Reject, load_frame, read_rgb_bytes
 from distillery.manifest import (SOURCE_FIELD, atomic_target, create_layout, read_jsonl, replace_durable,
                                  write_jsonl_atomic)
 from distillery.ingest.resize import crop_box, resize_frame
+from distillery.ingest.settings import DEFAULTS
+from distillery.manifest.schema import COMPRESSION_LEVEL
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class PackSettings:
-    height: int = HEIGHT
-    width: int = WIDTH
-    fit: str = "crop"
-    max_depth_m: float = 20.0
-    compression_level: int = 3
-    trusted_floor: float = TRUSTED_FLOOR  # warn when confidence trusts less of a dataset's valid depth
+    """How a shard is packed: the config's ingest settings (their defaults: distillery.ingest.settings) and the
+    manifest's compression level."""
+
+    height: int = DEFAULTS.height
+    width: int = DEFAULTS.width
+    fit: str = DEFAULTS.fit
+    max_depth_m: float = DEFAULTS.max_depth_m
+    compression_level: int = COMPRESSION_LEVEL
+    trusted_floor: float = DEFAULTS.trusted_floor  # warn when confidence trusts less of a dataset's valid depth
 
 
 @dataclass

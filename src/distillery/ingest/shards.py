@@ -28,6 +28,7 @@ from operator import itemgetter, ne, setitem
 from pathlib import Path
 
 from distillery.atomic import atomic_files
+from distillery.ingest.settings import SHARDING
 from distillery.manifest import read_jsonl, write_text_atomic
 
 log = logging.getLogger(__name__)
@@ -196,7 +197,7 @@ def _sequence_splits(groups, fractions: dict[str, float], seed: int, split_overr
 
 
 def plan_shards(index_files: list[str], out_dir: str, frames_per_shard: int, fractions: dict[str, float],
-                seed: int = 0, split_overrides: dict[str, str] | None = None) -> dict:
+                seed: int = SHARDING.seed, split_overrides: dict[str, str] | None = None) -> dict:
     """Write `<out_dir>/shards.json` and one `<shard>.jsonl` frame list per shard.
 
     `split_overrides` maps a dataset name to the split all of its sequences

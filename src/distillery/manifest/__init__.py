@@ -8,13 +8,13 @@ and evaluation). The names below are the package's public API.
 from distillery.manifest.io import (atomic_target, fsync_path, read_jsonl, replace_durable, write_jsonl_atomic,
                                    write_text_atomic)
 from distillery.manifest.reader import Manifest, manifest_records, open_manifest, open_shard
-from distillery.manifest.schema import (BOX_COLUMNS, IMAGE_FIELDS, LAYER_SCHEMA_NAME, ROW_FIELDS, SCHEMA_NAME,
+from distillery.manifest.schema import (BOX_COLUMNS, COMPRESSION_LEVEL, IMAGE_FIELDS, LAYER_SCHEMA_NAME, ROW_FIELDS, SCHEMA_NAME,
                                         SCHEMA_VERSION, SOURCE_FIELD, INPUT_SIZE, STRING_FIELDS, TEACHER_SLOTS,
                                         ImageField, check_schema, create_boxes, compression, create_layer,
                                         create_layout)
 
 __all__ = [
-    "BOX_COLUMNS", "IMAGE_FIELDS", "INPUT_SIZE", "LAYER_SCHEMA_NAME", "SOURCE_FIELD", "TEACHER_SLOTS", "ROW_FIELDS",
+    "BOX_COLUMNS", "COMPRESSION_LEVEL", "IMAGE_FIELDS", "INPUT_SIZE", "LAYER_SCHEMA_NAME", "SOURCE_FIELD", "TEACHER_SLOTS", "ROW_FIELDS",
     "SCHEMA_NAME", "SCHEMA_VERSION",
     "STRING_FIELDS", "ImageField", "Manifest", "atomic_target", "check_schema", "create_boxes", "create_layer",
     "create_layout", "fsync_path", "manifest_records", "open_manifest", "open_shard", "read_jsonl",

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 
+from distillery.ingest.settings import DEFAULTS as INGEST
 from distillery.manifest.failures import MAX_FAILED_SHARE
+from distillery.manifest.schema import COMPRESSION_LEVEL
 
 
 def register(sub) -> None:
@@ -32,8 +34,9 @@ def _add_merge(sub) -> None:
     p.add_argument("--out-jsonl", required=True, help="manifest.jsonl to write")
     p.add_argument("--out-quarantine", required=True, help="combined quarantine report to write")
     p.add_argument("--out-summary", required=True, help="summary JSON to write")
-    p.add_argument("--max-bad-share", type=float, default=0.05, help="largest tolerated bad-frame share")
-    p.add_argument("--compression-level", type=int, default=3, help="Zstd level (default 3)")
+    p.add_argument("--max-bad-share", type=float, default=INGEST.max_bad_share,
+                   help="largest tolerated bad-frame share of a dataset (default %(default)s)")
+    p.add_argument("--compression-level", type=int, default=COMPRESSION_LEVEL, help="Zstd level (default %(default)s)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_run_merge)
 

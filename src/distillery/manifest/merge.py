@@ -33,6 +33,7 @@ import numpy as np
 from distillery.manifest.content import content_id
 from distillery.manifest.provenance import collect_teachers
 from distillery.manifest.reader import open_shard
+from distillery.manifest.schema import COMPRESSION_LEVEL
 from distillery.confidence import combine as combine_trusted
 from distillery.manifest.failures import MAX_FAILED_SHARE, check_failures, failure_report
 from distillery.manifest import (IMAGE_FIELDS, INPUT_SIZE, LAYER_SCHEMA_NAME, ROW_FIELDS, STRING_FIELDS, atomic_target,
@@ -141,7 +142,7 @@ def _shard_geometry(paths: list[str]) -> tuple[int, int, int]:
     return total, *size
 
 
-def merge_shards(shard_paths: list[str], out_h5: str, level: int = 3, progress: bool = True,
+def merge_shards(shard_paths: list[str], out_h5: str, level: int = COMPRESSION_LEVEL, progress: bool = True,
                  layer_paths: list[str] = ()) -> int:
     """Concatenate shard files, in the given order, into `out_h5`; return the frame count.
 
@@ -215,7 +216,7 @@ def _frames_per_shard(shard_paths: list[str]) -> dict[str, int]:
 
 
 def merge_manifest(shard_paths: list[str], quarantine_paths: list[str], out_h5: str, out_jsonl: str,
-                   out_quarantine: str, out_summary: str, max_bad_share: float, level: int = 3,
+                   out_quarantine: str, out_summary: str, max_bad_share: float, level: int = COMPRESSION_LEVEL,
                    progress: bool = True, layer_paths: list[str] = (), failure_paths: list[str] = (),
                    max_failed_share: float = MAX_FAILED_SHARE) -> dict:
     """Merge shards and quarantine reports; raise TooManyBadFrames past the threshold, and

@@ -82,9 +82,10 @@ SOURCE_FIELD = "rgb_encoded"
 
 STRING_FIELDS = ("key", "dataset", "sequence", "split", "rgb_source")
 BOX_COLUMNS = ("x1", "y1", "x2", "y2", "score", "class_id")
+COMPRESSION_LEVEL = 3  # Zstd level of the image fields (manifest.compression_level's default)
 
 
-def compression(spec: ImageField, level: int = 3) -> dict:
+def compression(spec: ImageField, level: int = COMPRESSION_LEVEL) -> dict:
     """Dataset filters of an image field: byte-shuffle (multi-byte dtypes, when `shuffle`) then Zstd at
     `level`, or LZ4 (`lz4`), or Blosc's LZ4HC level 5 without shuffle (`lz4hc`).
 
@@ -113,7 +114,7 @@ def compression(spec: ImageField, level: int = 3) -> dict:
     return dict(hdf5plugin.Zstd(clevel=level), shuffle=spec.shuffle and np.dtype(spec.dtype).itemsize > 1)
 
 
-def create_layout(f: h5py.File, n: int, height: int, width: int, level: int = 3, source: bool = False) -> None:
+def create_layout(f: h5py.File, n: int, height: int, width: int, level: int = COMPRESSION_LEVEL, source: bool = False) -> None:
     """Create every dataset of the schema for n frames, unwritten slots at their fill.
 
     `source` adds the shard-only `rgb_encoded` (one variable-length byte string per frame)."""
@@ -141,7 +142,7 @@ def create_boxes(f: h5py.File, n: int) -> None:
 
 
 def create_layer(f: h5py.File, shard: str, keys: list[str], height: int, width: int, fields: tuple[str, ...],
-                 boxes: bool = False, level: int = 3, teacher: dict | None = None) -> None:
+                 boxes: bool = False, level: int = COMPRESSION_LEVEL, teacher: dict | None = None) -> None:
     """Create a layer file: some image fields (+ their present flags) for the frames of one shard.
 
     Teachers write layers instead of touching shard files; the merge copies

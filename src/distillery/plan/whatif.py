@@ -47,7 +47,10 @@ def _synth_index(path: Path, name: str, synth: dict) -> None:
 def _indexes(config: dict, workdir: Path, scratch: Path, sizes: WorkSizes) -> list[str]:
     """Each dataset's index: the one on disk, else one of its synth size, else one made now (counted)."""
     from distillery.ingest.index import index_dataset, reader_options
+    from distillery.ingest.readers.base import AUTO
+    from distillery.ingest.settings import DEFAULTS
 
+    max_pair_dt = (config.get("ingest") or {}).get("max_pair_dt", DEFAULTS.max_pair_dt)
     files = []
     for entry in config.get("datasets", []):
         name = entry["name"]
@@ -58,9 +61,9 @@ def _indexes(config: dict, workdir: Path, scratch: Path, sizes: WorkSizes) -> li
                 _synth_index(index, name, entry["synth"])
             else:
                 root = Path(entry["path"]) if Path(entry["path"]).is_absolute() else workdir / entry["path"]
-                options = reader_options(entry.get("depth_scale"), entry.get("intrinsics"))
+                options = reader_options(entry.get("depth_scale"), entry.get("intrinsics"), max_pair_dt)
                 index_dataset(str(root), name, str(index), str(scratch / f"{name}.q.jsonl"),
-                              entry.get("layout", "auto"), options)
+                              entry.get("layout", AUTO), options)
                 sizes.dataset_frames[name] = count_lines(index)
         files.append(str(index))
     return files
@@ -68,15 +71,15 @@ def _indexes(config: dict, workdir: Path, scratch: Path, sizes: WorkSizes) -> li
 
 def _write_plan(config: dict, workdir: Path, scratch: Path, sizes: WorkSizes) -> dict[str, int]:
     """The shard plan plan_shards will write, written into the scratch folder; frames per shard."""
+    from distillery.ingest.settings import ShardingSettings
     from distillery.ingest.shards import plan_shards
 
-    sharding = config.get("sharding", {})
+    sharding = ShardingSettings(**(config.get("sharding") or {}))  # the config's, else the run's defaults
     overrides = {d["name"]: d["split"] for d in config.get("datasets", []) if d.get("split")}
     folder = scratch / SHARD_PLAN
     logging.getLogger("distillery.ingest.shards").setLevel(logging.ERROR)  # its warnings belong to the real run
-    plan_shards(_indexes(config, workdir, scratch, sizes), str(folder), int(sharding.get("frames_per_shard", 256)),
-                sharding.get("splits", {"train": 0.8, "val": 0.1, "test": 0.1}), int(sharding.get("seed", 0)),
-                overrides)
+    plan_shards(_indexes(config, workdir, scratch, sizes), str(folder), int(sharding.frames_per_shard),
+                sharding.splits, int(sharding.seed), overrides)
     return shard_sizes(folder)
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from distillery.select.novelty import SelectSettings
+
 EPILOG = """\
 Novelty is the change from one frame to the next, summed along the sequence: camera motion where the
 sequence folder has poses.txt (translation / --translation-m + rotation / --rotation-deg), else the
@@ -29,9 +31,12 @@ def register(sub) -> None:
     how = p.add_mutually_exclusive_group(required=True)
     how.add_argument("--share", type=float, help="label about this share (0-1] of each sequence's frames")
     how.add_argument("--threshold", type=float, help="label a frame once this much novelty has built up")
-    p.add_argument("--translation-m", type=float, default=0.25, help="camera translation counting as 1 (0.25 m)")
-    p.add_argument("--rotation-deg", type=float, default=10.0, help="camera rotation counting as 1 (10 degrees)")
-    p.add_argument("--depth-weight", type=float, default=1.0, help="ToF-depth change next to image change (1.0)")
+    p.add_argument("--translation-m", type=float, default=SelectSettings.translation_m,
+                   help="camera translation counting as 1 (default %(default)s m)")
+    p.add_argument("--rotation-deg", type=float, default=SelectSettings.rotation_deg,
+                   help="camera rotation counting as 1 (default %(default)s degrees)")
+    p.add_argument("--depth-weight", type=float, default=SelectSettings.depth_weight,
+                   help="ToF-depth change next to image change (default %(default)s)")
     p.set_defaults(func=_run_select)
     q = sub.add_parser("select-index", help="gather every shard's selection into one JSON-lines file",
                        description="One line per frame: key, selected, novelty, reason, source, shard.")
@@ -41,7 +46,6 @@ def register(sub) -> None:
 
 
 def _run_select(args) -> int:
-    from distillery.select.novelty import SelectSettings
     from distillery.select.shard import write_selection
 
     try:

@@ -27,12 +27,12 @@ import logging
 from pathlib import Path
 
 from distillery.manifest.content import file_sha256
+from distillery.teachers.settings import WEIGHTS_CACHE  # the workflow's default teachers.weights_cache
 
 log = logging.getLogger(__name__)
 
 FILENAME = "model.safetensors"  # the safetensors file of timm's hub repositories (no pickle)
 FETCH_RULE = "download_weights"  # the workflow rule that fills the cache (`snakemake download_weights_all`)
-DEFAULT_CACHE = "weights"  # the workflow's default teachers.weights_cache
 
 
 class MissingEncoderWeights(FileNotFoundError):
@@ -74,7 +74,7 @@ def find_imagenet(timm_name: str, cache: str | Path | None) -> Path | None:
 
 
 def missing_message(backbone: str, timm_name: str, cache: str | Path | None) -> str:
-    where = cache_file(timm_name, cache if cache is not None else DEFAULT_CACHE)
+    where = cache_file(timm_name, cache if cache is not None else WEIGHTS_CACHE)
     return (f"ImageNet weights of the {backbone} encoder (hf://{hub_repo(timm_name)}/{FILENAME}) are not at {where} "
             f"nor in the Hugging Face cache: fetch them where there is internet with the workflow rule "
             f"{FETCH_RULE} (`snakemake download_weights_all` on a login node), or set encoder_weights: random "

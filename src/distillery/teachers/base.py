@@ -36,6 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from distillery.teachers.provenance import describe
+from distillery.teachers.settings import PRECISION
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +61,7 @@ class Runtime:
     """Where and how a model runs: explicit device and autocast precision (CUDA only)."""
 
     device: str = "cpu"
-    precision: str = "bf16"
+    precision: str = PRECISION
 
     def __post_init__(self):
         if self.precision not in PRECISIONS:

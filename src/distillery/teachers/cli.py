@@ -20,6 +20,8 @@ import argparse
 import json
 import sys
 
+from distillery.teachers.settings import BATCH_SIZE, PRECISION, WEIGHTS_CACHE
+
 DESCRIPTION = ("Label the frames of packed shards with teacher networks (or their simulations) and write "
                "per-shard layer files that `distillery merge --layers` copies into the manifest.")
 
@@ -27,10 +29,10 @@ DESCRIPTION = ("Label the frames of packed shards with teacher networks (or thei
 def _add_runtime(p) -> None:
     p.add_argument("--teacher", required=True,
                    help="the teacher's config entry as JSON (id, backend, weights, settings)")
-    p.add_argument("--weights-cache", default="weights", help="folder of hub weights (default: weights)")
+    p.add_argument("--weights-cache", default=WEIGHTS_CACHE, help="folder of hub weights (default: %(default)s)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
-    p.add_argument("--precision", default="bf16", choices=("bf16", "fp16", "fp32"),
-                   help="autocast precision on CUDA (default bf16); CPU always runs fp32")
+    p.add_argument("--precision", default=PRECISION, choices=("bf16", "fp16", "fp32"),
+                   help="autocast precision on CUDA (default %(default)s); CPU always runs fp32")
 
 
 def _add_stage(sub, task: str, help_text: str) -> None:
@@ -43,7 +45,7 @@ def _add_stage(sub, task: str, help_text: str) -> None:
         p.add_argument("--detect-layer", required=True, help="the shard's detect layer (boxes)")
         p.add_argument("--labeller", default="{}", help="geometric labeller settings as JSON")
     _add_runtime(p)
-    p.add_argument("--batch-size", type=int, default=8, help="frames per batch (default 8)")
+    p.add_argument("--batch-size", type=int, default=BATCH_SIZE, help="frames per batch (default %(default)s)")
     p.add_argument("--threads", type=int, default=1,
                    help="CPU threads of the job: the main process plus threads - 1 DataLoader workers that "
                         "decode frames while the device works (default 1)")

@@ -49,6 +49,7 @@ from distillery.teachers.base import FrameFailure, TeacherError
 from distillery.teachers.faults import as_fatal, is_fatal, with_injected_faults
 from distillery.teachers.grid import batch_grids, to_grid
 from distillery.teachers.partial import PENDING, PartialLayer
+from distillery.teachers.settings import BATCH_SIZE
 from distillery.teachers.stages import LAYER_BOXES, check_result, layer_fields, slot_result
 
 log = logging.getLogger(__name__)
@@ -254,7 +255,7 @@ def _store(stage, partial: PartialLayer, batch: dict, results: list, bar) -> Non
     bar.update(len(batch["index"]))
 
 
-def run_shard(stage, shard: str, out: str, failures_out: str, batch_size: int = 8, workers: int = 0,
+def run_shard(stage, shard: str, out: str, failures_out: str, batch_size: int = BATCH_SIZE, workers: int = 0,
               depth_layer: str | None = None, detect_layer: str | None = None, progress: bool = True,
               selection: str | None = None) -> dict:
     """Label every frame of `shard` (or those a `selection` JSON selects) with `stage` into the layer file

@@ -11,7 +11,10 @@ copies of the numbers.
 
 A section is filled only where the config has it (after validation, which
 creates `deploy:` and `evaluation:` as empty mappings): a config without
-teachers gets no `teachers.sanity`.
+teachers gets no `teachers.sanity`, one without `select:` no novelty scales.
+A setting whose value is a mapping (`sharding.splits`) is one value: a config
+that gives it keeps it whole; only nested settings dataclasses
+(`evaluation.bootstrap`) are filled key by key.
 """
 
 from __future__ import annotations
@@ -26,18 +29,28 @@ def sections() -> dict[str, type]:
     from distillery.deploy.settings import DeploySettings
     from distillery.evaluation.settings import EvaluationConfig
     from distillery.ingest.bags.extract import BagSettings
+    from distillery.ingest.settings import IngestSettings, ShardingSettings
     from distillery.teachers.sanity_limits import SanityLimits
 
-    return {"deploy": DeploySettings, "evaluation": EvaluationConfig, "teachers.sanity": SanityLimits,
-            "datasets.*.bag": BagSettings}
+    return {"ingest": IngestSettings, "sharding": ShardingSettings, "deploy": DeploySettings,
+            "evaluation": EvaluationConfig, "teachers.sanity": SanityLimits, "datasets.*.bag": BagSettings}
 
 
 def single_settings() -> dict[str, object]:
     """Settings of sections that no one dataclass backs: dotted path -> the default of the code that uses it."""
-    from distillery.framesize import HEIGHT, WIDTH
+    from distillery.ingest.readers.base import AUTO
     from distillery.manifest.failures import MAX_FAILED_SHARE
+    from distillery.manifest.schema import COMPRESSION_LEVEL
+    from distillery.select.novelty import SelectSettings
+    from distillery.teachers import settings as teachers
 
-    return {"ingest.height": HEIGHT, "ingest.width": WIDTH, "teachers.max_failed_share": MAX_FAILED_SHARE}
+    return {"datasets.*.layout": AUTO, "manifest.compression_level": COMPRESSION_LEVEL,
+            # select: share and threshold have no default (the config gives exactly one), the novelty scales do
+            "select.translation_m": SelectSettings.translation_m, "select.rotation_deg": SelectSettings.rotation_deg,
+            "select.depth_weight": SelectSettings.depth_weight,
+            "teachers.weights_cache": teachers.WEIGHTS_CACHE, "teachers.device": teachers.DEVICE,
+            "teachers.precision": teachers.PRECISION, "teachers.batch_size": teachers.BATCH_SIZE,
+            "teachers.max_failed_share": MAX_FAILED_SHARE}
 
 
 def section_defaults(settings: type) -> dict:
@@ -57,21 +70,22 @@ def objects_at(config: dict, path: str) -> list[dict]:
     return [value for value in found if isinstance(value, dict)]
 
 
-def merge_missing(target: dict, defaults: dict) -> None:
-    """Copy each key of `defaults` that `target` lacks; mappings present in both are merged the same way."""
-    for key, value in defaults.items():
-        if key not in target:
-            target[key] = copy.deepcopy(value)
-        elif isinstance(value, dict) and isinstance(target[key], dict):
-            merge_missing(target[key], value)
+def merge_missing(target: dict, settings: object) -> None:
+    """Copy each field of the settings dataclass instance `settings` that `target` lacks; a nested settings
+    dataclass fills a mapping the config gives the same way, any other value is kept as the config gives it."""
+    for f in dataclasses.fields(settings):
+        value = getattr(settings, f.name)
+        if f.name not in target:
+            target[f.name] = dataclasses.asdict(value) if dataclasses.is_dataclass(value) else copy.deepcopy(value)
+        elif dataclasses.is_dataclass(value) and isinstance(target[f.name], dict):
+            merge_missing(target[f.name], value)
 
 
 def fill(config: dict) -> dict:
     """Fill `config` (schema-validated) in place with every default it leaves out; returns it."""
     for path, settings in sections().items():
-        defaults = section_defaults(settings)
         for section in objects_at(config, path):
-            merge_missing(section, defaults)
+            merge_missing(section, settings())
     for path, value in single_settings().items():
         parent, _, key = path.rpartition(".")
         for section in objects_at(config, parent):

@@ -15,11 +15,13 @@ import re
 from dataclasses import dataclass, field
 
 from distillery.deploy import spec
+from distillery.select.novelty import SelectSettings
 from distillery.student import lineage
 from distillery.student import versions as training_versions
 from distillery.teachers import registry as teacher_registry
 from distillery.teachers import weights as teacher_weights
 from distillery.teachers.backends import backend_info
+from distillery.teachers.settings import WEIGHTS_CACHE
 from distillery.workflow import checks, defaults
 
 DEPLOY_SIZE = (spec.HEIGHT, spec.WIDTH)  # the deployed graph's input: H x W
@@ -56,7 +58,7 @@ class Workflow:
         self.versions = lineage.check_lineage(self.training, self.roles, list(self.datasets))  # parents first
         training_versions.check_versions(self.training, list(self.datasets))
         self.teachers = cfg.get("teachers") or {}
-        self.weights_cache = self.teachers.get("weights_cache", "weights")
+        self.weights_cache = self.teachers.get("weights_cache", WEIGHTS_CACHE)  # encoders use it without teachers
         self.teacher_roles = teacher_registry.check_config(self.teachers) if self.teachers else {}
         self.teacher_by_id = {entry["id"]: entry for entry in self.teacher_roles.values()}
         for entry in self.teacher_by_id.values():
@@ -89,7 +91,7 @@ class Workflow:
     def reader_settings(self, name: str) -> dict:
         """`distillery index` reader settings: layout (extracted bags are native), depth scale, intrinsics."""
         entry = self.datasets[name]
-        return {"layout": "native" if "bag" in entry else entry.get("layout", "auto"),
+        return {"layout": "native" if "bag" in entry else entry["layout"],
                 "depth_scale": entry.get("depth_scale"), "intrinsics": entry.get("intrinsics"),
                 "max_pair_dt": self.config["ingest"]["max_pair_dt"]}
 
@@ -258,11 +260,13 @@ class Workflow:
         return f"results/select/{shard}.json" if self.selects() else None
 
     def select_settings(self) -> dict:
-        """`distillery select` settings: how (share or threshold) and how much, the novelty scales."""
+        """`distillery select` settings: how (share or threshold) and how much, the novelty scales (a config
+        without `select:`, whose rule never runs, shows SelectSettings' own)."""
         s = self.config.get("select") or {}
         how = "share" if s.get("share") is not None else "threshold"
-        return {"how": how, "amount": s.get(how), "translation_m": s.get("translation_m", 0.25),
-                "rotation_deg": s.get("rotation_deg", 10.0), "depth_weight": s.get("depth_weight", 1.0)}
+        scales = {key: s.get(key, getattr(SelectSettings, key)) for key in ("translation_m", "rotation_deg",
+                                                                              "depth_weight")}
+        return {"how": how, "amount": s.get(how), **scales}
 
     # Deployment -----------------------------------------------------------------------------------------
     def frame_size(self) -> tuple[int, int]:

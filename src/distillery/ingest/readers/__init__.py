@@ -13,7 +13,7 @@ import logging
 from pathlib import Path
 
 from distillery.ingest.readers import native, open3d, reference, sevenscenes, tum
-from distillery.ingest.readers.base import IndexResult, ReaderOptions, apply_index_checks
+from distillery.ingest.readers.base import AUTO, IndexResult, ReaderOptions, apply_index_checks
 from distillery.ingest.readers.native import natural_key
 from distillery.ingest.depthscale import check_depth_scale
 from distillery.ingest.frames import FrameRef
@@ -26,33 +26,33 @@ LAYOUTS = ("native", "reference", "tum", "7scenes", "open3d")
 # rgb/ and depth/ sub-folders, so both are tried before native.
 _READERS = {m.NAME: m for m in (reference, tum, native, sevenscenes, open3d)}
 
-__all__ = ["LAYOUTS", "IndexResult", "ReaderOptions", "detect_layout", "read_dataset"]
+__all__ = ["AUTO", "LAYOUTS", "IndexResult", "ReaderOptions", "detect_layout", "read_dataset"]
 
 
 def _match(folder: Path, layout: str) -> str | None:
     """The layout `folder` holds (the given one, or the first detected for "auto"), else None."""
-    if layout != "auto":
+    if layout != AUTO:
         return layout if _READERS[layout].matches(folder) else None
     return next((name for name, reader in _READERS.items() if reader.matches(folder)), None)
 
 
 def _nothing_matches(root: Path, layout: str) -> str:
-    wanted = _READERS.items() if layout == "auto" else [(layout, _READERS[layout])]
+    wanted = _READERS.items() if layout == AUTO else [(layout, _READERS[layout])]
     lines = "\n".join(f"  {name}: {reader.EXPECTS}" for name, reader in wanted)
     return (f"{root}: no known RGB-D layout in this folder or its sub-folders "
             f"(layout={layout!r}). Expected:\n{lines}")
 
 
 def _check(root: str | Path, layout: str) -> Path:
-    if layout != "auto" and layout not in _READERS:
-        raise ValueError(f"unknown layout {layout!r}; choose 'auto' or one of {', '.join(LAYOUTS)}")
+    if layout != AUTO and layout not in _READERS:
+        raise ValueError(f"unknown layout {layout!r}; choose {AUTO!r} or one of {', '.join(LAYOUTS)}")
     path = Path(root).expanduser().resolve()
     if not path.is_dir():
         raise ValueError(f"{path}: dataset folder not found")
     return path
 
 
-def find_sequences(root: Path, layout: str = "auto") -> tuple[list[tuple[Path, str]], list[Path]]:
+def find_sequences(root: Path, layout: str = AUTO) -> tuple[list[tuple[Path, str]], list[Path]]:
     """(sequence folder, layout) pairs under `root`, and the sub-folders that matched nothing.
 
     The root itself is the only sequence when it matches; otherwise each
@@ -71,7 +71,7 @@ def find_sequences(root: Path, layout: str = "auto") -> tuple[list[tuple[Path, s
 
 def detect_layout(root: str | Path) -> str:
     """The layout of a dataset folder (or of all its sequence sub-folders)."""
-    path = _check(root, "auto")
+    path = _check(root, AUTO)
     sequences, _ = find_sequences(path)
     layouts = sorted({m for _, m in sequences})
     if len(layouts) > 1:
@@ -86,7 +86,7 @@ def _order(ref: FrameRef) -> tuple:
     return (natural_key(ref.sequence), ref.timestamp is None, ref.timestamp or 0.0, natural_key(ref.frame_id))
 
 
-def read_dataset(root: str | Path, name: str, layout: str = "auto",
+def read_dataset(root: str | Path, name: str, layout: str = AUTO,
                  options: ReaderOptions | None = None) -> IndexResult:
     """Index every frame of a dataset folder; unusable frames come back as rejects, never dropped.
 
@@ -103,7 +103,7 @@ def read_dataset(root: str | Path, name: str, layout: str = "auto",
     sequences, skipped = find_sequences(path, layout)
     result = IndexResult()
     if skipped:
-        result.warnings.append(f"{path}: ignored sub-folders with no {layout if layout != 'auto' else 'known'} "
+        result.warnings.append(f"{path}: ignored sub-folders with no {layout if layout != AUTO else 'known'} "
                                f"layout: {', '.join(d.name for d in skipped)}")
     for folder, found in sequences:
         log.info("indexing %s as %s", folder, found)

@@ -14,8 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from distillery.ingest.frames import MISSING_INTRINSICS, FrameRef, Intrinsics, Reject
+from distillery.ingest.settings import DEFAULTS
 
 log = logging.getLogger(__name__)
+
+AUTO = "auto"  # the layout setting that detects each folder's layout (datasets.*.layout's default)
 
 
 @dataclass
@@ -24,7 +27,7 @@ class ReaderOptions:
 
     depth_scale: float | None = None  # raw depth units per metre (PNG) or divisor (npy)
     intrinsics: Intrinsics | None = None  # used when the dataset carries none
-    max_pair_dt: float = 0.02  # seconds between paired RGB and depth (TUM)
+    max_pair_dt: float = DEFAULTS.max_pair_dt  # seconds between paired RGB and depth (TUM)
 
 
 @dataclass
