@@ -15,7 +15,7 @@ import dataclasses
 
 import yaml
 from snakemake.utils import validate
-from workflow_util import DEMO, ROOT
+from workflow_util import DEMO, ROOT, snakemake
 
 from distillery.workflow import defaults, load
 
@@ -98,3 +98,9 @@ def test_a_mapping_setting_is_kept_whole_and_sections_the_config_lacks_stay_abse
     assert loaded["sharding"]["frames_per_shard"] == defaults.section_defaults(defaults.sections()["sharding"])[
         "frames_per_shard"]
     assert "select" not in loaded and "teachers" not in loaded
+
+
+def test_select_null_labels_every_frame_as_an_absent_section_does(tmp_path):
+    """docs/selection.md: `select: null` is no selection; the workflow accepts it and plans no select job."""
+    dry = snakemake(tmp_path, "-n", config={"select": None}).stdout  # fails on a non-zero exit
+    assert "select_frames" not in dry and "plan_shards" in dry

@@ -19,9 +19,11 @@ from distillery.workflow import jobs
 if checks.no_datasets_message(config):
     sys.exit(checks.no_datasets_message(config))
 
-# `teachers: null` means no teachers, as an absent section does (validation fills defaults only into objects).
-if "teachers" in config and config["teachers"] is None:
-    del config["teachers"]
+# `teachers: null` means no teachers and `select: null` labels every frame, as an absent section does
+# (neither null passes the schema's checks of the section).
+for section in ("teachers", "select"):
+    if section in config and config[section] is None:
+        del config[section]
 validate(config, schema="../schemas/config.schema.yaml")
 
 wf = checks.load(config)  # raises naming a wrong setting: dataset, lineage, version, teacher, evaluation set

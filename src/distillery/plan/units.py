@@ -20,6 +20,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from distillery.ingest.settings import default_splits
 from distillery.plan.dryrun import Job
 from distillery.teachers.sanity_limits import SanityLimits
 
@@ -108,7 +109,7 @@ def work_sizes(config: dict, workdir: Path) -> WorkSizes:
 
     frames, sources = dataset_sizes(config, workdir)
     shards = shard_sizes(workdir / "results" / "shards" / "plan")
-    splits = config.get("sharding", {}).get("splits", {})
+    splits = (config.get("sharding") or {}).get("splits", default_splits())  # as the run splits
     fractions = {k: v / (sum(splits.values()) or 1.0) for k, v in splits.items()}
     train_fraction = fractions.get("train", 1.0) if splits else 1.0
     teachers = config.get("teachers") or {}
