@@ -421,3 +421,25 @@ def test_extract_bag_rule_quotes_a_bag_path_with_spaces_and_shell_characters(tmp
     report = json.loads((tmp_path / "wf" / "results" / "bags" / "robot" / "extract.json").read_text())
     assert report["bag"] == str(bag.resolve()) and report["frames"] == 2
     assert not any(p.name in ("pwned", "$HOME_x") for p in tmp_path.rglob("*") if p != bag)
+
+
+def test_extraction_without_worker_threads_writes_the_same_frames(tmp_path, monkeypatch):
+    """Under an address-space cap no worker thread may start: frames are then finished on the reading thread."""
+    from bag_util import RealsenseSpec, write_realsense_bag
+
+    from distillery.ingest.bags import BagSettings, extract_bag
+    from distillery.ingest.bags import extract as extract_module
+
+    bag = write_realsense_bag(tmp_path / "d435.bag", RealsenseSpec(frames=3))
+    threaded = extract_bag(bag, tmp_path / "threaded", BagSettings(), progress=False)
+
+    def no_thread(*args, **kwargs):
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(extract_module.ThreadPoolExecutor, "submit", no_thread)
+    inline = extract_bag(bag, tmp_path / "inline", BagSettings(), progress=False)
+    assert inline["frames"] == threaded["frames"] == 3
+    for path in sorted((tmp_path / "threaded").rglob("*")):
+        if path.is_file() and path.suffix in (".npy", ".png"):
+            twin = tmp_path / "inline" / path.relative_to(tmp_path / "threaded")
+            assert twin.read_bytes() == path.read_bytes(), path.name

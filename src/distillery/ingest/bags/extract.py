@@ -33,7 +33,7 @@ import json
 import logging
 import shutil
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -149,7 +149,11 @@ class Writer:
         frame_id = native_writer.frame_id(number)
         self.counts[seq] += 1
         self.stamps[seq].append(f"{frame_id} {colour_ns // 10**9}.{colour_ns % 10**9:09d}")
-        self.pending.append(self.pool.submit(self._finish_frame, folder, frame_id, rgb, depth, conf))
+        try:
+            self.pending.append(self.pool.submit(self._finish_frame, folder, frame_id, rgb, depth, conf))
+        except RuntimeError:  # no thread can start (an address-space cap, as under ulimit -v): this thread
+            self.pending.append(Future())
+            self.pending[-1].set_result(self._finish_frame(folder, frame_id, rgb, depth, conf))
         while len(self.pending) > 2 * WORKERS:
             self._collect(self.pending.popleft())
 
