@@ -7,6 +7,12 @@ stay cheap when data is large. Goals: the default size in at most 20 s; at
 fleet scale, `--frames 10000000 --shards 5000` (25,030 jobs) in at most 30 s
 on two cores, and `plan_shards` at least 200,000 frames/s.
 
+In the same run it times Snakemake's own floor: a dry run of a minimal
+Snakefile with the same shape (one pack job per shard, one job per shard and
+teacher with a named input, two outputs, a log and a benchmark, a target rule
+over every layer) and nothing else: no config, params, resources or input
+functions. `dry_run_vs_floor` is the workflow's time over that floor's.
+
     python benchmarks/bench_dryrun.py [--frames 1000000] [--shards 500]
 """
 
@@ -80,12 +86,53 @@ def prepare(workdir: Path, frames: int, shards: int, t: dict) -> Path:
     return cfg
 
 
-def dry_run(workdir: Path, cfg: Path) -> tuple[float, str]:
+FLOOR_SNAKEFILE = """
+NAMES = open("names.txt").read().split()
+TEACHERS = [f"t{i}" for i in range(int(open("teachers.txt").read()))]
+
+rule all:
+    input: expand("labels/{teacher}/{shard}.h5", teacher=TEACHERS, shard=NAMES)
+
+rule pack:
+    input: "plan/{shard}.jsonl"
+    output: h5="shards/{shard}.h5", quarantine="shards/{shard}.quarantine.jsonl"
+    log: "logs/pack/{shard}.log"
+    benchmark: "benchmarks/pack/{shard}.tsv"
+    shell: "pack {input:q} {output.h5:q} {output.quarantine:q} > {log:q} 2>&1"
+
+rule teach:
+    input: shard="shards/{shard}.h5", settings="settings/{teacher}.json"
+    output: layer="labels/{teacher}/{shard}.h5", failures="labels/{teacher}/{shard}.failures.jsonl"
+    log: "logs/teach/{teacher}/{shard}.log"
+    benchmark: "benchmarks/teach/{teacher}/{shard}.tsv"
+    shell: "teach {input.shard:q} {input.settings:q} {output.layer:q} {output.failures:q} > {log:q} 2>&1"
+
+rule settings:
+    output: "settings/{teacher}.json"
+    shell: "echo {{}} > {output:q}"
+"""
+
+
+def floor_workdir(workdir: Path, shards: list[str], teachers: int) -> Path:
+    """A minimal workflow of the same shape over the same shard names (see the module docstring)."""
+    floor = workdir / "floor"
+    (floor / "plan").mkdir(parents=True)
+    (floor / "Snakefile").write_text(FLOOR_SNAKEFILE)
+    (floor / "names.txt").write_text("\n".join(shards))
+    (floor / "teachers.txt").write_text(str(teachers))
+    for name in shards:
+        (floor / "plan" / f"{name}.jsonl").touch()
+    return floor
+
+
+def dry_run(workdir: Path, cfg: Path | None) -> tuple[float, str]:
+    """Seconds of `snakemake -n` of the workflow with `cfg` (None: the floor's own Snakefile) and its output."""
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
-    cmd = [str(Path(sys.executable).parent / "snakemake"), "-s", str(ROOT / "Snakefile"), "-d", str(workdir),
-           "--configfile", str(cfg), "-n", "--cores", "2", "--quiet", "rules"]
+    workflow = ["-s", str(ROOT / "Snakefile"), "--configfile", str(cfg)] if cfg else ["-s", "Snakefile"]
+    cmd = [str(Path(sys.executable).parent / "snakemake"), *workflow, "-d", str(workdir),
+           "-n", "--cores", "2", "--quiet", "rules"]
     start = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+    proc = subprocess.run(cmd, cwd=ROOT if cfg else workdir, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - start
     if proc.returncode != 0:
         raise SystemExit(f"dry run failed:\n{proc.stdout}\n{proc.stderr}")
@@ -102,9 +149,16 @@ def main() -> None:
         workdir = Path(tmp)
         cfg = prepare(workdir, args.frames, args.shards, t)
         wall, out = dry_run(workdir, cfg)
+        shards = json.loads((workdir / "results" / "shards" / "plan" / "shards.json").read_text())["shards"]
+        teachers = len(yaml.safe_load(cfg.read_text())["teachers"]["models"])
+        floor = floor_workdir(workdir, shards, teachers)
+        floor_wall, floor_out = dry_run(floor, None)
     pack_jobs = next((line.split()[-1] for line in out.splitlines() if line.strip().startswith("pack_shard")), "?")
+    floor_jobs = next((line.split()[-1] for line in floor_out.splitlines() if line.strip().startswith("total")), "?")
     report("dryrun", {"frames": args.frames, "shards": args.shards, "pack_shard_jobs": pack_jobs,
                       "dry_run_s": round(wall, 2), "goal_s": 30 if args.frames >= 10_000_000 else 20,
+                      "floor_jobs": floor_jobs, "floor_dry_run_s": round(floor_wall, 2),
+                      "dry_run_vs_floor": round(wall / floor_wall, 2),
                       "plan_shards_s": round(t["plan_shards_s"], 2),
                       "plan_shards_frames_per_s": round(args.frames / t["plan_shards_s"]),
                       "plan_shards_goal_frames_per_s": 200_000,

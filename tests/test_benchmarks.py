@@ -58,6 +58,7 @@ def test_dry_run_benchmark_builds_every_stage_of_its_own_config(tmp_path):
     figures = run_benchmark("bench_dryrun", TINY["bench_dryrun"][0], tmp_path)
     assert figures["frames"] == 2000 and figures["pack_shard_jobs"] == "4"
     assert figures["plan_shards_frames_per_s"] > 0
+    assert figures["floor_jobs"] == str(4 * (1 + 4) + 4 + 1) and figures["dry_run_vs_floor"] > 0
 
 
 def test_every_benchmark_script_has_a_smoke_test():
