@@ -17,6 +17,8 @@ resampling whole sequences):
     random_20     a random 20 %
                   (unlabelled frames train on the ToF fallback of the hybrid target)
     constant      the best constant depth: the mean truth of the test pixels of each region (an oracle)
+    teacher_labels  the metric teacher's own labels on the test frames (no student): what the
+                  teacher-trained students learn from, scored the same way
 
 Figures: RMSE, AbsRel and delta1 against truth on all pixels and on the
 ToF-invalid pixels, mIoU against truth labels, learning curves (validation
@@ -63,7 +65,7 @@ from distillery.synth.world import sequence_name
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 DATASET = "bench_rooms"
-VARIANTS = ("teacher_100", "tof_only", "novelty_20", "every5_20", "random_20", "constant")
+VARIANTS = ("teacher_100", "tof_only", "novelty_20", "every5_20", "random_20", "constant", "teacher_labels")
 LABEL_FLAGS = ("has_teacher_depth", "has_teacher_depth_relative", "has_teacher_label")
 SPLITS = {"train": 0.55, "val": 0.1, "test": 0.35}
 
@@ -194,15 +196,34 @@ def figures(result: dict) -> dict:
     return out
 
 
-def region_sums_of(pred_value: float, batches: list[dict]) -> np.ndarray:
-    """Per-frame error sums [F, len(REGIONS), len(DEPTH_SUMS)] of a constant depth against truth."""
+def region_sums_of(predict, batches: list[dict]) -> np.ndarray:
+    """Per-frame error sums [F, len(REGIONS), len(DEPTH_SUMS)] against truth of `predict(batch)`: a
+    prediction and the pixels it covers (the truth's valid pixels are further limited to those)."""
     out = []
     for batch in batches:
         reference, valid = references(batch)["truth"]
-        pred = torch.full_like(reference, pred_value)
-        sums = cell_depth_sums(pred, reference, cells(reference, valid, batch_trusted(batch)), NUM_CELLS)
+        pred, covered = predict(batch, reference)
+        sums = cell_depth_sums(pred, reference, cells(reference, valid & covered, batch_trusted(batch)), NUM_CELLS)
         out.append(torch.einsum("bcs,cr->brs", sums, REGION_CELLS).numpy())
     return np.concatenate(out)
+
+
+def constant(value: float):
+    return lambda batch, reference: (torch.full_like(reference, value), torch.ones_like(reference, dtype=torch.bool))
+
+
+def teacher_labels(batch: dict, reference: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The metric teacher's depth where it has one (the labels students learn from off trusted ToF)."""
+    teacher, covered = references(batch)["teacher"]
+    return teacher, covered
+
+
+def test_batches(manifest: Manifest) -> tuple[list[dict], list[str]]:
+    """The test frames of the benchmark's world, batched with truth, and each frame's sequence id."""
+    rows = manifest.indices(split="test", dataset=DATASET)
+    batches = list(make_loader(FrameDataset([manifest], [(0, int(r)) for r in rows], with_truth=True), 8, 0))
+    ids = [f"{manifest.records[int(r)]['dataset']}/{manifest.records[int(r)]['sequence']}" for r in rows]
+    return batches, ids
 
 
 @torch.no_grad()
@@ -210,18 +231,32 @@ def constant_figures(manifest_path: Path, resamples: int) -> dict:
     """The best constant depth per region (the mean truth of the region's test pixels: an oracle), scored
     like a student, with the same intervals over sequences."""
     manifest = Manifest(manifest_path)
-    rows = manifest.indices(split="test", dataset=DATASET)
-    batches = list(make_loader(FrameDataset([manifest], [(0, int(r)) for r in rows], with_truth=True), 8, 0))
-    ids = [f"{manifest.records[int(r)]['dataset']}/{manifest.records[int(r)]['sequence']}" for r in rows]
+    batches, ids = test_batches(manifest)
     weights, _ = sequence_weights(ids, resamples, 0)
-    near_zero = region_sums_of(1e-6, batches)  # abs_error of a ~0 prediction sums the truth itself
+    near_zero = region_sums_of(constant(1e-6), batches)  # abs_error of a ~0 prediction sums the truth itself
     out = {}
     for region in ("all", "tof_invalid"):
         j = REGIONS.index(region)
         mean = float(near_zero[:, j, 2].sum() / max(near_zero[:, j, 0].sum(), 1.0))
-        block = depth_summary(region_sums_of(mean, batches)[:, j], weights)
+        block = depth_summary(region_sums_of(constant(mean), batches)[:, j], weights)
         out.update({f"{region}/{m}": block[m] for m in ("rmse", "absrel", "delta1")})
         out[f"{region}/constant_m"] = round(mean, 4)
+    manifest.close()
+    return out
+
+
+@torch.no_grad()
+def teacher_label_figures(manifest_path: Path, resamples: int) -> dict:
+    """The metric teacher's labels themselves on the test frames, scored against truth like a student (on
+    the pixels it labels): the yardstick a teacher-trained student approaches."""
+    manifest = Manifest(manifest_path)
+    batches, ids = test_batches(manifest)
+    weights, _ = sequence_weights(ids, resamples, 0)
+    sums = region_sums_of(teacher_labels, batches)
+    out = {}
+    for region in ("all", "tof_invalid"):
+        block = depth_summary(sums[:, REGIONS.index(region)], weights)
+        out.update({f"{region}/{m}": block[m] for m in ("rmse", "absrel", "delta1")})
     manifest.close()
     return out
 
@@ -230,6 +265,8 @@ def run_variant(variant: str, manifest: Path, workdir: Path, args) -> dict:
     """Train (unless constant) and score one variant on the test sequences."""
     if variant == "constant":
         return {"figures": constant_figures(manifest, args.resamples)}
+    if variant == "teacher_labels":
+        return {"figures": teacher_label_figures(manifest, args.resamples)}
     info: dict = {}
     source = manifest
     if variant.endswith("_20"):
@@ -274,6 +311,8 @@ def goals(results: dict) -> dict:
     if {"teacher_100", "constant"} <= r.keys():
         out["teacher_vs_constant_rmse_ratio"] = ratio(r["teacher_100"], r["constant"], "all/rmse")
         out["teacher_at_most_0.6x_constant"] = (out["teacher_vs_constant_rmse_ratio"] or 9) <= 0.6
+    if {"teacher_labels", "constant"} <= r.keys():
+        out["teacher_labels_vs_constant_rmse_ratio"] = ratio(r["teacher_labels"], r["constant"], "all/rmse")
     if {"teacher_100", "tof_only"} <= r.keys():
         out["teacher_below_tof_only_on_tof_invalid_apart"] = apart(r["teacher_100"], r["tof_only"], "tof_invalid/rmse")
     if {"novelty_20", "teacher_100"} <= r.keys():
