@@ -10,7 +10,7 @@ import pytest
 import yaml
 from workflow_util import ROOT, snakemake, tiny_config
 
-from distillery.student import lineage
+from distillery.workflow import lineage
 
 DEFAULT = yaml.safe_load((ROOT / "config" / "demo.yaml").read_text())
 VERSIONS = list(DEFAULT["training"]["versions"])
