@@ -27,9 +27,8 @@ from itertools import compress, repeat
 from operator import itemgetter, ne, setitem
 from pathlib import Path
 
-from distillery.atomic import atomic_files
+from distillery.atomic import atomic_files, read_jsonl, write_text_atomic
 from distillery.ingest.settings import SHARDING
-from distillery.manifest import read_jsonl, write_text_atomic
 
 log = logging.getLogger(__name__)
 
