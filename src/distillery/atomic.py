@@ -15,9 +15,9 @@ itself last. A temporary sibling left by a killed writer
 (`.<name>.<host>.<pid>-<n>.tmp`) is never read; the next writer of the same
 path on the same host removes those whose process is gone.
 
-The text writers (`write_text_atomic`, `write_json_atomic`,
-`write_jsonl_atomic`) and `read_jsonl`, their JSON-lines reader, are the
-generic file I/O every stage imports from here.
+The text writers (`write_text_atomic`, `write_jsonl_atomic`) and
+`read_jsonl`, the JSON-lines reader, are the generic file I/O every stage
+imports from here.
 
 `crash_point(name)` is a test hook: when `DISTILLERY_CRASH_AT` names the point
 (comma-separated list), the process SIGKILLs itself there, so tests can kill a
@@ -190,10 +190,6 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes, clean: bool = True)
 def write_text_atomic(path: str | os.PathLike, text: str, encoding: str = "utf-8") -> None:
     with atomic_write(path) as tmp:
         tmp.write_text(text, encoding=encoding)
-
-
-def write_json_atomic(path: str | os.PathLike, data, **dump) -> None:
-    write_text_atomic(path, json.dumps(data, **dump) + "\n")
 
 
 def write_jsonl_atomic(path: str | os.PathLike, rows) -> None:

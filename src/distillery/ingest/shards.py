@@ -232,13 +232,6 @@ def plan_shards(index_files: list[str], out_dir: str, frames_per_shard: int, fra
     return plan
 
 
-def split_summary(frames: list[dict]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for fr in frames:
-        counts[fr["split"]] = counts.get(fr["split"], 0) + 1
-    return counts
-
-
 _PLANS: dict[tuple, list[str]] = {}
 
 
