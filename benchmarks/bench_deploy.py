@@ -35,7 +35,7 @@ from common import report
 
 from distillery import fusion
 from distillery.deploy import spec
-from distillery.deploy.engine import ONNX_FILES
+from distillery.deploy.engine import FILES, ONNX_FILES
 from distillery.deploy.parity import ort_session
 
 THREADS = 2
@@ -86,7 +86,7 @@ def onnx_files(deploy_dir: str | None, model, tmp: Path) -> tuple[Path, Path, st
     from distillery.deploy.quantize import quantize_int8
 
     print("exporting and quantising a random-weight student", flush=True)
-    fp32, calib = tmp / ONNX_FILES["fp32"], tmp / "calibration.npz"
+    fp32, calib = tmp / ONNX_FILES["fp32"], tmp / FILES["calibration"]
     export_student(model, fp32)
     rng = np.random.default_rng(0)
     np.savez(calib, rgb=rng.integers(0, 256, (8, 3, spec.HEIGHT, spec.WIDTH), dtype=np.uint8),

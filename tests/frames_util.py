@@ -8,7 +8,7 @@ import numpy as np
 from PIL import Image
 
 from distillery.ingest.frames import FrameRef, Intrinsics
-from distillery.manifest import write_jsonl_atomic
+from distillery.atomic import write_jsonl_atomic
 
 
 def write_frames(folder: Path, n: int, dataset: str = "ds", sequence: str = "seq", size=(48, 64), seed: int = 0,

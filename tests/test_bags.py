@@ -282,7 +282,7 @@ def test_real_realsense_bag_extracts_as_recorded_and_as_converted_to_db3_and_mca
 def test_bag_dataset_entry_is_extracted_then_indexed_by_the_workflow(tmp_path):
     from workflow_util import snakemake, tiny_config
 
-    from distillery.manifest import read_jsonl
+    from distillery.atomic import read_jsonl
 
     bag = write_bag(tmp_path / "bag", BagSpec())
     cfg = tiny_config()

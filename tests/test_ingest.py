@@ -11,7 +11,8 @@ import pytest
 from frames_util import truncate
 from layouts import make_7scenes, make_native, make_open3d, make_reference, make_tum
 
-from distillery.manifest import Manifest, read_jsonl
+from distillery.atomic import read_jsonl
+from distillery.manifest import Manifest
 
 SEVEN_SCENES = Path(os.environ.get("DISTILLERY_7SCENES",
                                    Path(__file__).resolve().parents[2] / "shared" / "datasets" / "7scenes-kitchen"))

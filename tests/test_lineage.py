@@ -10,7 +10,7 @@ import pytest
 import yaml
 from workflow_util import ROOT, snakemake, tiny_config
 
-from distillery.student import lineage
+from distillery.workflow import lineage
 
 DEFAULT = yaml.safe_load((ROOT / "config" / "demo.yaml").read_text())
 VERSIONS = list(DEFAULT["training"]["versions"])
@@ -72,7 +72,7 @@ def test_settings_resolve_roles_and_defaults():
     settings = lineage.resolved_settings(lineage.version_entry(training, "V8"), ROLES, DATASETS, "V8")
     assert settings["dataset_weights"] == {ROLES["nyu"]: 0.5, ROLES["corridor"]: 0.5}
     assert settings["val_datasets"] == [ROLES["nyu"], ROLES["corridor"]]
-    assert "parent" not in settings and "datasets" not in settings
+    assert "parent" not in settings and "datasets" not in settings and "reference" not in settings
     assert settings["epochs"] == training["defaults"]["epochs"] and settings["lr"] == 3.0e-4
     pretrain = lineage.resolved_settings(lineage.version_entry(training, "V6_pretrain"), ROLES, DATASETS, "V6p")
     assert set(pretrain["dataset_weights"]) == {ROLES["sun"], ROLES["diode"], ROLES["nyu"]}

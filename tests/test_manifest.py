@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 from frames_util import truncate, write_frames, write_shard_list
 
-from distillery.manifest import Manifest, read_jsonl
+from distillery.atomic import read_jsonl
+from distillery.manifest import Manifest
 from distillery.manifest.merge import TooManyBadFrames, merge_manifest
 from distillery.ingest.pack import PackSettings, pack_shard
 

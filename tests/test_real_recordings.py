@@ -20,7 +20,8 @@ from distillery.ingest.index import ingest_folder, reader_options
 from distillery.ingest.pack import PackSettings
 from distillery.ingest.readers import read_dataset
 from distillery.ingest.resize import resize_frame
-from distillery.manifest import Manifest, read_jsonl
+from distillery.atomic import read_jsonl
+from distillery.manifest import Manifest
 
 H, W = 48, 64
 K = {"fx": 60.0, "fy": 60.0, "cx": 31.5, "cy": 23.5, "width": W, "height": H}

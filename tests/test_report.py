@@ -78,6 +78,16 @@ def test_real_data_figures_only_in_their_labelled_column(report):
     assert header.rstrip(" |").endswith("reference, real data")
 
 
+def test_reference_column_quotes_each_versions_config_text():
+    """The column comes from the lineage (a version's `reference:`), whatever the versions are called."""
+    from distillery.report.data import Evaluation
+    from distillery.report.page import results_rows
+
+    evals = [Evaluation(v, "rooms", Path(f"{v}.json"), {"frames": 3, "depth": {}}) for v in ("base", "tuned")]
+    rows = results_rows(evals, "truth", lineage={"base": {"reference": "NYU RMSE 0.5 m"}, "tuned": {}})
+    assert [row[-1] for row in rows] == ["NYU RMSE 0.5 m", "-"]
+
+
 def test_markdown_summary_holds_the_same_table(report):
     md = report["md"].read_text()
     results = md.split("## Results")[1].split("## ")[0]

@@ -11,7 +11,8 @@ import pytest
 import torch
 from workflow_util import snakemake, tiny_config
 
-from distillery.manifest import IMAGE_FIELDS, create_layout, io
+from distillery import atomic
+from distillery.manifest import IMAGE_FIELDS, create_layout
 from distillery.student.checkpoint import atomic_save, load_checkpoint, rng_state, set_rng_state
 from distillery.teachers.weights import UntrustedWeights, check_present
 
@@ -88,11 +89,11 @@ def test_names_and_paths_are_validated_before_they_become_paths(tmp_path, change
 def test_atomic_writes_fsync_the_file_before_the_rename_and_the_folder_after(tmp_path, monkeypatch):
     calls = []
     real_fsync, real_replace = os.fsync, os.replace
-    monkeypatch.setattr(io.os, "fsync", lambda fd: (calls.append(("fsync", os.readlink(f"/proc/self/fd/{fd}"))),
+    monkeypatch.setattr(atomic.os, "fsync", lambda fd: (calls.append(("fsync", os.readlink(f"/proc/self/fd/{fd}"))),
                                                     real_fsync(fd)))
-    monkeypatch.setattr(io.os, "replace", lambda a, b: (calls.append(("replace", str(b))), real_replace(a, b)))
+    monkeypatch.setattr(atomic.os, "replace", lambda a, b: (calls.append(("replace", str(b))), real_replace(a, b)))
     target = tmp_path / "out.jsonl"
-    io.write_jsonl_atomic(target, [{"a": 1}])
+    atomic.write_jsonl_atomic(target, [{"a": 1}])
     kinds = [c[0] for c in calls]
     assert kinds == ["fsync", "replace", "fsync"], calls
     assert calls[0][1].endswith(".tmp") and calls[2][1] == str(tmp_path)

@@ -3,7 +3,7 @@ import re
 
 import pytest
 
-from distillery.manifest import read_jsonl, write_jsonl_atomic
+from distillery.atomic import read_jsonl, write_jsonl_atomic
 from distillery.ingest.shards import SHARD_PATTERN, assign_splits, plan_shards, shard_name
 
 

@@ -60,7 +60,7 @@ def test_cli_trains_then_resumes_a_finished_run_and_reports_bad_settings(tmp_pat
 def test_schema_knows_every_training_setting():
     schema = yaml.safe_load((ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text())
     version = schema["$defs"]["train_version"]["properties"]
-    workflow_only = {"parent", "gpus", "datasets"}  # lineage.WORKFLOW_KEYS that are not TrainConfig fields
+    workflow_only = {"parent", "gpus", "datasets", "reference"}  # lineage.WORKFLOW_KEYS not in TrainConfig
     assert set(version) == {f.name for f in dataclasses.fields(TrainConfig)} | workflow_only
     augmentation = version["augmentation"]["properties"]
     assert set(augmentation) == {f.name for f in dataclasses.fields(TrainConfig().augmentation)}

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from teacher_scenes import Corridor, write_shard
 
-from distillery.manifest import read_jsonl
+from distillery.atomic import read_jsonl
 from distillery.manifest.failures import TooManyFailedFrames
 from distillery.manifest.merge import merge_manifest
 from distillery.teachers import Runtime

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 from teacher_scenes import GLASS, Corridor, iou, write_shard
 
-from distillery.manifest import Manifest, read_jsonl
+from distillery.atomic import read_jsonl
+from distillery.manifest import Manifest
 from distillery.manifest.merge import merge_shards, write_manifest_jsonl
 from distillery.teachers import Runtime, TeacherError
 from distillery.teachers.runner import partial_path, run_shard

@@ -9,7 +9,8 @@ import pytest
 from test_teachers_runner import Recording
 from workflow_util import snakemake, tiny_config
 
-from distillery.manifest import Manifest, read_jsonl
+from distillery.atomic import read_jsonl
+from distillery.manifest import Manifest
 from distillery.teachers import Runtime
 from distillery.teachers.runner import partial_path, run_shard
 from distillery.teachers.stages import build_stage

@@ -9,7 +9,7 @@ from workflow_util import snakemake, tiny_config
 from distillery.manifest import Manifest
 from distillery.student.config import TrainConfig, config_from_dict
 from distillery.student.data import build_val_dataset
-from distillery.student.versions import check_versions
+from distillery.workflow.versions import check_versions
 
 DATASETS = ["corridors", "rooms"]
 V = {"backbone": "mobilenetv3_small", "epochs": 1}
@@ -82,7 +82,7 @@ def test_v2_is_v1_plus_the_kendall_clamp_only(name):
     from workflow_util import ROOT
 
     training = yaml.safe_load((ROOT / "config" / name).read_text())["training"]
-    from distillery.student.versions import version_entry
+    from distillery.workflow.versions import version_entry
 
     v1, v2 = (version_entry(training, v) for v in ("V1", "V2"))
     changed = {k for k in v1.keys() | v2.keys() if v1.get(k) != v2.get(k)}

@@ -5,7 +5,8 @@ import json
 import pytest
 from workflow_util import ROOT, snakemake, tiny_config
 
-from distillery.manifest import Manifest, read_jsonl
+from distillery.atomic import read_jsonl
+from distillery.manifest import Manifest
 
 
 def test_lint_is_clean(tmp_path):

@@ -102,6 +102,26 @@ def test_train_settings_drop_workflow_keys_resolve_roles_and_size_the_job():
     assert wf.train_launcher(version).startswith("torchrun --standalone --nproc_per_node 2")
 
 
+# The reference implementation's real-data figures, as the report has always quoted them for V1..V9.
+REFERENCE_FIGURES = {
+    "V1": "NYU RMSE 75 m (no metric scale)", "V2": "diagnostic (Kendall clamp)", "V3": "NYU RMSE 1.160 m",
+    "V4": "NYU RMSE 0.774 m", "V5": "NYU RMSE 0.572 m", "V6": "NYU RMSE 0.519 m",
+    "V7": "corridor RMSE 0.445 m (forgets NYU)", "V8": "mixing hurt", "V9": "corridor RMSE 0.382 m",
+}
+
+
+@pytest.mark.parametrize("name", ["config.yaml", "demo.yaml"])
+def test_reference_figures_reach_the_report_and_never_training(name):
+    config = yaml.safe_load((ROOT / "config" / name).read_text())
+    if name == "config.yaml":  # the template has no dataset yet: give the roles one
+        config["datasets"] = [{"name": "rooms", "path": "/data/rooms", "layout": "native"}]
+        config["lineage"]["roles"] = {role: "rooms" for role in ("nyu", "sun", "diode", "corridor")}
+    wf = load(validated(config))
+    summary = wf.lineage_summary()
+    assert {v: e["reference"] for v, e in summary.items() if "reference" in e} == REFERENCE_FIGURES
+    assert all("reference" not in wf.train_settings(v) for v in wf.versions)
+
+
 def test_teachers_of_the_demo_are_simulated_on_one_cpu_and_their_settings_key_the_labels(wf):
     tid = wf.teacher_ids("segment")[0]
     assert not wf.teacher_real(tid) and wf.teacher_device(tid) == "cpu" and wf.teacher_gpus(tid) == 0

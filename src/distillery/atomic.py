@@ -15,6 +15,10 @@ itself last. A temporary sibling left by a killed writer
 (`.<name>.<host>.<pid>-<n>.tmp`) is never read; the next writer of the same
 path on the same host removes those whose process is gone.
 
+The text writers (`write_text_atomic`, `write_jsonl_atomic`) and
+`read_jsonl`, the JSON-lines reader, are the generic file I/O every stage
+imports from here.
+
 `crash_point(name)` is a test hook: when `DISTILLERY_CRASH_AT` names the point
 (comma-separated list), the process SIGKILLs itself there, so tests can kill a
 writer between any two steps. Unset (always, outside tests) it does nothing.
@@ -188,12 +192,14 @@ def write_text_atomic(path: str | os.PathLike, text: str, encoding: str = "utf-8
         tmp.write_text(text, encoding=encoding)
 
 
-def write_json_atomic(path: str | os.PathLike, data, **dump) -> None:
-    write_text_atomic(path, json.dumps(data, **dump) + "\n")
-
-
 def write_jsonl_atomic(path: str | os.PathLike, rows) -> None:
     write_text_atomic(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
+
+
+def read_jsonl(path: str | os.PathLike) -> list[dict]:
+    """The rows of a JSON-lines file (write_jsonl_atomic's), blank lines skipped."""
+    with open(path) as fh:
+        return [json.loads(line) for line in fh if line.strip()]
 
 
 def _write_synced(tmp: Path, data: bytes) -> None:

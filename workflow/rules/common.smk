@@ -12,6 +12,7 @@ from snakemake.logging import logger
 from snakemake.utils import validate
 
 from distillery import workflow as checks
+from distillery.deploy.engine import FILES as DEPLOY_FILES, ONNX_FILES
 from distillery.ingest.shards import SHARD_PATTERN, shard_names as plan_shard_names
 from distillery.workflow import jobs
 
@@ -31,8 +32,8 @@ DATASETS = wf.datasets
 WEIGHTS_CACHE = wf.weights_cache
 HUB_WEIGHTS = wf.hub_weights()
 EVALUATION_SETS = wf.evaluation_sets
-CALIBRATION = "results/deploy/calibration.npz"  # INT8 calibration frames, shared by every version
-TEST_FRAMES = "results/deploy/test_frames.npz"  # test frames engines are compared on, shared likewise
+CALIBRATION = f"results/deploy/{DEPLOY_FILES['calibration']}"  # INT8 calibration frames, shared by every version
+TEST_FRAMES = f"results/deploy/{DEPLOY_FILES['test_frames']}"  # test frames engines are compared on, shared likewise
 if wf.deploy_note():
     logger.warning(wf.deploy_note())
 
@@ -168,10 +169,14 @@ def report_inputs(wildcards):
     }
 
 
+def deployed(name):
+    """A version's deployed file (distillery.deploy.engine.FILES: fp32, fp16, int8, fused, card), {version} left
+    as the wildcard."""
+    return f"results/deploy/{{version}}/{DEPLOY_FILES[name]}"
+
+
 def engine_onnx(wildcards):
     """The ONNX file an engine of a precision is built from."""
-    from distillery.deploy.engine import ONNX_FILES
-
     return f"results/deploy/{wildcards.version}/{ONNX_FILES[wildcards.precision]}"
 
 

@@ -12,10 +12,10 @@ rule export_onnx:
         checkpoint="results/train/{version}/best.pt",
         manifest="results/manifest/manifest.h5",
     output:
-        onnx="results/deploy/{version}/student.onnx",
-        fp16="results/deploy/{version}/student.fp16.onnx",
+        onnx=deployed("fp32"),
+        fp16=deployed("fp16"),
         parity="results/deploy/{version}/parity.json",
-        fused="results/deploy/{version}/fused.onnx",
+        fused=deployed("fused"),
         fused_report="results/deploy/{version}/fused.json",
     params:
         frames=config["deploy"]["parity_frames"],
@@ -60,11 +60,11 @@ rule calibration_set:
 
 rule quantize_int8:
     input:
-        onnx="results/deploy/{version}/student.onnx",
+        onnx=deployed("fp32"),
         calibration=CALIBRATION,
         manifest="results/manifest/manifest.h5",
     output:
-        onnx="results/deploy/{version}/student.int8.onnx",
+        onnx=deployed("int8"),
         report="results/deploy/{version}/quantization.json",
     params:
         eval_frames=config["deploy"]["eval_frames"],
@@ -113,13 +113,13 @@ rule model_card:
     input:
         checkpoint="results/train/{version}/best.pt",
         manifest="results/manifest/manifest.h5",
-        onnx="results/deploy/{version}/student.onnx",
-        int8="results/deploy/{version}/student.int8.onnx",
-        fused="results/deploy/{version}/fused.onnx",
+        onnx=deployed("fp32"),
+        int8=deployed("int8"),
+        fused=deployed("fused"),
         calibration=CALIBRATION,
         evaluations=lambda w: wf.evaluation_targets([w.version]),
     output:
-        card="results/deploy/{version}/model_card.json",
+        card=deployed("card"),
     params:
         deploy_dir=lambda w, input: os.path.dirname(input.onnx),
         evaluation_dir="results/evaluation/{version}",
@@ -141,11 +141,11 @@ rule model_card:
 
 rule jetson_bundle:
     input:
-        card="results/deploy/{version}/model_card.json",
-        onnx="results/deploy/{version}/student.onnx",
-        fp16="results/deploy/{version}/student.fp16.onnx",
-        int8="results/deploy/{version}/student.int8.onnx",
-        fused="results/deploy/{version}/fused.onnx",
+        card=deployed("card"),
+        onnx=deployed("fp32"),
+        fp16=deployed("fp16"),
+        int8=deployed("int8"),
+        fused=deployed("fused"),
         calibration=CALIBRATION,
         test_frames=TEST_FRAMES,
     output:

@@ -98,7 +98,7 @@ def assemble(out_dir: str | os.PathLike, files: dict[str, str], card_path: str |
 
 def _fill(tmp: Path, files: dict[str, str], card_path, card: dict) -> list[str]:
     """Copy the bundle's files into the folder `tmp`, with the engine script and its writer; returns the names."""
-    for name, src in {**files, "model_card.json": str(card_path)}.items():
+    for name, src in {**files, engine.FILES["card"]: str(card_path)}.items():
         shutil.copyfile(src, tmp / name)
     script = tmp / "build_and_bench.py"
     shutil.copyfile(engine.__file__, script)

@@ -34,10 +34,6 @@ def manifest_provenance(manifest: str | os.PathLike) -> dict:
             "teachers": json.loads(teachers) if teachers else None}
 
 
-def read_json(path) -> dict | None:
-    return json.loads(Path(path).read_text()) if path and Path(path).is_file() else None
-
-
 def evaluation_results(folder: str | os.PathLike | None) -> dict:
     """{set: {depth, fused, segmentation}} of the evaluation JSON files of a version, where present."""
     if not folder or not Path(folder).is_dir():

@@ -23,9 +23,10 @@ import sys
 from pathlib import Path
 
 from distillery.atomic import move_durable, write_text_atomic
+from distillery.deploy.engine import FILES
 from distillery.deploy.settings import DEFAULTS
 
-BUNDLE_FILES = ("student.onnx", "student.fp16.onnx", "student.int8.onnx", "fused.onnx", "calibration.npz")
+BUNDLE_FILES = tuple(FILES[k] for k in ("fp32", "fp16", "int8", "fused", "calibration"))  # from --deploy-dir
 
 
 def _optional_int(text: str) -> int | None:
@@ -137,8 +138,8 @@ def _run_card(args) -> int:
     from distillery.deploy.card import build_card
 
     d = Path(args.deploy_dir)
-    files = {"fp32": d / "student.onnx", "fp16": d / "student.fp16.onnx", "int8": d / "student.int8.onnx",
-             "fused": d / "fused.onnx", "calibration": Path(args.calibration or d / "calibration.npz")}
+    files = {k: d / FILES[k] for k in ("fp32", "fp16", "int8", "fused")}
+    files["calibration"] = Path(args.calibration or d / FILES["calibration"])
     missing = [str(p) for p in files.values() if not p.is_file()]
     if missing:
         raise FileNotFoundError(f"model card: missing {', '.join(missing)}; run the export stages first")
@@ -159,10 +160,10 @@ def _run_bundle(args) -> int:
     d = Path(args.deploy_dir)
     files = {name: str(d / name) for name in BUNDLE_FILES}
     if args.calibration:
-        files["calibration.npz"] = args.calibration
+        files[FILES["calibration"]] = args.calibration
     if args.test_frames:
-        files["test_frames.npz"] = args.test_frames
-    result = assemble(args.out_dir, files, d / "model_card.json", args.tarball)
+        files[FILES["test_frames"]] = args.test_frames
+    result = assemble(args.out_dir, files, d / FILES["card"], args.tarball)
     print(json.dumps(result))
     return 0
 

@@ -70,7 +70,11 @@ AGREEMENT_FRAMES = 32  # frames of the engine agreement check (deploy.agreement_
 # nothing from the project). INT8 is gated on accuracy at quantisation; its engine agreement is reported.
 AGREEMENT_BOUNDS = {"fp16": {"depth_p99_rel": 0.01, "seg_argmax_agreement_min": 0.98}}
 DEPTH_REL_FLOOR_M = 0.1  # relative depth error is taken against max(FP32 depth, this)
-ONNX_FILES = {"fp32": "student.onnx", "fp16": "student.fp16.onnx", "int8": "student.int8.onnx"}
+# The deployed files' names, in results/deploy/ and in the Jetson bundle. They live here because this file
+# travels alone in the bundle; the package (distillery.deploy) and the workflow (common.smk) read them from here.
+FILES = {"fp32": "student.onnx", "fp16": "student.fp16.onnx", "int8": "student.int8.onnx", "fused": "fused.onnx",
+         "calibration": "calibration.npz", "test_frames": "test_frames.npz", "card": "model_card.json"}
+ONNX_FILES = {precision: FILES[precision] for precision in ("fp32", "fp16", "int8")}  # the student, per precision
 README_SECTION = 'README "Deployment: TensorRT engines"'
 H2D, D2H = 1, 2  # cudaMemcpyKind
 
@@ -367,7 +371,7 @@ def write_json(path, data) -> None:
 
 def bundle_frames(root: Path) -> str | None:
     """The frames a bundle times and compares engines on: its test frames, else its calibration frames."""
-    for name in ("test_frames.npz", "calibration.npz"):
+    for name in (FILES["test_frames"], FILES["calibration"]):
         if (root / name).is_file():
             return str(root / name)
     return None

@@ -13,7 +13,7 @@ from pathlib import Path
 from distillery.ingest.readers import AUTO, read_dataset
 from distillery.ingest.readers.base import ReaderOptions
 from distillery.ingest.frames import Intrinsics
-from distillery.manifest import write_jsonl_atomic
+from distillery.atomic import write_jsonl_atomic
 from distillery.manifest.merge import merge_manifest
 from distillery.ingest.pack import PackSettings, pack_shard
 from distillery.ingest.settings import DEFAULTS, SHARDING, default_splits

@@ -40,8 +40,8 @@ from tqdm import tqdm
 
 from distillery.confidence import counts_json, trusted_counts, trusted_warning
 from distillery.ingest.frames import FrameError, FrameRef, Reject, load_frame, read_rgb_bytes
-from distillery.manifest import (SOURCE_FIELD, atomic_target, create_layout, read_jsonl, replace_durable,
-                                 write_jsonl_atomic)
+from distillery.atomic import atomic_target, read_jsonl, replace_durable, write_jsonl_atomic
+from distillery.manifest import SOURCE_FIELD, create_layout
 from distillery.ingest.resize import crop_box, resize_frame
 from distillery.ingest.settings import DEFAULTS
 from distillery.manifest.schema import COMPRESSION_LEVEL

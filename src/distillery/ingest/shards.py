@@ -27,9 +27,8 @@ from itertools import compress, repeat
 from operator import itemgetter, ne, setitem
 from pathlib import Path
 
-from distillery.atomic import atomic_files
+from distillery.atomic import atomic_files, read_jsonl, write_text_atomic
 from distillery.ingest.settings import SHARDING
-from distillery.manifest import read_jsonl, write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -231,13 +230,6 @@ def plan_shards(index_files: list[str], out_dir: str, frames_per_shard: int, fra
             "splits": summary, "sequence_splits": {f"{d}/{s}": v for (d, s), v in seq_split.items()}}
     write_text_atomic(out / PLAN_FILE, json.dumps(plan, indent=1, sort_keys=True) + "\n")
     return plan
-
-
-def split_summary(frames: list[dict]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for fr in frames:
-        counts[fr["split"]] = counts.get(fr["split"], 0) + 1
-    return counts
 
 
 _PLANS: dict[tuple, list[str]] = {}

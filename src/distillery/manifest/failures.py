@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from distillery.manifest.io import read_jsonl
+from distillery.atomic import read_jsonl
 
 # teachers.max_failed_share: the largest share of a shard's frames one teacher may fail on before the
 # merge stops (the default of the CLI, the merge and the workflow; the schema states the same value).

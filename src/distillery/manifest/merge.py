@@ -36,9 +36,9 @@ from distillery.manifest.reader import open_shard
 from distillery.manifest.schema import COMPRESSION_LEVEL
 from distillery.confidence import combine as combine_trusted
 from distillery.manifest.failures import MAX_FAILED_SHARE, check_failures, failure_report
-from distillery.manifest import (IMAGE_FIELDS, INPUT_SIZE, LAYER_SCHEMA_NAME, ROW_FIELDS, STRING_FIELDS, atomic_target,
-                                 check_schema, create_layout, manifest_records, read_jsonl, write_jsonl_atomic,
-                                 replace_durable, write_text_atomic)
+from distillery.atomic import atomic_target, read_jsonl, replace_durable, write_jsonl_atomic, write_text_atomic
+from distillery.manifest import (IMAGE_FIELDS, INPUT_SIZE, LAYER_SCHEMA_NAME, ROW_FIELDS, STRING_FIELDS,
+                                 check_schema, create_layout, manifest_records)
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from distillery.manifest.io import read_jsonl
+from distillery.atomic import read_jsonl
 from distillery.manifest.schema import (BOX_COLUMNS, IMAGE_FIELDS, ROW_FIELDS, STRING_FIELDS,  # noqa: F401
                                         check_schema)
 

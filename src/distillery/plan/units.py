@@ -105,7 +105,7 @@ def test_shares(config: dict, fractions: dict[str, float]) -> dict[str, float]:
 
 def work_sizes(config: dict, workdir: Path) -> WorkSizes:
     """What the units of this workdir's jobs are counted from; shards from the written plan, if any."""
-    from distillery.student.lineage import version_entry
+    from distillery.workflow.lineage import version_entry
 
     frames, sources = dataset_sizes(config, workdir)
     shards = shard_sizes(workdir / "results" / "shards" / "plan")

@@ -13,7 +13,8 @@ from pathlib import Path
 
 EPILOG = """\
 --lineage is a JSON object {version: config entry} (the workflow's training.versions, with each
-version's datasets resolved), as a string or a file path. Quantization results are read from
+version's datasets resolved), as a string or a file path. An entry's "reference" text (the reference
+implementation's figure on real data) fills the "reference, real data" column; "-" without one. Quantization results are read from
 DEPLOY_DIR/<version>/quantization.json for the versions that have one.
 
 The page embeds every figure (PNG data URIs) and opens offline; the markdown summary holds the

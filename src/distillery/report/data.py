@@ -4,7 +4,8 @@ Every evaluation JSON (`distillery evaluate`, one per version x evaluation
 set) is read and checked for the fields the report needs, so a wrong file
 fails naming the file and the field instead of leaving a blank cell. The
 lineage comes from the workflow config (each version's parent and recipe).
-The real-data figures of the reference implementation are kept apart: they
+The real-data figures of the reference implementation come from the config
+too (a version's `reference:` text, in the lineage) and are kept apart: they
 only ever appear in a column labelled "reference, real data", never mixed
 with what this run measured.
 """
@@ -16,18 +17,6 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-# The reference implementation's figures, on real NYU / LILocBench data (RMSE in metres).
-REFERENCE_REAL_DATA = {
-    "V1": "NYU RMSE 75 m (no metric scale)",
-    "V2": "diagnostic (Kendall clamp)",
-    "V3": "NYU RMSE 1.160 m",
-    "V4": "NYU RMSE 0.774 m",
-    "V5": "NYU RMSE 0.572 m",
-    "V6": "NYU RMSE 0.519 m",
-    "V7": "corridor RMSE 0.445 m (forgets NYU)",
-    "V8": "mixing hurt",
-    "V9": "corridor RMSE 0.382 m",
-}
 REFERENCE_COLUMN = "reference, real data"
 DEPTH_METRICS = ("rmse", "rmse_pooled", "mae", "absrel", "delta1", "delta2", "delta3")
 LOWER_IS_BETTER = {"rmse": True, "rmse_pooled": True, "mae": True, "absrel": True,

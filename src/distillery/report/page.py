@@ -11,7 +11,7 @@ from __future__ import annotations
 import html
 
 from distillery.report.baseline import YARDSTICK_COLUMNS, ratio_text, yardstick_rows
-from distillery.report.data import REFERENCE_COLUMN, REFERENCE_REAL_DATA, Evaluation, fmt_ci, recipe_line
+from distillery.report.data import REFERENCE_COLUMN, Evaluation, fmt_ci, recipe_line
 
 STYLE = """
 body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;color:#222;padding:0 1em}
@@ -47,9 +47,11 @@ def results_columns(reference: str) -> list[str]:
             "mIoU", REFERENCE_COLUMN]
 
 
-def results_rows(evals: list[Evaluation], reference: str, baselines: dict | None = None) -> list[list[str]]:
+def results_rows(evals: list[Evaluation], reference: str, baselines: dict | None = None,
+                 lineage: dict[str, dict] | None = None) -> list[list[str]]:
     """One row per version x set: means with their 95 % CIs, '-' where a reference is absent; the RMSE as a
-    ratio to the set's best constant depth (report/baseline.py) where the set has truth."""
+    ratio to the set's best constant depth (report/baseline.py) where the set has truth; last, the version's
+    `reference` text of the lineage config (the reference implementation on real data), '-' without one."""
     rows = []
     for e in evals:
         rows.append([e.version, e.set, str(e.frames),
@@ -60,7 +62,7 @@ def results_rows(evals: list[Evaluation], reference: str, baselines: dict | None
                      fmt_ci(e.depth(reference, "all", "rmse", kind="fused")),
                      fmt_ci(e.depth(reference, "tof_valid", "rmse")),
                      fmt_ci(e.depth(reference, "tof_valid", "rmse", kind="fused")),
-                     fmt_ci(e.miou()), REFERENCE_REAL_DATA.get(e.version, "-")])
+                     fmt_ci(e.miou()), str((lineage or {}).get(e.version, {}).get("reference") or "-")])
     return rows
 
 
@@ -143,7 +145,7 @@ def render_html(ctx: dict) -> str:
              html_table(LINEAGE_COLUMNS, lineage_rows(ctx["lineage"], ctx.get("encoders")), "lineage-table"),
              "</section>",
              "<section id='results'><h2>Every version on every evaluation set</h2>",
-             html_table(results_columns(ref), results_rows(ctx["evals"], ref, ctx.get("baselines")),
+             html_table(results_columns(ref), results_rows(ctx["evals"], ref, ctx.get("baselines"), ctx["lineage"]),
                         "results-table"),
              *([f"<h3>Yardsticks</h3><p>{YARDSTICK_NOTE}</p>",
                 html_table(YARDSTICK_COLUMNS, yardstick_rows(ctx["baselines"]), "yardstick-table")]
@@ -180,7 +182,8 @@ def render_markdown(ctx: dict, html_name: str) -> str:
              "## Teachers", "",
              md_table(TEACHER_COLUMNS, teacher_rows(ctx["teachers"])) if ctx["teachers"] else "No teacher recorded.",
              "", "## Lineage", "", md_table(LINEAGE_COLUMNS, lineage_rows(ctx["lineage"], ctx.get("encoders"))), "",
-             "## Results", "", md_table(results_columns(ref), results_rows(ctx["evals"], ref, ctx.get("baselines"))),
+             "## Results", "",
+             md_table(results_columns(ref), results_rows(ctx["evals"], ref, ctx.get("baselines"), ctx["lineage"])),
              ""]
     if ctx.get("baselines"):
         parts += ["### Yardsticks", "", YARDSTICK_NOTE, "", md_table(YARDSTICK_COLUMNS, yardstick_rows(ctx["baselines"])),

@@ -17,7 +17,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from distillery.manifest import write_text_atomic
+from distillery.atomic import write_text_atomic
 from distillery.select.novelty import (SelectSettings, change_from_frames, change_from_poses, read_poses,
                                        select_sequence)
 

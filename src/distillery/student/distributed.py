@@ -101,10 +101,6 @@ def broadcast_buffers(model: nn.Module, env: DistEnv) -> None:
             dist.broadcast(buffer, src=0)
 
 
-def unwrap(model: nn.Module) -> nn.Module:
-    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
-
-
 class PreemptionGuard:
     """Turns pre-emption signals into a flag read at step boundaries.
 

@@ -12,7 +12,7 @@ import math
 import time
 from pathlib import Path
 
-from distillery.manifest import read_jsonl, write_jsonl_atomic
+from distillery.atomic import read_jsonl, write_jsonl_atomic
 
 
 def _plain(value):

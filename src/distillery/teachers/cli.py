@@ -85,7 +85,7 @@ def _add_settings(sub) -> None:
 
 
 def _run_settings(args) -> int:
-    from distillery.manifest import write_text_atomic
+    from distillery.atomic import write_text_atomic
 
     write_text_atomic(args.out, json.dumps(json.loads(args.settings), indent=1, sort_keys=True) + "\n")
     return 0

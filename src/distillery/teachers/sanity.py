@@ -19,7 +19,8 @@ from dataclasses import asdict
 
 import numpy as np
 
-from distillery.manifest import open_shard, write_text_atomic
+from distillery.atomic import write_text_atomic
+from distillery.manifest import open_shard
 from distillery.teachers.base import FrameFailure
 from distillery.teachers.grid import batch_grids, to_grid
 from distillery.teachers.runner import ShardFrames, collate

@@ -8,7 +8,9 @@ functions, so every decision is unit-tested without Snakemake:
   Slurm training guard and the encoder weights a version fetches;
 - `plan`: datasets, lineage versions (built, deployed), evaluation sets,
   teachers and their settings, each rule's settings;
-- `jobs`: the job sizes table, retries' memory and the partition-fit check.
+- `jobs`: the job sizes table, retries' memory and the partition-fit check;
+- `lineage`: dataset roles, version defaults, parents-first order and the
+  lineage checks; `versions`: each version's own settings checked.
 """
 
 from distillery.workflow.checks import (DEMO, DEMO_FRAMES, TEMPLATE, ancestors_and_self, demo_sized,

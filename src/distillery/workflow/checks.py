@@ -25,6 +25,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from distillery.workflow.lineage import version_entry
+
 TEMPLATE = Path("config") / "config.yaml"  # the real run's configuration, edited by a user
 DEMO = Path("config") / "demo.yaml"  # the embedded demo: generated worlds, simulated teachers, CPU
 # Fewer frames than this seen in a whole training run is demo-sized (the demo sees 3 x 32 = 96).
@@ -109,10 +111,9 @@ def real_datasets(entry: dict, roles: dict, datasets: dict[str, dict]) -> list[s
 def slurm_training_problems(training: dict, roles: dict, datasets: dict[str, dict], versions: list[str]
                             ) -> list[str]:
     """Why each of `versions` (defaults applied) should not be submitted to Slurm as configured."""
-    defaults = training.get("defaults") or {}
     problems = []
     for name in ancestors_and_self(training, versions):
-        entry = {**defaults, **((training.get("versions") or {})[name] or {})}
+        entry = version_entry(training, name)
         cpu = on_cpu(entry)
         if cpu and not training.get("allow_cpu_on_slurm"):
             problems.append(f"training.versions.{name} trains on the CPU ({cpu}) under the Slurm executor: set "

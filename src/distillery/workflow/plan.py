@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 
 from distillery.deploy import spec
 from distillery.select.novelty import SelectSettings
-from distillery.student import lineage
-from distillery.student import versions as training_versions
+from distillery.workflow import lineage
+from distillery.workflow import versions as training_versions
 from distillery.teachers import registry as teacher_registry
 from distillery.teachers import weights as teacher_weights
 from distillery.teachers.backends import backend_info

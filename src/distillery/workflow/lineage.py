@@ -16,7 +16,7 @@ from __future__ import annotations
 
 ROLES = ("nyu", "sun", "diode", "corridor")
 # Keys of a version entry that the workflow reads; everything else is a `distillery train` setting.
-WORKFLOW_KEYS = ("parent", "gpus", "datasets", "val_datasets")
+WORKFLOW_KEYS = ("parent", "gpus", "datasets", "val_datasets", "reference")
 
 
 def version_entry(training: dict, name: str) -> dict:
@@ -133,12 +133,13 @@ def check_lineage(training: dict, roles: dict, datasets: list[str]) -> list[str]
 
 
 def lineage_summary(training: dict, roles: dict, datasets: list[str]) -> dict[str, dict]:
-    """version -> its entry with defaults applied and roles resolved (what the report shows)."""
+    """version -> its entry with defaults applied and roles resolved (what the report shows, the
+    reference implementation's figures of `reference` included)."""
     out = {}
     for name in parents_first(training.get("versions") or {}):
         entry = version_entry(training, name)
         summary = {k: entry[k] for k in ("parent", "backbone", "depth_teacher", "depth_loss", "augment", "lr",
-                                         "freeze_encoder_epochs", "epochs") if k in entry}
+                                         "freeze_encoder_epochs", "epochs", "reference") if k in entry}
         if entry.get("datasets") is not None:
             summary["datasets"] = entry["datasets"]  # as the config names them (roles)
             summary["dataset_weights"] = mixture(entry["datasets"], roles, datasets, name)

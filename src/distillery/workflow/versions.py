@@ -17,11 +17,7 @@ Pure functions of the config: unit-tested without Snakemake.
 
 from __future__ import annotations
 
-
-
-def version_entry(training: dict, name: str) -> dict:
-    """A version's settings as training runs them: training.defaults, then the version's own keys."""
-    return {**(training.get("defaults") or {}), **((training.get("versions") or {})[name] or {})}
+from distillery.workflow.lineage import version_entry
 
 
 def check_version(name: str, entry: dict, datasets: list[str]) -> None:
