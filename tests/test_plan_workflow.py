@@ -105,3 +105,19 @@ def test_plan_on_slurm_names_partitions_and_says_when_slurm_cannot_be_asked(tmp_
     assert partitions and None not in partitions
     if not data["fit_checked"]:  # no Slurm here: the plan says so instead of claiming a fit
         assert any("not checked" in n for n in data["notes"]) and not data["misfits"]
+
+
+def test_plan_before_a_bag_is_extracted_counts_its_frames_from_the_bag(tmp_path):
+    """A bag dataset has no folder to index until extract_bag runs: the plan counts its frame pairs from
+    the bag's own topic table (a RealSense Viewer recording, found by its layout)."""
+    from bag_util import RealsenseSpec, write_realsense_bag
+
+    bag = write_realsense_bag(tmp_path / "robot run.bag", RealsenseSpec(frames=3))
+    cfg = tiny_config()
+    cfg["datasets"].append({"name": "robot", "bag": {"path": str(bag)}})
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
+    with_bag = plan_counts(run_plan(tmp_path))
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(tiny_config()))
+    without = plan_counts(run_plan(tmp_path))
+    assert with_bag["extract_bag"] == 1 and "extract_bag" not in without
+    assert with_bag["pack_shard"] == without["pack_shard"] + 1  # its three frames: one sequence, one shard

@@ -75,6 +75,8 @@ def dataset_sizes(config: dict, workdir: Path) -> tuple[dict[str, int], dict[str
         elif "synth" in entry:
             s = entry["synth"]
             frames[name], sources[name] = int(s["sequences"]) * int(s["frames"]), "config synth size"
+        elif "bag" in entry and not (workdir / "results" / "bags" / name).is_dir():
+            sources[name] = "the bag's colour and depth message counts (not extracted yet)"
         else:
             sources[name] = "an index made for the plan (none yet)"
     return frames, sources

@@ -44,8 +44,26 @@ def _synth_index(path: Path, name: str, synth: dict) -> None:
                 fh.write(json.dumps({"dataset": name, "sequence": f"{seq:04d}", "frame_id": f"{frame:06d}"}) + "\n")
 
 
+def _bag_index(path: Path, name: str, bag: dict, workdir: Path) -> int:
+    """The index a bag dataset will have before extract_bag has run, and its frame count: as many frames
+    as the fewer of its colour and depth messages (found as the extraction finds them), in one sequence
+    (a `sequence_seconds` cut is not foreseen). Reads the bag's topic table, not its messages."""
+    from distillery.ingest.bags import BagSettings
+    from distillery.ingest.bags.calibration import find_cameras
+    from distillery.ingest.bags.source import open_bag
+
+    settings = BagSettings(**{k: v for k, v in bag.items() if k != "path"})
+    file = Path(bag["path"]) if Path(bag["path"]).is_absolute() else workdir / bag["path"]
+    source = open_bag(file, allow_salvage=settings.salvage)
+    cams = find_cameras(source, settings).cams
+    frames = min(source.topics[cams[role].topic].count for role in ("color", "depth"))
+    _synth_index(path, name, {"sequences": 1, "frames": frames})
+    return frames
+
+
 def _indexes(config: dict, workdir: Path, scratch: Path, sizes: WorkSizes) -> list[str]:
-    """Each dataset's index: the one on disk, else one of its synth size, else one made now (counted)."""
+    """Each dataset's index: the one on disk, else one of its synth size, else one of a bag's message
+    counts (until it is extracted), else one made now (counted)."""
     from distillery.ingest.index import index_dataset, reader_options
     from distillery.ingest.readers.base import AUTO
     from distillery.ingest.settings import DEFAULTS
@@ -57,13 +75,19 @@ def _indexes(config: dict, workdir: Path, scratch: Path, sizes: WorkSizes) -> li
         index = workdir / "results" / "index" / f"{name}.jsonl"
         if not index.exists():
             index = scratch / f"{name}.index.jsonl"
+            extracted = workdir / "results" / "bags" / name
             if "synth" in entry:
                 _synth_index(index, name, entry["synth"])
+            elif "bag" in entry and not extracted.is_dir():
+                sizes.dataset_frames[name] = _bag_index(index, name, entry["bag"], workdir)
             else:
-                root = Path(entry["path"]) if Path(entry["path"]).is_absolute() else workdir / entry["path"]
+                if "bag" in entry:
+                    root, layout = extracted, "native"
+                else:
+                    root = Path(entry["path"]) if Path(entry["path"]).is_absolute() else workdir / entry["path"]
+                    layout = entry.get("layout", AUTO)
                 options = reader_options(entry.get("depth_scale"), entry.get("intrinsics"), max_pair_dt)
-                index_dataset(str(root), name, str(index), str(scratch / f"{name}.q.jsonl"),
-                              entry.get("layout", AUTO), options)
+                index_dataset(str(root), name, str(index), str(scratch / f"{name}.q.jsonl"), layout, options)
                 sizes.dataset_frames[name] = count_lines(index)
         files.append(str(index))
     return files
