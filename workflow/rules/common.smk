@@ -9,7 +9,6 @@ from pathlib import Path
 
 from snakemake.common import overwrite_function_params
 from snakemake.logging import logger
-from snakemake.utils import validate
 
 from distillery import workflow as checks
 from distillery.deploy.engine import FILES as DEPLOY_FILES, ONNX_FILES
@@ -20,14 +19,10 @@ from distillery.workflow import jobs
 if checks.no_datasets_message(config):
     sys.exit(checks.no_datasets_message(config))
 
-# `teachers: null` means no teachers and `select: null` labels every frame, as an absent section does
-# (neither null passes the schema's checks of the section).
-for section in ("teachers", "select"):
-    if section in config and config[section] is None:
-        del config[section]
-validate(config, schema="../schemas/config.schema.yaml")
-
-wf = checks.load(config)  # raises naming a wrong setting: dataset, lineage, version, teacher, evaluation set
+# Validated against the schema (`teachers: null` / `select: null` as absent sections), defaults filled; raises
+# naming a wrong setting: dataset, lineage, version, teacher, evaluation set.
+SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
+wf = checks.load_validated(config, str(SCHEMA))
 DATASETS = wf.datasets
 WEIGHTS_CACHE = wf.weights_cache
 HUB_WEIGHTS = wf.hub_weights()

@@ -13,6 +13,7 @@ config files given by relative path resolve as in the real run.
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import os
@@ -24,6 +25,7 @@ from distillery.plan.dryrun import Job, downstream_of, dry_run, parse_jobs
 from distillery.plan.units import WorkSizes, count_lines, shard_sizes
 
 SHARD_PLAN = "results/shards/plan"
+SCHEMA = Path("workflow") / "schemas" / "config.schema.yaml"  # beside the Snakefile
 _NOT_LINKED = {"results", "logs", ".snakemake"}
 _FORCE_ALL = ("--forceall", "-F")
 
@@ -44,7 +46,7 @@ def _synth_index(path: Path, name: str, synth: dict) -> None:
                 fh.write(json.dumps({"dataset": name, "sequence": f"{seq:04d}", "frame_id": f"{frame:06d}"}) + "\n")
 
 
-def _bag_index(path: Path, name: str, bag: dict, workdir: Path) -> int:
+def _bag_index(path: Path, name: str, bag: dict, file: Path) -> int:
     """The index a bag dataset will have before extract_bag has run, and its frame count: as many frames
     as the fewer of its colour and depth messages (found as the extraction finds them), in one sequence
     (a `sequence_seconds` cut is not foreseen). Reads the bag's topic table, not its messages."""
@@ -53,7 +55,6 @@ def _bag_index(path: Path, name: str, bag: dict, workdir: Path) -> int:
     from distillery.ingest.bags.source import open_bag
 
     settings = BagSettings(**{k: v for k, v in bag.items() if k != "path"})
-    file = Path(bag["path"]) if Path(bag["path"]).is_absolute() else workdir / bag["path"]
     source = open_bag(file, allow_salvage=settings.salvage)
     cams = find_cameras(source, settings).cams
     frames = min(source.topics[cams[role].topic].count for role in ("color", "depth"))
@@ -61,49 +62,42 @@ def _bag_index(path: Path, name: str, bag: dict, workdir: Path) -> int:
     return frames
 
 
-def _indexes(config: dict, workdir: Path, scratch: Path, sizes: WorkSizes) -> list[str]:
+def _indexes(wf, workdir: Path, scratch: Path, sizes: WorkSizes) -> list[str]:
     """Each dataset's index: the one on disk, else one of its synth size, else one of a bag's message
-    counts (until it is extracted), else one made now (counted)."""
+    counts (until it is extracted), else one made now from the folder the run indexes (counted)."""
     from distillery.ingest.index import index_dataset, reader_options
-    from distillery.ingest.readers.base import AUTO
-    from distillery.ingest.settings import DEFAULTS
 
-    max_pair_dt = (config.get("ingest") or {}).get("max_pair_dt", DEFAULTS.max_pair_dt)
     files = []
-    for entry in config.get("datasets", []):
-        name = entry["name"]
+    for name, entry in wf.datasets.items():
         index = workdir / "results" / "index" / f"{name}.jsonl"
         if not index.exists():
             index = scratch / f"{name}.index.jsonl"
-            extracted = workdir / "results" / "bags" / name
+            folder = workdir / wf.dataset_folder(name)  # an absolute path stays as it is
             if "synth" in entry:
                 _synth_index(index, name, entry["synth"])
-            elif "bag" in entry and not extracted.is_dir():
-                sizes.dataset_frames[name] = _bag_index(index, name, entry["bag"], workdir)
+            elif "bag" in entry and not folder.is_dir():
+                sizes.dataset_frames[name] = _bag_index(index, name, entry["bag"], workdir / entry["bag"]["path"])
             else:
-                if "bag" in entry:
-                    root, layout = extracted, "native"
-                else:
-                    root = Path(entry["path"]) if Path(entry["path"]).is_absolute() else workdir / entry["path"]
-                    layout = entry.get("layout", AUTO)
-                options = reader_options(entry.get("depth_scale"), entry.get("intrinsics"), max_pair_dt)
-                index_dataset(str(root), name, str(index), str(scratch / f"{name}.q.jsonl"), layout, options)
+                r = wf.reader_settings(name)
+                options = reader_options(r["depth_scale"], r["intrinsics"], r["max_pair_dt"])
+                index_dataset(str(folder), name, str(index), str(scratch / f"{name}.q.jsonl"), r["layout"], options)
                 sizes.dataset_frames[name] = count_lines(index)
         files.append(str(index))
     return files
 
 
-def _write_plan(config: dict, workdir: Path, scratch: Path, sizes: WorkSizes) -> dict[str, int]:
-    """The shard plan plan_shards will write, written into the scratch folder; frames per shard."""
-    from distillery.ingest.settings import ShardingSettings
+def _write_plan(config: dict, schema: Path, workdir: Path, scratch: Path, sizes: WorkSizes) -> dict[str, int]:
+    """The shard plan plan_shards will write, written into the scratch folder; frames per shard. The
+    config is loaded as the Snakefile loads it (validated, defaults filled), on a copy."""
     from distillery.ingest.shards import plan_shards
+    from distillery.workflow import load_validated
 
-    sharding = ShardingSettings(**(config.get("sharding") or {}))  # the config's, else the run's defaults
-    overrides = {d["name"]: d["split"] for d in config.get("datasets", []) if d.get("split")}
+    wf = load_validated(copy.deepcopy(config), str(schema))
+    sharding = wf.config["sharding"]
     folder = scratch / SHARD_PLAN
     logging.getLogger("distillery.ingest.shards").setLevel(logging.ERROR)  # its warnings belong to the real run
-    plan_shards(_indexes(config, workdir, scratch, sizes), str(folder), int(sharding.frames_per_shard),
-                sharding.splits, int(sharding.seed), overrides)
+    plan_shards(_indexes(wf, workdir, scratch, sizes), str(folder), sharding["frames_per_shard"],
+                sharding["splits"], sharding["seed"], wf.split_overrides())
     return shard_sizes(folder)
 
 
@@ -127,7 +121,8 @@ def expand_checkpoint(args: list[str], workdir: Path, snakefile: str | None, job
         scratch = Path(tmp)
         _link_workdir(workdir, scratch)
         try:
-            shards = _write_plan(config, workdir, scratch, sizes)
+            schema = (Path(snakefile).parent if snakefile else workdir) / SCHEMA
+            shards = _write_plan(config, schema, workdir, scratch, sizes)
         except (OSError, ValueError) as err:
             return [], f"shard count unknown ({err}); the per-shard jobs are missing from this plan"
         # The scratch folder holds no outputs, so every job after the checkpoint runs there anyway;

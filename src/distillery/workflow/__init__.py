@@ -17,8 +17,8 @@ from distillery.workflow.checks import (DEMO, DEMO_FRAMES, TEMPLATE, ancestors_a
                                         encoder_file, no_datasets_message, on_cpu, real_datasets,
                                         slurm_training_message, slurm_training_problems,
                                         template_configfile)
-from distillery.workflow.plan import Workflow, load
+from distillery.workflow.plan import Workflow, load, load_validated
 
 __all__ = ["DEMO", "DEMO_FRAMES", "TEMPLATE", "Workflow", "ancestors_and_self", "demo_sized", "encoder_file",
-           "load", "no_datasets_message", "on_cpu", "real_datasets", "slurm_training_message",
+           "load", "load_validated", "no_datasets_message", "on_cpu", "real_datasets", "slurm_training_message",
            "slurm_training_problems", "template_configfile"]

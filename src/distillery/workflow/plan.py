@@ -33,6 +33,23 @@ def load(config: dict) -> "Workflow":
     return Workflow(defaults.fill(config))
 
 
+# Sections whose `null` means the same as leaving them out (no teachers; every frame labelled): a null does
+# not pass the schema's checks of the section, so it is dropped before validation.
+NULL_MEANS_ABSENT = ("teachers", "select")
+
+
+def load_validated(config: dict, schema: str) -> "Workflow":
+    """The Workflow of the config Snakemake read, as the Snakefile builds it: null sections dropped, the
+    config validated against `schema` (which also creates its empty sections), then `load`. In place."""
+    from snakemake.utils import validate
+
+    for section in NULL_MEANS_ABSENT:
+        if section in config and config[section] is None:
+            del config[section]
+    validate(config, schema=schema)
+    return load(config)
+
+
 @dataclass
 class Workflow:
     """Every decision the rules need, computed from a schema-validated config at DAG build."""
