@@ -209,39 +209,43 @@ def region_sums_of(predict, batches: list[dict]) -> np.ndarray:
 
 
 def constant(value: float):
+    """A prediction of `value` everywhere (for region_sums_of)."""
     return lambda batch, reference: (torch.full_like(reference, value), torch.ones_like(reference, dtype=torch.bool))
 
 
 def teacher_labels(batch: dict, reference: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The metric teacher's depth where it has one (the labels students learn from off trusted ToF)."""
-    teacher, covered = references(batch)["teacher"]
-    return teacher, covered
+    return references(batch)["teacher"]
 
 
-def test_batches(manifest: Manifest) -> tuple[list[dict], list[str]]:
-    """The test frames of the benchmark's world, batched with truth, and each frame's sequence id."""
-    rows = manifest.indices(split="test", dataset=DATASET)
-    batches = list(make_loader(FrameDataset([manifest], [(0, int(r)) for r in rows], with_truth=True), 8, 0))
-    ids = [f"{manifest.records[int(r)]['dataset']}/{manifest.records[int(r)]['sequence']}" for r in rows]
-    return batches, ids
+def test_frames(manifest_path: Path, resamples: int) -> tuple[list[dict], np.ndarray]:
+    """The test frames of the benchmark's world, batched with truth, and the bootstrap's resampling weights
+    over their sequences (as the evaluation draws them)."""
+    with Manifest(manifest_path) as manifest:
+        rows = manifest.indices(split="test", dataset=DATASET)
+        batches = list(make_loader(FrameDataset([manifest], [(0, int(r)) for r in rows], with_truth=True), 8, 0))
+        ids = [f"{manifest.records[int(r)]['dataset']}/{manifest.records[int(r)]['sequence']}" for r in rows]
+    return batches, sequence_weights(ids, resamples, 0)[0]
+
+
+def region_figures(sums: np.ndarray, weights: np.ndarray, region: str) -> dict:
+    """RMSE, AbsRel and delta1 (estimate and interval) of one region's per-frame sums, keyed region/metric."""
+    block = depth_summary(sums[:, REGIONS.index(region)], weights)
+    return {f"{region}/{m}": block[m] for m in ("rmse", "absrel", "delta1")}
 
 
 @torch.no_grad()
 def constant_figures(manifest_path: Path, resamples: int) -> dict:
     """The best constant depth per region (the mean truth of the region's test pixels: an oracle), scored
     like a student, with the same intervals over sequences."""
-    manifest = Manifest(manifest_path)
-    batches, ids = test_batches(manifest)
-    weights, _ = sequence_weights(ids, resamples, 0)
+    batches, weights = test_frames(manifest_path, resamples)
     near_zero = region_sums_of(constant(1e-6), batches)  # abs_error of a ~0 prediction sums the truth itself
     out = {}
     for region in ("all", "tof_invalid"):
         j = REGIONS.index(region)
         mean = float(near_zero[:, j, 2].sum() / max(near_zero[:, j, 0].sum(), 1.0))
-        block = depth_summary(region_sums_of(constant(mean), batches)[:, j], weights)
-        out.update({f"{region}/{m}": block[m] for m in ("rmse", "absrel", "delta1")})
+        out.update(region_figures(region_sums_of(constant(mean), batches), weights, region))
         out[f"{region}/constant_m"] = round(mean, 4)
-    manifest.close()
     return out
 
 
@@ -249,16 +253,9 @@ def constant_figures(manifest_path: Path, resamples: int) -> dict:
 def teacher_label_figures(manifest_path: Path, resamples: int) -> dict:
     """The metric teacher's labels themselves on the test frames, scored against truth like a student (on
     the pixels it labels): the yardstick a teacher-trained student approaches."""
-    manifest = Manifest(manifest_path)
-    batches, ids = test_batches(manifest)
-    weights, _ = sequence_weights(ids, resamples, 0)
+    batches, weights = test_frames(manifest_path, resamples)
     sums = region_sums_of(teacher_labels, batches)
-    out = {}
-    for region in ("all", "tof_invalid"):
-        block = depth_summary(sums[:, REGIONS.index(region)], weights)
-        out.update({f"{region}/{m}": block[m] for m in ("rmse", "absrel", "delta1")})
-    manifest.close()
-    return out
+    return {k: v for region in ("all", "tof_invalid") for k, v in region_figures(sums, weights, region).items()}
 
 
 def run_variant(variant: str, manifest: Path, workdir: Path, args) -> dict:
